@@ -1,0 +1,18 @@
+// Runs the test suite with node's test runner over TypeScript sources (through tsx).
+// `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, e2e, cluster (default: all).
+import { spawnSync } from 'node:child_process';
+import { readdirSync, existsSync } from 'node:fs';
+
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'e2e', 'cluster'];
+const files = tiers.flatMap((tier) => {
+  const dir = `test/${tier}`;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `${dir}/${f}`);
+});
+if (files.length === 0) {
+  console.error('no test files found for tiers: ' + tiers.join(', '));
+  process.exit(1);
+}
+// One file at a time: cluster tests start sshd and mounts, and this machine has two cores.
+const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+process.exit(result.status ?? 1);

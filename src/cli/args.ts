@@ -1,0 +1,30 @@
+/** Argument helpers shared by the command modules. */
+import type { Arguments } from 'yargs';
+import { UsageError } from '../core/errors.js';
+
+/** The user's command: everything after `--`, untouched (no shell, no re-quoting). */
+export function commandAfterDashes(argv: Arguments): string[] {
+  const rest = argv['--'];
+  return Array.isArray(rest) ? rest.map(String) : [];
+}
+
+export function positiveInt(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} ${String(value)}: must be a whole number of at least 1`);
+  return n;
+}
+
+export function nonNegativeInt(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${String(value)}: must be a whole number of at least 0`);
+  return n;
+}
+
+export function positiveSeconds(value: unknown, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} ${String(value)}: must be a number of seconds above 0`);
+  return n;
+}

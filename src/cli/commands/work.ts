@@ -1,0 +1,96 @@
+import type { CommandModule } from 'yargs';
+import { work, type WorkReport } from '../../core/work.js';
+import { ExitStatus, InterruptedError } from '../../core/errors.js';
+import type { EventSink } from '../../core/events.js';
+import { getContext } from '../context.js';
+import { humanEvents, jsonEvents } from '../report/events.js';
+import { commandAfterDashes, nonNegativeInt, positiveInt, positiveSeconds } from '../args.js';
+import { plural } from '../report/format.js';
+
+interface WorkArgs {
+  job?: string;
+  lanes?: number;
+  stale?: number;
+  retries?: number;
+  timeout?: number;
+  ext?: string;
+  follow?: boolean;
+  fsync?: boolean;
+  printOutputs?: boolean;
+  events?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const command: CommandModule<object, WorkArgs> = {
+  command: 'work <job>',
+  describe: 'Run a command on every chunk of a job, with N lanes on this host',
+  builder: (y) =>
+    y
+      .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
+      .option('lanes', { alias: 'j', type: 'number', describe: 'Chunks run at once (default: the number of cores)' })
+      .option('stale', { type: 'number', describe: "Seconds before a silent claim is taken over (default: the job's, 60)" })
+      .option('retries', { type: 'number', describe: "Retries per failing chunk (default: the job's, 2)" })
+      .option('timeout', { type: 'number', describe: "Kill a chunk's command (its whole process tree) after SECONDS" })
+      .option('ext', { type: 'string', describe: 'Extension of output files (out/000123.json)' })
+      .option('follow', { type: 'boolean', describe: 'Keep waiting for chunks while the split is still streaming' })
+      .option('fsync', { type: 'boolean', describe: 'fsync each output before committing it (survives a file-server crash)' })
+      .option('printOutputs', { type: 'boolean', describe: 'Print each committed output path on stdout' })
+      .option('events', { type: 'boolean', describe: 'Print every event as a JSON line on stdout' })
+      .option('json', { type: 'boolean', describe: 'Print the final report as JSON on stdout' })
+      .option('quiet', { alias: 'q', type: 'boolean', describe: 'Print only errors' })
+      .example('$0 work jobs/score -j 8 -- python3 score.py', 'chunk on stdin, stdout is the output')
+      .example('$0 work jobs/ocr -- tesseract {file} {out}', '{file}: the input file of a --files job; {out}: write here')
+      .example("$0 work jobs/x --timeout 600 --retries 1 -- sh -c 'sort {in} | uniq -c'", 'a shell only when you ask for one')
+      .epilogue('Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.'),
+  handler: async (argv) => {
+    const context = getContext();
+    const { signal, received } = context.signals();
+    const human = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
+    const sinks: EventSink[] = [human];
+    if (argv.events) sinks.push(jsonEvents(context.stdout));
+    if (argv.printOutputs) sinks.push((e) => e.type === 'chunk:done' && context.stdout.write(e.output + '\n'));
+    let report: WorkReport;
+    try {
+      report = await work({
+        job: argv.job!,
+        command: commandAfterDashes(argv),
+        lanes: positiveInt(argv.lanes, '-j'),
+        staleSeconds: positiveSeconds(argv.stale, '--stale'),
+        retries: nonNegativeInt(argv.retries, '--retries'),
+        timeoutSeconds: positiveSeconds(argv.timeout, '--timeout'),
+        ext: argv.ext,
+        follow: argv.follow,
+        fsync: argv.fsync,
+        signal,
+        onEvent: (event) => sinks.forEach((sink) => sink(event)),
+      });
+    } finally {
+      human.finish();
+    }
+    if (argv.json) context.stdout.write(JSON.stringify(report) + '\n');
+    const sig = received();
+    if (sig) throw new InterruptedError(sig);
+    context.exitStatus = exitStatusOf(report);
+    if (!argv.quiet) context.stderr.write(summary(report) + '\n');
+  },
+};
+
+function exitStatusOf(report: WorkReport): number {
+  if (report.complete) return ExitStatus.ok;
+  if (report.failedForGood.length > 0) return ExitStatus.failure;
+  return ExitStatus.incomplete;
+}
+
+function summary(report: WorkReport): string {
+  const mine = `this worker: ${plural(report.done, 'output')} committed${report.failedAttempts ? `, ${plural(report.failedAttempts, 'failed attempt')}` : ''}`;
+  if (report.complete) return `work: job complete (${plural(report.chunks, 'chunk')}); ${mine}`;
+  const parts = [];
+  if (report.failedForGood.length) parts.push(`${plural(report.failedForGood.length, 'chunk')} failed for good (first: ${report.failedForGood.slice(0, 3).join(', ')}) — see \`piecework verify ${report.job}\``);
+  if (report.stoppedBy === 'stop-file') parts.push('stopped by the STOP file (`piecework stop --clear` to resume)');
+  if (report.stoppedBy === 'split-incomplete') parts.push('the split has not finished: run with --follow to wait for more chunks');
+  if (report.remaining) parts.push(`${plural(report.remaining, 'chunk')} without output`);
+  return `work: job incomplete: ${parts.join('; ')}; ${mine}`;
+}
+
+export default command;

@@ -1,0 +1,76 @@
+/**
+ * The CLI: yargs set up once, every command registered, and the one place where errors become
+ * exit statuses. `main(argv, context)` is what tests call; `runCli` is what the bin shim calls.
+ */
+import yargs from 'yargs';
+import type { Argv } from 'yargs';
+import { ExitStatus, PieceworkError, UsageError } from '../core/errors.js';
+import { PACKAGE_VERSION } from '../core/version.js';
+import { processContext, setContext, type CliContext } from './context.js';
+import splitCommand from './commands/split.js';
+import workCommand from './commands/work.js';
+import verifyCommand from './commands/verify.js';
+import mergeCommand from './commands/merge.js';
+import stopCommand from './commands/stop.js';
+// LAUNCH-IMPORT import launchCommand from './commands/launch.js';
+
+const EPILOGUE = `Exit status: 0 success; 1 failure (chunks failed for good, a command failed); 2 usage error;
+3 job incomplete; 4 no job at that path (or its mount is gone); 130/143 stopped by SIGINT/SIGTERM.
+Docs and examples: the README, and \`piecework COMMAND --help\`.`;
+
+export function createParser(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName('piecework')
+    .usage('$0 COMMAND JOB [options] [-- COMMAND ARGS…]\n\nSpread a batch job over many machines that share a folder.')
+    .command([splitCommand, workCommand, verifyCommand, mergeCommand, stopCommand /* LAUNCH */])
+    .demandCommand(1, 'give a command: split, work, launch, verify, merge, status or stop')
+    .option('verbose', { type: 'boolean', description: 'Show stack traces and more detail', global: true })
+    .parserConfiguration({ 'populate--': true, 'camel-case-expansion': true })
+    .strict()
+    .recommendCommands()
+    .exitProcess(false)
+    .fail((message, error) => {
+      throw error ?? new UsageError(message, 'see `piecework --help`');
+    })
+    .epilogue(EPILOGUE)
+    .version(PACKAGE_VERSION)
+    .help()
+    .wrap(Math.min(110, process.stdout.columns ?? 100));
+}
+
+export async function main(argv: string[], context: CliContext = processContext()): Promise<number> {
+  setContext(context);
+  const verbose = argv.includes('--verbose') || Boolean(context.env.DEBUG);
+  try {
+    await createParser(argv).parseAsync();
+    return context.exitStatus;
+  } catch (error) {
+    return reportError(error, context, verbose);
+  }
+}
+
+function reportError(error: unknown, context: CliContext, verbose: boolean): number {
+  const write = (text: string) => context.stderr.write(text + '\n');
+  if (error instanceof PieceworkError) {
+    write(`piecework: ${error.message}`);
+    if (error.hint) write(`  ${error.hint}`);
+    if (verbose && error.stack) write(error.stack);
+    return error.exitStatus;
+  }
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EPIPE') return ExitStatus.ok; // `piecework merge JOB | head`: the reader had enough.
+  if (code === 'ENOSPC') {
+    write(`piecework: no space left on the device: ${(error as Error).message}`);
+    write('  free some space and run the command again; nothing partial was committed');
+    return ExitStatus.failure;
+  }
+  write(`piecework: unexpected error: ${error instanceof Error ? error.message : String(error)}`);
+  write('  this is a bug in piecework — please report it with the output of the same command run with --verbose');
+  if (verbose && error instanceof Error && error.stack) write(error.stack);
+  return ExitStatus.failure;
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  const status = await main(argv);
+  process.exitCode = status;
+}

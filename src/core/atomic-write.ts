@@ -1,0 +1,47 @@
+/**
+ * The one atomic-write rule: write a temp file on the destination's file system, optionally
+ * fsync it, then rename over the destination. A reader on any host sees the old file or the
+ * new one, never a mix (rename is atomic on local disks, NFS and sshfs with posix-rename).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export interface AtomicWriteOptions {
+  /** Folder for the temp file; must be on the same file system as the destination. */
+  tempDir?: string;
+  /** fsync the file before rename (and the folder after), for data that must survive a server crash. */
+  durable?: boolean;
+}
+
+export async function writeFileAtomic(destination: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const tempDir = options.tempDir ?? path.dirname(destination);
+  const temp = path.join(tempDir, `.${path.basename(destination)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const handle = await fs.open(temp, 'w');
+  try {
+    await handle.writeFile(data);
+    if (options.durable) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(temp, destination);
+  } catch (error) {
+    await fs.rm(temp, { force: true }).catch(() => {});
+    throw error;
+  }
+  if (options.durable) await fsyncDir(path.dirname(destination));
+}
+
+/** Make a rename durable; some network file systems refuse to open a folder, which is fine. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(dir, 'r');
+    await handle.sync();
+  } catch {
+    // EISDIR/EINVAL/EPERM on some mounts: the server orders its own metadata there.
+  } finally {
+    await handle?.close();
+  }
+}

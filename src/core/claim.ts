@@ -1,0 +1,247 @@
+/**
+ * Claims: one lock per chunk being worked on (DESIGN.md invariants 3–5).
+ *
+ * The rule, written once:
+ * - A claim is a directory `locks/<chunk>` made with mkdir (proper-lockfile), which is atomic on
+ *   local disks, NFS and sshfs. Its owner record `locks/<chunk>.owner` sits beside it (files inside
+ *   the lock directory would make takeover fail with ENOTEMPTY) and starts with a random token.
+ * - The holder re-stamps the directory's mtime every `updateMs`; a claim whose mtime is older than
+ *   `staleMs` by the mount's clock belongs to a dead worker and anyone may take it over.
+ * - The lock is for efficiency only. It cannot guarantee exclusivity (a stalled holder, an sshfs
+ *   attribute cache showing an old mtime), so every attempt writes a unique temp file and commits
+ *   by rename: two holders waste work, they never corrupt or duplicate an output.
+ * - A holder learns it lost the claim from proper-lockfile (its mtime changed or the lock went) or
+ *   from the owner record (another token): then it stops the chunk and must not remove the lock,
+ *   which is no longer its own.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import lockfile from 'proper-lockfile';
+import { errorCode } from './errors.js';
+import type { JobLayout } from './job-folder.js';
+import { mountTimeFs, type MountClock } from './mount-clock.js';
+
+export interface ClaimSettings {
+  staleMs: number;
+  updateMs: number;
+}
+
+export interface ClaimIdentity {
+  workerId: string;
+  host: string;
+  pid: number;
+}
+
+export interface OwnerRecord {
+  token: string;
+  worker: string;
+  host: string;
+  pid: number;
+  lane: number;
+  chunk: string;
+  /** ISO time by the mount's clock. */
+  claimedAt: string;
+}
+
+const TOKEN_LENGTH = 32;
+
+export function defaultUpdateMs(staleMs: number): number {
+  // Leave room for an sshfs attribute cache (20 s) and clock rounding within the stale period.
+  return Math.max(1000, Math.floor(staleMs / 4));
+}
+
+export class Claim {
+  readonly chunk: string;
+  readonly token: string;
+  readonly claimedAt: number;
+  #lost: Error | undefined;
+  #lostListeners: ((reason: Error) => void)[] = [];
+  #ownerWritten: Promise<void>;
+  #releaseLock: () => Promise<void>;
+  #book: ClaimBook;
+  #watch: NodeJS.Timeout | undefined;
+
+  constructor(book: ClaimBook, chunk: string, token: string, ownerWritten: Promise<void>, releaseLock: () => Promise<void>) {
+    this.#book = book;
+    this.chunk = chunk;
+    this.token = token;
+    this.claimedAt = Date.now();
+    this.#ownerWritten = ownerWritten;
+    this.#releaseLock = releaseLock;
+    // Long chunks re-read the owner record: the sshfs attribute cache can hide a takeover
+    // from proper-lockfile's mtime check, never from the record's contents.
+    this.#watch = setInterval(() => void this.#checkOwner(), book.settings.updateMs);
+    this.#watch.unref();
+  }
+
+  get lost(): Error | undefined {
+    return this.#lost;
+  }
+
+  onLost(listener: (reason: Error) => void): void {
+    if (this.#lost) listener(this.#lost);
+    else this.#lostListeners.push(listener);
+  }
+
+  markLost(reason: Error): void {
+    if (this.#lost) return;
+    this.#lost = reason;
+    this.#book.abandon(this.chunk);
+    for (const listener of this.#lostListeners.splice(0)) listener(reason);
+  }
+
+  /** Whether the owner record still carries our token (one small read). */
+  async stillOurs(): Promise<boolean> {
+    if (this.#lost) return false;
+    await this.#ownerWritten;
+    const token = await readOwnerToken(this.#book.layout.ownerPath(this.chunk));
+    if (token !== undefined && token !== this.token) {
+      this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Whether this attempt has held the claim long enough that a takeover was possible at all.
+   * Younger claims skip the pre-commit owner read: a contender needs the lock to look `staleMs`
+   * old, and a live holder's mtime never lags by more than the update interval plus cache age.
+   */
+  get oldEnoughToCheck(): boolean {
+    return Date.now() - this.claimedAt > this.#book.settings.staleMs / 2;
+  }
+
+  async #checkOwner(): Promise<void> {
+    try {
+      await this.stillOurs();
+    } catch {
+      // A failed read is not proof of loss; proper-lockfile's own checks keep running.
+    }
+  }
+
+  /** Remove the owner record and the lock — only if they are still ours. */
+  async release(): Promise<void> {
+    clearInterval(this.#watch);
+    await this.#ownerWritten.catch(() => {});
+    if (!this.#lost) {
+      await fs.rm(this.#book.layout.ownerPath(this.chunk), { force: true }).catch(() => {});
+    }
+    try {
+      await this.#releaseLock();
+    } catch (error) {
+      // ENOTACQUIRED: proper-lockfile already dropped a compromised lock. Nothing to undo.
+      if (errorCode(error) !== 'ENOTACQUIRED' && errorCode(error) !== 'ERELEASED') throw error;
+    }
+  }
+}
+
+export class ClaimBook {
+  readonly layout: JobLayout;
+  readonly settings: ClaimSettings;
+  readonly identity: ClaimIdentity;
+  readonly clock: MountClock;
+  readonly #fs: ReturnType<typeof mountTimeFs>;
+  /** Lock paths we lost: removing them would delete the new holder's claim. */
+  readonly #abandoned = new Set<string>();
+  readonly #madeDirs = new Set<string>();
+
+  constructor(layout: JobLayout, settings: ClaimSettings, clock: MountClock, identity: ClaimIdentity) {
+    this.layout = layout;
+    this.settings = settings;
+    this.identity = identity;
+    this.clock = clock;
+    const base = mountTimeFs(clock);
+    const abandoned = this.#abandoned;
+    this.#fs = {
+      ...base,
+      rmdir(dir: string, callback: (error: NodeJS.ErrnoException | null) => void) {
+        if (abandoned.delete(dir)) return callback(null);
+        base.rmdir(dir, callback);
+      },
+    } as typeof base;
+  }
+
+  abandon(chunk: string): void {
+    this.#abandoned.add(this.layout.lockPath(chunk));
+  }
+
+  /** Claim a chunk: the Claim, or undefined when another live worker holds it. */
+  async claim(chunk: string, lane: number): Promise<Claim | undefined> {
+    const lockPath = this.layout.lockPath(chunk);
+    let claim: Claim | undefined;
+    let release: () => Promise<void>;
+    try {
+      release = await this.#lock(lockPath, (error) => claim?.markLost(error));
+    } catch (error) {
+      const code = errorCode(error);
+      // ESTALE: an NFS handle went away under a concurrent takeover; treat as busy too.
+      if (code === 'ELOCKED' || code === 'ESTALE' || code === 'EEXIST') return undefined;
+      throw error;
+    }
+    const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
+    const owner: OwnerRecord = {
+      token,
+      worker: this.identity.workerId,
+      host: this.identity.host,
+      pid: this.identity.pid,
+      lane,
+      chunk,
+      claimedAt: new Date(this.clock.now()).toISOString(),
+    };
+    // Not awaited: the record is written while the chunk starts; release and the owner check wait for it.
+    const ownerWritten = fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
+    ownerWritten.catch(() => {});
+    claim = new Claim(this, chunk, token, ownerWritten, release);
+    return claim;
+  }
+
+  async #lock(lockPath: string, onCompromised: (error: Error) => void): Promise<() => Promise<void>> {
+    const options = {
+      lockfilePath: lockPath,
+      realpath: false,
+      stale: this.settings.staleMs,
+      update: this.settings.updateMs,
+      retries: 0,
+      fs: this.#fs,
+      onCompromised,
+    };
+    try {
+      return await lockfile.lock(lockPath, options);
+    } catch (error) {
+      // A grouped chunk's lock folder (locks/<group>/) is made on first use.
+      if (errorCode(error) !== 'ENOENT') throw error;
+      const parent = path.dirname(lockPath);
+      if (this.#madeDirs.has(parent)) throw error;
+      await fs.mkdir(parent, { recursive: true });
+      this.#madeDirs.add(parent);
+      return await lockfile.lock(lockPath, options);
+    }
+  }
+}
+
+export async function readOwnerToken(ownerPath: string): Promise<string | undefined> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(ownerPath, 'r');
+    // Read a fixed-size prefix: a cached file size on a network mount must not truncate it.
+    const buffer = Buffer.alloc(TOKEN_LENGTH);
+    const { bytesRead } = await handle.read(buffer, 0, TOKEN_LENGTH, 0);
+    return bytesRead === TOKEN_LENGTH ? buffer.toString('latin1') : undefined;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw error;
+  } finally {
+    await handle?.close();
+  }
+}
+
+export async function readOwnerRecord(ownerPath: string): Promise<OwnerRecord | undefined> {
+  try {
+    const text = await fs.readFile(ownerPath, 'utf8');
+    const json = text.slice(text.indexOf('\n') + 1).trim();
+    return JSON.parse(json) as OwnerRecord;
+  } catch {
+    return undefined;
+  }
+}

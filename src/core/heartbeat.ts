@@ -1,0 +1,118 @@
+/**
+ * workers/<host>.<pid>.json: one heartbeat per worker process, rewritten atomically every few
+ * seconds. status reads them for per-host throughput and liveness; times are by the mount's
+ * clock so that readers on other hosts can compare them with their own view of that clock.
+ */
+import { promises as fs } from 'node:fs';
+import { writeFileAtomic } from './atomic-write.js';
+import type { JobLayout } from './job-folder.js';
+import type { MountClock } from './mount-clock.js';
+
+export type WorkerState = 'running' | 'draining' | 'waiting' | 'exited' | 'failed';
+
+export interface HeartbeatRecord {
+  worker: string;
+  host: string;
+  pid: number;
+  jobId: string;
+  lanes: number;
+  command: string[];
+  version: string;
+  state: WorkerState;
+  /** ISO times by the mount's clock. */
+  startedAt: string;
+  updatedAt: string;
+  /** How often this worker rewrites the record; a reader calls it dead after a few missed beats. */
+  intervalMs: number;
+  clockOffsetMs: number;
+  done: number;
+  failed: number;
+  /** Chunks finished per minute for the last minutes: [minute start (ms, mount clock), count]. */
+  recent: [number, number][];
+  current: { chunk: string; lane: number; since: string }[];
+  exitReason?: string;
+}
+
+const RECENT_MINUTES = 15;
+
+export class Heartbeat {
+  readonly record: HeartbeatRecord;
+  #layout: JobLayout;
+  #clock: MountClock;
+  #current = new Map<number, { chunk: string; since: number }>();
+  #writing: Promise<void> | undefined;
+  #writeStartedAt = 0;
+
+  constructor(layout: JobLayout, clock: MountClock, base: Omit<HeartbeatRecord, 'state' | 'startedAt' | 'updatedAt' | 'done' | 'failed' | 'recent' | 'current' | 'clockOffsetMs'>) {
+    this.#layout = layout;
+    this.#clock = clock;
+    const now = new Date(clock.now()).toISOString();
+    this.record = { ...base, state: 'running', startedAt: now, updatedAt: now, clockOffsetMs: clock.offsetMs, done: 0, failed: 0, recent: [], current: [] };
+  }
+
+  chunkStarted(lane: number, chunk: string): void {
+    this.#current.set(lane, { chunk, since: this.#clock.now() });
+  }
+
+  chunkEnded(lane: number, outcome: 'done' | 'failed' | 'other'): void {
+    this.#current.delete(lane);
+    if (outcome === 'failed') this.record.failed++;
+    if (outcome !== 'done') return;
+    this.record.done++;
+    const minute = Math.floor(this.#clock.now() / 60_000) * 60_000;
+    const last = this.record.recent[this.record.recent.length - 1];
+    if (last && last[0] === minute) last[1]++;
+    else {
+      this.record.recent.push([minute, 1]);
+      if (this.record.recent.length > RECENT_MINUTES) this.record.recent.shift();
+    }
+  }
+
+  /** How long the write under way has been waiting: a hung mount shows up here first. */
+  get pendingWriteMs(): number {
+    return this.#writing ? Date.now() - this.#writeStartedAt : 0;
+  }
+
+  write(state?: WorkerState, exitReason?: string): Promise<void> {
+    if (state) this.record.state = state;
+    if (exitReason) this.record.exitReason = exitReason;
+    this.record.updatedAt = new Date(this.#clock.now()).toISOString();
+    this.record.current = [...this.#current].map(([lane, c]) => ({ chunk: c.chunk, lane, since: new Date(c.since).toISOString() }));
+    if (this.#writing) return this.#writing;
+    this.#writeStartedAt = Date.now();
+    const text = JSON.stringify(this.record) + '\n';
+    this.#writing = writeFileAtomic(this.#layout.heartbeatPath(this.record.worker), text, { tempDir: this.#layout.tmpDir }).finally(() => {
+      this.#writing = undefined;
+    });
+    return this.#writing;
+  }
+}
+
+export async function readHeartbeats(layout: JobLayout): Promise<HeartbeatRecord[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(layout.workersDir);
+  } catch {
+    return [];
+  }
+  const records: HeartbeatRecord[] = [];
+  await Promise.all(
+    names
+      .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
+      .map(async (name) => {
+        try {
+          records.push(JSON.parse(await fs.readFile(`${layout.workersDir}/${name}`, 'utf8')) as HeartbeatRecord);
+        } catch {
+          // Half-visible or damaged records are skipped; the next beat replaces them.
+        }
+      }),
+  );
+  return records;
+}
+
+/** Alive unless it said it exited or missed several beats (by the mount's clock). */
+export function isWorkerAlive(record: HeartbeatRecord, mountNow: number, staleMs: number): boolean {
+  if (record.state === 'exited' || record.state === 'failed') return false;
+  const age = mountNow - Date.parse(record.updatedAt);
+  return age < Math.max(staleMs, record.intervalMs * 4);
+}

@@ -1,0 +1,110 @@
+/**
+ * Listing the job folder. A pass reads each folder once (one readdir per folder, never a stat per
+ * chunk): on a network mount every metadata operation is a round trip, and a listing of 100 000
+ * names costs about as much as a handful of stats.
+ *
+ * A listing is a hint, never proof: sshfs caches it for 20 s, so an output another host just
+ * committed may be missing from it. Workers confirm with a direct lookup after claiming.
+ */
+import { promises as fs } from 'node:fs';
+import type { Dirent } from 'node:fs';
+import { errorCode, isMountGone, JobMissingError } from './errors.js';
+import { chunkNameOfOutput, FAILURE_SUFFIX, isChunkName, OWNER_SUFFIX, type JobLayout } from './job-folder.js';
+import { sortNatural } from './natural-order.js';
+
+/** Relative paths of the files under `dir`, group folders included; [] if it is missing. */
+export async function listTree(dir: string, options: { includeDirs?: boolean } = {}): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (relative: string): Promise<void> => {
+    let entries: Dirent[];
+    try {
+      entries = await fs.readdir(relative ? `${dir}/${relative}` : dir, { withFileTypes: true });
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return;
+      throw error;
+    }
+    const subfolders: string[] = [];
+    for (const entry of entries) {
+      const name = relative ? `${relative}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        subfolders.push(name);
+        if (options.includeDirs) found.push(name + '/');
+      } else {
+        found.push(name);
+      }
+    }
+    for (const sub of subfolders) await walk(sub);
+  };
+  await walk('');
+  return found;
+}
+
+/** Chunk names in natural order. */
+export async function listChunks(layout: JobLayout): Promise<string[]> {
+  try {
+    const names = await listTree(layout.chunksDir);
+    return sortNatural(names.filter(isChunkName));
+  } catch (error) {
+    if (isMountGone(error)) throw new JobMissingError(layout.root, `the file system answered ${errorCode(error)}: the mount looks gone`);
+    throw error;
+  }
+}
+
+/** chunk name → output path relative to out/ (the chunk name plus any extension). */
+export async function listOutputs(layout: JobLayout): Promise<Map<string, string>> {
+  const outputs = new Map<string, string>();
+  for (const relative of await listTree(layout.outDir)) {
+    const chunk = chunkNameOfOutput(relative);
+    if (chunk !== undefined) outputs.set(chunk, relative);
+  }
+  return outputs;
+}
+
+/** Chunks with a claim directory in locks/. */
+export async function listClaims(layout: JobLayout): Promise<Set<string>> {
+  const claims = new Set<string>();
+  for (const relative of await listTree(layout.locksDir, { includeDirs: true })) {
+    // A claim is a directory whose last segment is a chunk number; group folders are not.
+    if (relative.endsWith('/')) {
+      const name = relative.slice(0, -1);
+      if (isChunkName(name)) claims.add(name);
+    }
+  }
+  return claims;
+}
+
+export async function listOwners(layout: JobLayout): Promise<Set<string>> {
+  const owners = new Set<string>();
+  for (const relative of await listTree(layout.locksDir)) {
+    if (relative.endsWith(OWNER_SUFFIX)) owners.add(relative.slice(0, -OWNER_SUFFIX.length));
+  }
+  return owners;
+}
+
+/** Chunks that have a failure record. */
+export async function listFailures(layout: JobLayout): Promise<Set<string>> {
+  const failed = new Set<string>();
+  for (const relative of await listTree(layout.failedDir)) {
+    if (relative.endsWith(FAILURE_SUFFIX)) {
+      const name = relative.slice(0, -FAILURE_SUFFIX.length);
+      if (isChunkName(name)) failed.add(name);
+    }
+  }
+  return failed;
+}
+
+export async function listTempFiles(layout: JobLayout): Promise<string[]> {
+  const names = await listTree(layout.tmpDir);
+  // Dot-files there are atomic-write temps of job.json and heartbeats, gone within milliseconds.
+  return names.filter((name) => !name.startsWith('.') && !name.includes('/'));
+}
+
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.stat(file);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return false;
+    throw error;
+  }
+}

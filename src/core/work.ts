@@ -1,0 +1,532 @@
+/**
+ * work: the worker. Claims chunks in shuffled order, runs the user's command on each, commits the
+ * output atomically, and returns only when every chunk has an output or has failed for good.
+ *
+ * Per chunk the loop reads like the protocol:
+ *   listing says missing → claim → look again (the listing was a hint) → run → commit → release.
+ */
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { ClaimBook, defaultUpdateMs, type Claim } from './claim.js';
+import { errorCode, isMountGone, JobMissingError, PieceworkError, UsageError } from './errors.js';
+import { ignoreEvents, type EventSink } from './events.js';
+import { isExhausted, readFailure, writeFailure, type FailureRecord } from './failures.js';
+import { Heartbeat } from './heartbeat.js';
+import { HOST, JobLayout, workerIdFor } from './job-folder.js';
+import { readManifest, type JobManifest } from './manifest.js';
+import { measureMountClock, type MountClock } from './mount-clock.js';
+import { prepareCommand, runChunk, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
+import { exists, listChunks, listFailures, listOutputs } from './scan.js';
+import { WorkerLog } from './worker-log.js';
+import { PACKAGE_VERSION } from './version.js';
+import { watchForNewChunks } from './follow.js';
+
+export interface WorkOptions {
+  job: string;
+  command: string[];
+  /** Chunks run at once on this host (default: its cores). */
+  lanes?: number;
+  /** Override the job's stale period; every worker of a job should use the same. */
+  staleSeconds?: number;
+  /** Override the job's retry count. */
+  retries?: number;
+  timeoutSeconds?: number;
+  /** Output extension, with or without the dot. */
+  ext?: string;
+  /** Wait for chunks while the split is still streaming in. */
+  follow?: boolean;
+  /** fsync each output before committing it. */
+  fsync?: boolean;
+  /** Abort to stop: no new chunks, running commands are killed, claims released. */
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** How often to look again when other workers hold the remaining chunks. */
+  pollSeconds?: number;
+}
+
+export interface WorkReport {
+  job: string;
+  worker: string;
+  /** Outputs this worker committed. */
+  done: number;
+  /** Failed attempts by this worker. */
+  failedAttempts: number;
+  chunks: number;
+  /** Every chunk has an output. */
+  complete: boolean;
+  /** Chunks that failed for good (no output, no retries left), whoever ran them. */
+  failedForGood: string[];
+  /** Chunks with neither output nor a final failure when the worker returned. */
+  remaining: number;
+  stoppedBy?: 'stop-file' | 'signal' | 'split-incomplete';
+  ms: number;
+}
+
+/** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
+export class CommandUnavailableError extends PieceworkError {}
+
+export async function work(options: WorkOptions): Promise<WorkReport> {
+  if (options.command.length === 0) throw new UsageError('no command to run', 'give the command after --, e.g. piecework work JOB -- tr a-z A-Z');
+  const layout = new JobLayout(options.job);
+  const manifest = await readManifest(layout);
+  const lanes = options.lanes ?? availableParallelism();
+  if (!Number.isInteger(lanes) || lanes < 1) throw new UsageError(`-j ${options.lanes}: the number of lanes must be a whole number of at least 1`);
+  if (await exists(layout.stopFile)) {
+    throw new PieceworkError(`the job has a STOP file, so workers take no chunk`, {
+      hint: `run \`piecework stop --clear ${layout.root}\` to let workers run again`,
+      exitStatus: 3,
+    });
+  }
+  const worker = new Worker(layout, manifest, lanes, options);
+  return worker.run();
+}
+
+class Worker {
+  readonly layout: JobLayout;
+  readonly options: WorkOptions;
+  readonly lanes: number;
+  readonly workerId = workerIdFor(HOST, process.pid);
+  readonly onEvent: EventSink;
+  readonly template: CommandTemplate;
+  readonly staleMs: number;
+  readonly maxAttempts: number;
+  readonly ext: string;
+  readonly pollMs: number;
+  manifest: JobManifest;
+  chunks: string[] = [];
+  clock!: MountClock;
+  claims!: ClaimBook;
+  heartbeat!: Heartbeat;
+  log!: WorkerLog;
+
+  /** Set when the worker must stop taking chunks; `fatal` also ends it with an error. */
+  stopReason: WorkReport['stoppedBy'] | undefined;
+  fatal: Error | undefined;
+  /** Aborts every running command (signal, fatal error). */
+  readonly killAll = new AbortController();
+  /** Aborted on any stop: wakes lanes that sleep while waiting for work. */
+  readonly stopping = new AbortController();
+
+  /** Chunks known to have failed for good; dropped when their record disappears (requeue). */
+  readonly exhausted = new Set<string>();
+  readonly inProgress = new Set<string>();
+  done = 0;
+  failedAttempts = 0;
+  readonly madeOutputDirs = new Set<string>();
+
+  constructor(layout: JobLayout, manifest: JobManifest, lanes: number, options: WorkOptions) {
+    this.layout = layout;
+    this.manifest = manifest;
+    this.lanes = lanes;
+    this.options = options;
+    this.onEvent = options.onEvent ?? ignoreEvents;
+    this.template = prepareCommand(options.command);
+    this.staleMs = (options.staleSeconds ?? manifest.staleSeconds) * 1000;
+    this.maxAttempts = 1 + (options.retries ?? manifest.retries);
+    this.ext = options.ext ? (options.ext.startsWith('.') ? options.ext : `.${options.ext}`) : '';
+    if (this.ext.includes('/')) throw new UsageError(`--ext ${options.ext}: an extension cannot contain "/"`);
+    this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
+  }
+
+  async run(): Promise<WorkReport> {
+    const started = Date.now();
+    this.clock = await measureMountClock(this.layout.workersDir, this.workerId);
+    this.claims = new ClaimBook(this.layout, { staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid });
+    this.log = new WorkerLog(this.layout.logPath(this.workerId), HOST, () => this.clock.now());
+    this.heartbeat = new Heartbeat(this.layout, this.clock, {
+      worker: this.workerId,
+      host: HOST,
+      pid: process.pid,
+      jobId: this.manifest.id,
+      lanes: this.lanes,
+      command: this.options.command,
+      version: PACKAGE_VERSION,
+      intervalMs: Math.min(5000, this.staleMs / 4),
+    });
+    const onAbort = () => this.stop('signal');
+    this.options.signal?.addEventListener('abort', onAbort);
+    if (this.options.signal?.aborted) this.stop('signal');
+    const ticker = setInterval(() => void this.tick(), this.heartbeat.record.intervalMs);
+    ticker.unref();
+    this.log.line({ event: 'start', detail: `lanes=${this.lanes} stale=${this.staleMs / 1000}s clock-offset=${this.clock.offsetMs / 1000}s command=${JSON.stringify(this.options.command)}` });
+
+    let failure: unknown;
+    try {
+      await this.heartbeat.write('running');
+      this.chunks = await listChunks(this.layout);
+      this.onEvent({ type: 'work:start', job: this.layout.root, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
+      const scheduler = new Scheduler(this);
+      await Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.runLane(lane, scheduler)));
+      if (this.fatal) throw this.fatal;
+    } catch (error) {
+      failure = error;
+      this.killAll.abort();
+    } finally {
+      clearInterval(ticker);
+      this.options.signal?.removeEventListener('abort', onAbort);
+    }
+
+    const report = await this.finalReport(started).catch((error: unknown) => {
+      failure ??= error;
+      return undefined;
+    });
+    const state = failure ? 'failed' : 'exited';
+    const reason = failure instanceof Error ? failure.message : (this.stopReason ?? (report?.complete ? 'complete' : 'incomplete'));
+    this.log.line({ event: state, detail: reason });
+    await Promise.all([this.heartbeat.write(state, reason).catch(() => {}), this.log.close()]);
+    if (failure) throw translateFsError(failure, this.layout);
+    this.onEvent({ type: 'work:done', done: this.done, failed: this.failedAttempts, ms: Date.now() - started });
+    return report!;
+  }
+
+  stop(reason: NonNullable<WorkReport['stoppedBy']>): void {
+    if (this.stopReason) return;
+    this.stopReason = reason;
+    this.stopping.abort();
+    this.onEvent({ type: 'work:stopping', reason });
+    this.log.line({ event: 'stopping', detail: reason });
+    // A signal means the host is going away: running commands are stopped too. A STOP file
+    // lets them finish.
+    if (reason === 'signal') this.killAll.abort();
+  }
+
+  fail(error: Error): void {
+    this.fatal ??= error;
+    this.stop('signal');
+  }
+
+  /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
+  async tick(): Promise<void> {
+    const hungMs = this.heartbeat.pendingWriteMs;
+    if (hungMs > Math.max(30_000, this.staleMs)) {
+      this.fail(new PieceworkError(`the job folder has not answered for ${Math.round(hungMs / 1000)}s: the mount looks hung`, { hint: 'check the network and the mount on this host (mount, dmesg); the chunks this worker held will be taken over by others', exitStatus: 4 }));
+      return;
+    }
+    try {
+      await this.heartbeat.write();
+      if (!this.stopReason && (await exists(this.layout.stopFile))) this.stop('stop-file');
+      if (!(await exists(this.layout.jobFile))) this.fail(new JobMissingError(this.layout.root, 'job.json disappeared while working: the mount may have dropped'));
+    } catch (error) {
+      if (isMountGone(error)) this.fail(new JobMissingError(this.layout.root, `the file system answered ${errorCode(error)}: the mount looks gone`));
+    }
+  }
+
+  async runLane(lane: number, scheduler: Scheduler): Promise<void> {
+    for (;;) {
+      const chunk = await scheduler.next();
+      if (chunk === undefined) return;
+      this.inProgress.add(chunk);
+      try {
+        await this.processChunk(chunk, lane, scheduler);
+      } catch (error) {
+        if (error instanceof Error) this.fail(error);
+        else this.fail(new Error(String(error)));
+      } finally {
+        this.inProgress.delete(chunk);
+      }
+    }
+  }
+
+  /** check → claim → check again → run → commit → release. */
+  async processChunk(chunk: string, lane: number, scheduler: Scheduler): Promise<void> {
+    const claim = await this.claims.claim(chunk, lane);
+    if (!claim) {
+      scheduler.markBusy(chunk);
+      return;
+    }
+    this.heartbeat.chunkStarted(lane, chunk);
+    let outcome: 'done' | 'failed' | 'other' = 'other';
+    try {
+      if (await exists(this.layout.outputPath(chunk, this.ext))) {
+        this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
+        return;
+      }
+      const previous = scheduler.failedBefore(chunk) ? await readFailure(this.layout, chunk) : undefined;
+      if (previous && isExhausted(previous)) {
+        this.exhausted.add(chunk);
+        this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'failed-for-good' });
+        return;
+      }
+      outcome = await this.attempt(chunk, lane, claim, (previous?.attempts ?? 0) + 1);
+    } finally {
+      this.heartbeat.chunkEnded(lane, outcome);
+      await claim.release();
+    }
+  }
+
+  async attempt(chunk: string, lane: number, claim: Claim, attempt: number): Promise<'done' | 'failed' | 'other'> {
+    this.onEvent({ type: 'chunk:claimed', chunk, lane, attempt });
+    const started = Date.now();
+    const temp = this.layout.tempPath(chunk, this.ext);
+    const stopChunk = new AbortController();
+    const onKillAll = () => stopChunk.abort();
+    this.killAll.signal.addEventListener('abort', onKillAll);
+    if (this.killAll.signal.aborted) stopChunk.abort();
+    claim.onLost(() => stopChunk.abort());
+
+    let result: ChunkRunResult;
+    try {
+      const files = this.manifest.split.mode === 'files' ? await this.readFileList(chunk) : undefined;
+      result = await runChunk(this.template, {
+        chunk,
+        chunkPath: this.layout.chunkPath(chunk),
+        files,
+        tempOutput: temp,
+        job: this.layout.root,
+        attempt,
+        lane,
+        worker: this.workerId,
+        timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
+        signal: stopChunk.signal,
+      });
+    } catch (error) {
+      if (isMountGone(error)) throw error;
+      const code = errorCode(error);
+      const reason = code === 'ENOENT' ? `input missing: ${(error as NodeJS.ErrnoException).path ?? chunk}` : `could not start the chunk: ${(error as Error).message}`;
+      result = { ok: false, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail: '', reason };
+    } finally {
+      this.killAll.signal.removeEventListener('abort', onKillAll);
+    }
+    const ms = Date.now() - started;
+
+    if (claim.lost || (result.aborted && !result.timedOut)) {
+      await fs.rm(temp, { force: true });
+      if (claim.lost) {
+        this.onEvent({ type: 'claim:lost', chunk, lane, reason: claim.lost.message });
+        this.log.line({ lane, chunk, event: 'claim-lost', ms, detail: claim.lost.message });
+      } else {
+        this.log.line({ lane, chunk, event: 'interrupted', ms });
+      }
+      return 'other';
+    }
+
+    if (result.ok) {
+      // A claim old enough to have been taken over is confirmed before its output goes in.
+      if (claim.oldEnoughToCheck && !(await claim.stillOurs())) {
+        await fs.rm(temp, { force: true });
+        this.onEvent({ type: 'claim:lost', chunk, lane, reason: 'taken over while running' });
+        this.log.line({ lane, chunk, event: 'claim-lost', ms, detail: 'taken over while running; output discarded' });
+        return 'other';
+      }
+      const committed = await this.commit(chunk, temp);
+      if (committed) {
+        this.done++;
+        this.onEvent({ type: 'chunk:done', chunk, lane, ms, output: this.layout.outputPath(chunk, this.ext) });
+        this.log.line({ lane, chunk, event: 'done', ms });
+        return 'done';
+      }
+      result = { ...result, ok: false, reason: `the command exited 0 but wrote no output to {out}` };
+    }
+
+    await fs.rm(temp, { force: true });
+    this.failedAttempts++;
+    const record: FailureRecord = {
+      chunk,
+      attempts: attempt,
+      maxAttempts: this.maxAttempts,
+      exitCode: result.exitCode,
+      signal: result.signal,
+      timedOut: result.timedOut,
+      reason: result.reason,
+      stderrTail: result.stderrTail,
+      host: HOST,
+      worker: this.workerId,
+      at: new Date(this.clock.now()).toISOString(),
+      command: this.options.command,
+    };
+    await writeFailure(this.layout, record);
+    const final = attempt >= this.maxAttempts;
+    if (final) this.exhausted.add(chunk);
+    this.onEvent({ type: 'chunk:failed', chunk, lane, ms, attempt, final, reason: result.reason });
+    this.log.line({ lane, chunk, event: final ? 'failed-for-good' : 'failed', ms, detail: `attempt ${attempt}/${this.maxAttempts}: ${result.reason}${result.stderrTail ? `\nstderr: ${result.stderrTail.trimEnd()}` : ''}` });
+    if (result.spawnError === 'ENOENT' || result.spawnError === 'EACCES') {
+      throw new CommandUnavailableError(`${result.reason} on this host`, {
+        hint: 'install it on every worker host, or give its full path; chunk ' + chunk + ' was recorded as failed',
+        exitStatus: result.spawnError === 'ENOENT' ? 127 : 126,
+      });
+    }
+    return 'failed';
+  }
+
+  /** Rename the temp output into out/: the one step that makes an output exist (invariant 1). */
+  async commit(chunk: string, temp: string): Promise<boolean> {
+    const target = this.layout.outputPath(chunk, this.ext);
+    if (this.options.fsync) {
+      const handle = await fs.open(temp, 'r+').catch(() => undefined);
+      if (handle) {
+        await handle.sync();
+        await handle.close();
+      }
+    }
+    try {
+      await fs.rename(temp, target);
+      return true;
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+      // Either the command wrote no {out}, or the group folder under out/ does not exist yet.
+      const dir = path.dirname(target);
+      if (this.madeOutputDirs.has(dir) || !(await exists(temp))) return false;
+      await fs.mkdir(dir, { recursive: true });
+      this.madeOutputDirs.add(dir);
+      await fs.rename(temp, target);
+      return true;
+    }
+  }
+
+  async readFileList(chunk: string): Promise<string[]> {
+    const text = await fs.readFile(this.layout.chunkPath(chunk), 'utf8');
+    return text
+      .split('\n')
+      .filter((line) => line.length > 0)
+      .map((line) => path.resolve(this.layout.root, line));
+  }
+
+  async finalReport(started: number): Promise<WorkReport> {
+    const outputs = await listOutputs(this.layout);
+    const chunks = await listChunks(this.layout);
+    const failedForGood = chunks.filter((c) => !outputs.has(c) && this.exhausted.has(c));
+    const remaining = chunks.filter((c) => !outputs.has(c)).length - failedForGood.length;
+    return {
+      job: this.layout.root,
+      worker: this.workerId,
+      done: this.done,
+      failedAttempts: this.failedAttempts,
+      chunks: chunks.length,
+      complete: outputs.size >= chunks.length && chunks.every((c) => outputs.has(c)),
+      failedForGood,
+      remaining,
+      stoppedBy: this.stopReason,
+      ms: Date.now() - started,
+    };
+  }
+}
+
+/**
+ * Hands chunks to lanes. Each pass lists the job once (chunks while the split is unfinished,
+ * outputs, failures), shuffles what is missing, and deals it out. When the queue runs dry it
+ * looks again; when only other workers' claims remain it waits and looks again, so that claims
+ * of dead workers are taken over once they go stale.
+ */
+class Scheduler {
+  readonly #worker: Worker;
+  #queue: string[] = [];
+  #busy = new Set<string>();
+  #failures = new Set<string>();
+  #scanning: Promise<void> | undefined;
+  #finished = false;
+  #lastScan = 0;
+  #lastScanMs = 0;
+  #wakeUp: (() => void) | undefined;
+  #stopFollowing: (() => void) | undefined;
+
+  constructor(worker: Worker) {
+    this.#worker = worker;
+  }
+
+  failedBefore(chunk: string): boolean {
+    return this.#failures.has(chunk);
+  }
+
+  markBusy(chunk: string): void {
+    this.#busy.add(chunk);
+  }
+
+  async next(): Promise<string | undefined> {
+    for (;;) {
+      if (this.#worker.stopReason || this.#finished) {
+        this.#stopFollowing?.();
+        return undefined;
+      }
+      const chunk = this.#queue.pop();
+      if (chunk !== undefined) return chunk;
+      this.#scanning ??= this.#scan().finally(() => {
+        this.#scanning = undefined;
+      });
+      await this.#scanning;
+    }
+  }
+
+  async #scan(): Promise<void> {
+    const worker = this.#worker;
+    // Waiting is only needed when the last pass left work we could not take.
+    const sinceLast = Date.now() - this.#lastScan;
+    const interval = Math.max(worker.pollMs, this.#lastScanMs * 2);
+    if (this.#busy.size > 0 && sinceLast < interval) await this.#sleep(interval - sinceLast);
+    if (worker.stopReason) return;
+
+    const began = Date.now();
+    // The job marker is checked before every pass (invariant 6): a dropped mount must not look
+    // like an empty job.
+    const manifest = await readManifest(worker.layout);
+    if (manifest.id !== worker.manifest.id) {
+      throw new PieceworkError(`the job at ${worker.layout.root} was replaced by a new split while this worker ran`, { hint: 'start the worker again for the new job' });
+    }
+    const splitWasIncomplete = !worker.manifest.complete;
+    worker.manifest = manifest;
+    if (splitWasIncomplete) worker.chunks = await listChunks(worker.layout);
+    const [outputs, failures] = await Promise.all([listOutputs(worker.layout), listFailures(worker.layout)]);
+    this.#failures = failures;
+    for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
+
+    const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
+    this.#lastScan = Date.now();
+    this.#lastScanMs = this.#lastScan - began;
+    this.#busy.clear();
+    worker.onEvent({ type: 'work:pass', pending: pending.length, done: outputs.size, failed: worker.exhausted.size, busy: 0 });
+
+    if (pending.length > 0) {
+      this.#queue = shuffle(pending);
+      return;
+    }
+    if (worker.inProgress.size > 0) {
+      // Our own lanes still run the last chunks; a failure there may requeue one. Look again later.
+      await this.#sleep(Math.min(worker.pollMs, 1000));
+      return;
+    }
+    if (manifest.complete) {
+      this.#finished = true;
+      return;
+    }
+    if (!worker.options.follow) {
+      worker.stop('split-incomplete');
+      return;
+    }
+    worker.onEvent({ type: 'work:waiting', heldByOthers: 0, splitIncomplete: true });
+    this.#stopFollowing ??= watchForNewChunks(worker.layout, () => this.#wakeUp?.());
+    await this.#sleep(worker.pollMs);
+  }
+
+  /** Sleep, cut short by a stop, a signal or a change to the job marker. */
+  #sleep(ms: number): Promise<void> {
+    const abort = this.#worker.stopping.signal;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        abort.removeEventListener('abort', done);
+        this.#wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      abort.addEventListener('abort', done);
+      this.#wakeUp = done;
+    });
+  }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+function translateFsError(error: unknown, layout: JobLayout): unknown {
+  if (error instanceof PieceworkError) return error;
+  if (isMountGone(error)) return new JobMissingError(layout.root, `the file system answered ${errorCode(error)}: the mount looks gone`);
+  const code = errorCode(error);
+  if (code === 'ENOSPC') return new PieceworkError('the disk holding the job is full', { hint: 'free space and start the worker again: nothing partial was committed, and chunks not done are redone', cause: error });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new PieceworkError(`cannot write in ${layout.root}: ${(error as Error).message}`, { hint: 'check the permissions of the job folder and that the mount is writable', cause: error });
+  return error;
+}

@@ -1,0 +1,202 @@
+#!/bin/sh
+# piecework bootstrap: run on a host (over SSH by `piecework launch`, or by a cloud startup
+# script) to find node, mount the shared folder if asked, check the job, and start a worker.
+#
+# Rendered by src/remote/templates.ts: the values arrive as PW_* shell assignments inserted after
+# this comment block, each single-quoted, so they are data and never code.
+#   PW_ACTION          check | start | run   (check: node, mount, job; start: and start a detached
+#                      worker, print its pid; run: and run the worker in the foreground)
+#   PW_JOB             the job folder as this host sees it
+#   PW_JOB_MARKER      its job.json (a dropped mount is not an empty job)
+#   PW_LOG_DIR         the job's logs/ folder
+#   PW_TOOL            the bundled piecework CLI (piecework.mjs) on this host
+#   PW_COMMAND         the user's command, as shell-quoted words (from src/remote/quote.ts)
+#   PW_LANES           worker lanes (-j); empty: one per CPU
+#   PW_NODE            a node binary to prefer (optional)
+#   PW_NODE_MIN        oldest usable node, major.minor
+#   PW_MOUNT_SOURCE    [user@]head:/path to mount with sshfs (optional), at PW_MOUNT_AT
+#   PW_MOUNT_PORT      the head's SSH port
+#   PW_MOUNT_IDENTITY  key file on this host for sshfs (default: this host's own keys and agent)
+#   PW_MOUNT_KNOWN_HOSTS_LINES  the head's known_hosts lines, from the launcher: checked in
+#                      addition to ~/.ssh/known_hosts
+#   PW_MOUNT_STRICT    yes | accept-new (StrictHostKeyChecking for the head; never "no")
+#   PW_MOUNT_OPTIONS   sshfs cache options (default: dir_cache=no, see DEPENDENCIES.md)
+#   PW_GRACE           seconds a started worker must stay up to count as started
+#   PW_SHUTDOWN_WHEN_DONE  1: power the machine off when `run` ends (cloud: stop paying once
+#                      this worker has no more work)
+#
+# Output: lines `piecework-bootstrap: key=value` on stdout for the launcher; errors on stderr.
+# Exit: 0 ok, 2 bad values, 10 no usable node, 11 mount failed, 12 no job, 13 worker died at
+# start, 14 piecework CLI missing, 15 a required program is missing.
+
+set -eu
+
+say() { printf 'piecework-bootstrap: %s\n' "$*"; }
+fail() {
+  status=$1
+  shift
+  printf 'piecework-bootstrap: error: %s\n' "$*" >&2
+  exit "$status"
+}
+
+action=${PW_ACTION:-start}
+case $action in
+  check | start | run) ;;
+  *) fail 2 "PW_ACTION must be check, start or run, not '$action'" ;;
+esac
+job=${PW_JOB:?}
+marker=${PW_JOB_MARKER:?}
+log_dir=${PW_LOG_DIR:?}
+node_min=${PW_NODE_MIN:-20.19}
+
+# --- node ------------------------------------------------------------------------------------
+# A non-interactive SSH session has a short PATH: also look where nvm, volta and tarballs put it.
+node_ok() {
+  version=$("$1" --version 2>/dev/null) || return 1
+  version=${version#v}
+  major=${version%%.*}
+  rest=${version#*.}
+  minor=${rest%%.*}
+  need_major=${node_min%%.*}
+  need_minor=${node_min#*.}
+  case $major$minor in *[!0-9]* | '') return 1 ;; esac
+  [ "$major" -gt "$need_major" ] || { [ "$major" -eq "$need_major" ] && [ "$minor" -ge "$need_minor" ]; }
+}
+
+node=
+seen=
+for candidate in "${PW_NODE:-}" "$(command -v node 2>/dev/null || true)" \
+  "$HOME"/.nvm/versions/node/v*/bin/node "$HOME/.volta/bin/node" "$HOME/.local/bin/node" \
+  /usr/local/bin/node /opt/node/bin/node /usr/bin/node /usr/bin/nodejs; do
+  if [ -z "$candidate" ] || [ ! -x "$candidate" ]; then continue; fi
+  if node_ok "$candidate"; then
+    node=$candidate
+    break
+  fi
+  seen="$seen $candidate ($("$candidate" --version 2>/dev/null || echo '?'))"
+done
+if [ -z "$node" ]; then
+  if [ -n "$seen" ]; then
+    fail 10 "node >= $node_min is needed; found only:$seen"
+  fi
+  fail 10 "node >= $node_min is needed and none was found (install Node.js $node_min or newer, e.g. the distro's nodejs package or a tarball from nodejs.org)"
+fi
+say "node=$node"
+say "node_version=$("$node" --version)"
+
+# --- the shared folder -------------------------------------------------------------------------
+# /proc/mounts escapes spaces in mount points as \040.
+mounted_at() {
+  awk -v m="$1" '{ gsub(/\\040/, " ", $2) } $2 == m { found = 1 } END { exit !found }' /proc/mounts
+}
+
+unmount_dead() {
+  fusermount3 -u -z "$1" 2>/dev/null || fusermount -u -z "$1" 2>/dev/null || umount -l "$1" 2>/dev/null || true
+}
+
+if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
+  at=${PW_MOUNT_AT:-}
+  [ -n "$at" ] || fail 2 "PW_MOUNT_SOURCE is set but PW_MOUNT_AT (where to mount it) is not"
+  if mounted_at "$at" && ls "$at" >/dev/null 2>&1; then
+    say "mount=already $at"
+  else
+    if mounted_at "$at"; then
+      # Listed but not answering (ENOTCONN): the sshfs process died; clear it and mount again.
+      unmount_dead "$at"
+    fi
+    command -v sshfs >/dev/null 2>&1 || fail 15 "sshfs is not installed on $(uname -n) (apt-get install sshfs, or dnf install fuse-sshfs)"
+    mkdir -p "$at" 2>/dev/null || fail 11 "cannot create the mount point $at"
+    # No network timeout by default: keep-alives end a dead connection, reconnect brings it back.
+    # BatchMode: never wait for a password prompt no one will answer.
+    opts="reconnect,ServerAliveInterval=15,ServerAliveCountMax=3,BatchMode=yes"
+    opts="$opts,StrictHostKeyChecking=${PW_MOUNT_STRICT:-yes}"
+    opts="$opts,${PW_MOUNT_OPTIONS:-dir_cache=no}"
+    if [ -n "${PW_MOUNT_IDENTITY:-}" ]; then
+      case $PW_MOUNT_IDENTITY in *,*) fail 2 "an sshfs -o path cannot contain a comma: $PW_MOUNT_IDENTITY" ;; esac
+      opts="$opts,IdentityFile=$PW_MOUNT_IDENTITY"
+    fi
+    if [ -n "${PW_MOUNT_KNOWN_HOSTS_LINES:-}" ]; then
+      cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
+      mkdir -p "$cache"
+      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$cache/known_hosts.mount"
+      case $cache in *,*) fail 2 "an sshfs -o path cannot contain a comma: $cache" ;; esac
+      # ssh reads every file listed; the user's own file still counts.
+      opts="$opts,UserKnownHostsFile=~/.ssh/known_hosts $cache/known_hosts.mount"
+    fi
+    errors=$(mktemp)
+    attempt=1
+    # The head's sshd drops bursts of new connections (MaxStartups): retry with back-off.
+    # setsid: sshfs and its ssh child leave this session, so they outlive the SSH connection.
+    until setsid sshfs -p "${PW_MOUNT_PORT:-22}" -o "$opts" "$PW_MOUNT_SOURCE" "$at" </dev/null >"$errors" 2>&1; do
+      if [ "$attempt" -ge 4 ]; then
+        cat "$errors" >&2
+        rm -f "$errors"
+        fail 11 "could not mount $PW_MOUNT_SOURCE at $at"
+      fi
+      sleep $((attempt * attempt + $$ % 3))
+      attempt=$((attempt + 1))
+    done
+    rm -f "$errors"
+    say "mount=new $at"
+  fi
+fi
+
+# --- the job ---------------------------------------------------------------------------------
+[ -f "$marker" ] || fail 12 "no piecework job at $job ($marker is missing: wrong path, or the shared folder is not mounted)"
+say "job=$job"
+if [ "$action" = check ]; then
+  exit 0
+fi
+
+# --- the worker ------------------------------------------------------------------------------
+tool=${PW_TOOL:-}
+[ -n "$tool" ] || fail 2 "PW_TOOL (the piecework CLI on this host) is not set"
+case $tool in /*) ;; *) tool=$HOME/$tool ;; esac
+[ -f "$tool" ] || fail 14 "the piecework CLI is missing at $tool"
+command -v setsid >/dev/null 2>&1 || fail 15 "setsid is not installed on $(uname -n) (util-linux)"
+lanes=${PW_LANES:-}
+if [ -z "$lanes" ]; then
+  lanes=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+fi
+case $lanes in '' | *[!0-9]*) fail 2 "PW_LANES must be a number, not '$lanes'" ;; esac
+
+# The user's command: words quoted by the launcher, so eval only undoes that quoting.
+eval "set -- ${PW_COMMAND:-}"
+[ "$#" -gt 0 ] || fail 2 "no command to run"
+
+mkdir -p "$log_dir"
+host=$(uname -n | tr -c 'A-Za-z0-9._\n-' '_')
+log=$log_dir/launch-$host-$$.log
+
+if [ "$action" = run ]; then
+  say "lanes=$lanes"
+  say "log=$log"
+  status=0
+  "$node" "$tool" work "$job" -j "$lanes" -- "$@" >"$log" 2>&1 </dev/null || status=$?
+  say "exit=$status"
+  if [ "${PW_SHUTDOWN_WHEN_DONE:-0}" = 1 ]; then
+    shutdown -h now || poweroff || true
+  fi
+  exit "$status"
+fi
+
+# Detached: a new session (setsid), immune to hangup (nohup), no terminal, no inherited stdio —
+# the one form seen to survive the end of the SSH session.
+setsid nohup "$node" "$tool" work "$job" -j "$lanes" -- "$@" >"$log" 2>&1 </dev/null &
+pid=$!
+
+# A zombie still answers kill -0, so read the process state.
+alive() {
+  [ -r "/proc/$1/stat" ] || return 1
+  state=$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)
+  [ "$state" != Z ] && [ "$state" != X ]
+}
+
+sleep "${PW_GRACE:-2}"
+if ! alive "$pid"; then
+  tail -n 20 "$log" >&2 || true
+  fail 13 "the worker exited at once (log: $log)"
+fi
+say "pid=$pid"
+say "lanes=$lanes"
+say "log=$log"
