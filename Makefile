@@ -14,7 +14,7 @@ build: install
 
 # Split → work with several local workers → verify → merge, on generated data; shows the result.
 demo: build
-	./demo/run-demo.sh
+	./scripts/demo.sh
 
 test: build
 	npm test

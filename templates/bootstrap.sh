@@ -108,7 +108,7 @@ if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
     mkdir -p "$at" 2>/dev/null || fail 11 "cannot create the mount point $at"
     # No network timeout by default: keep-alives end a dead connection, reconnect brings it back.
     # BatchMode: never wait for a password prompt no one will answer.
-    opts="reconnect,ServerAliveInterval=15,ServerAliveCountMax=3,BatchMode=yes"
+    opts="reconnect,ServerAliveInterval=15,ServerAliveCountMax=3,ConnectTimeout=20,BatchMode=yes"
     opts="$opts,StrictHostKeyChecking=${PW_MOUNT_STRICT:-yes}"
     opts="$opts,${PW_MOUNT_OPTIONS:-dir_cache=no}"
     if [ -n "${PW_MOUNT_IDENTITY:-}" ]; then

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { errorCode } from './errors.js';
-import type { JobLayout } from './job-folder.js';
+import { makeGroupFolder, type JobLayout } from './job-folder.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
 
 export interface ClaimSettings {
@@ -213,7 +213,7 @@ export class ClaimBook {
       if (errorCode(error) !== 'ENOENT') throw error;
       const parent = path.dirname(lockPath);
       if (this.#madeDirs.has(parent)) throw error;
-      await fs.mkdir(parent, { recursive: true });
+      await makeGroupFolder(this.layout.locksDir, parent);
       this.#madeDirs.add(parent);
       return await lockfile.lock(lockPath, options);
     }

@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from './atomic-write.js';
 import { errorCode } from './errors.js';
-import type { JobLayout } from './job-folder.js';
+import { makeGroupFolder, type JobLayout } from './job-folder.js';
 
 export interface FailureRecord {
   chunk: string;
@@ -49,7 +49,7 @@ export async function writeFailure(layout: JobLayout, record: FailureRecord): Pr
     await write();
   } catch (error) {
     if (errorCode(error) !== 'ENOENT') throw error;
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    await makeGroupFolder(layout.failedDir, path.dirname(file));
     await write();
   }
 }

@@ -4,6 +4,7 @@
  * commands on other hosts, possibly at other versions, read and write exactly these names.
  */
 import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
@@ -134,4 +135,23 @@ export function parseTempName(fileName: string): { chunk: string; host: string; 
   const match = tempName.exec(fileName);
   if (!match) return undefined;
   return { chunk: match[1]!.replaceAll('~', '/'), host: match[2]!, pid: Number(match[3]) };
+}
+
+/**
+ * Make a group folder below one of the job's folders (out/layer03, locks/layer03…) without ever
+ * making the job folder itself: if the mount dropped, `mkdir -p` would quietly rebuild a job
+ * skeleton in the bare mountpoint (invariant 6). Folders are made one level at a time.
+ */
+export async function makeGroupFolder(jobFolder: string, target: string): Promise<void> {
+  const relative = path.relative(jobFolder, target);
+  if (relative === '' || relative.startsWith('..')) return;
+  let current = jobFolder;
+  for (const segment of relative.split(path.sep)) {
+    current = path.join(current, segment);
+    try {
+      await fs.mkdir(current);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
 }

@@ -13,7 +13,7 @@ import { errorCode, isMountGone, JobMissingError, PieceworkError, UsageError } f
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure, writeFailure, type FailureRecord } from './failures.js';
 import { Heartbeat } from './heartbeat.js';
-import { HOST, JobLayout, workerIdFor } from './job-folder.js';
+import { HOST, JobLayout, makeGroupFolder, workerIdFor } from './job-folder.js';
 import { readManifest, type JobManifest } from './manifest.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
 import { prepareCommand, runChunk, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
@@ -319,7 +319,15 @@ class Worker {
       result = { ...result, ok: false, reason: `the command exited 0 but wrote no output to {out}` };
     }
 
+    // A full disk is the host's trouble, not the chunk's: stop instead of burning its retries.
+    // (Looked at before the temp output is removed, which frees the space it filled.)
+    const diskFull = await diskIsFull(this.layout.tmpDir);
     await fs.rm(temp, { force: true });
+    if (diskFull) {
+      throw new PieceworkError(`the disk holding the job is full (chunk ${chunk}: ${result.reason})`, {
+        hint: 'free space and start the worker again: nothing partial was committed, and the chunk was not counted as failed',
+      });
+    }
     this.failedAttempts++;
     const record: FailureRecord = {
       chunk,
@@ -367,7 +375,7 @@ class Worker {
       // Either the command wrote no {out}, or the group folder under out/ does not exist yet.
       const dir = path.dirname(target);
       if (this.madeOutputDirs.has(dir) || !(await exists(temp))) return false;
-      await fs.mkdir(dir, { recursive: true });
+      await makeGroupFolder(this.layout.outDir, dir);
       this.madeOutputDirs.add(dir);
       await fs.rename(temp, target);
       return true;
@@ -511,6 +519,16 @@ class Scheduler {
       abort.addEventListener('abort', done);
       this.#wakeUp = done;
     });
+  }
+}
+
+/** Less free space than a small write needs (statfs; unsupported file systems say "not full"). */
+async function diskIsFull(dir: string): Promise<boolean> {
+  try {
+    const stats = await fs.statfs(dir);
+    return stats.bavail * stats.bsize < 64 * 1024;
+  } catch {
+    return false;
   }
 }
 

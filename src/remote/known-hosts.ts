@@ -74,6 +74,21 @@ function parseNames(field: string): KnownHostsNames | undefined {
   return { kind: 'patterns', patterns: field.split(',').filter((p) => p !== '') };
 }
 
+/** An entry as a known_hosts line (hashed names stay hashed: they still match the same host). */
+export function formatKnownHostsEntry(entry: KnownHostsEntry): string {
+  const names =
+    entry.names.kind === 'hashed'
+      ? `|1|${entry.names.salt.toString('base64')}|${entry.names.hash.toString('base64')}`
+      : entry.names.patterns.join(',');
+  const marker = entry.marker ? `@${entry.marker} ` : '';
+  return `${marker}${names} ${entry.keyType} ${entry.keyBase64}`;
+}
+
+/** The plain (unmarked) entries that name a host: what a copy of its known_hosts lines needs. */
+export function entriesForHost(entries: readonly KnownHostsEntry[], host: string, port: number): KnownHostsEntry[] {
+  return entries.filter((e) => e.marker === undefined && entryMatchesHost(e, host, port));
+}
+
 /** The name ssh looks up: `host` on port 22, `[host]:port` otherwise. */
 export function hostLookupName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;

@@ -9,6 +9,7 @@
 // persist across commands, like on a real host. (Running sshfs and its user in one
 // `ip netns exec NS sh -c '…'` also works, but only for that one shell.)
 import { mkdirSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAlive, mountPoints, registerCleanup, unmountSync } from './cleanup.js';
 import { spawnDaemon, sshOptions, waitUntil, type Sshd } from './sshd.js';
@@ -38,7 +39,7 @@ export interface SshfsMount {
   mountPoint: string;
   /** The sshfs process (foreground mode, so we own it). */
   pid: number;
-  /** Wall time from spawn to the mount appearing. */
+  /** Wall time from spawn until the mount answered a stat (includes the SSH handshake). */
   mountMs: number;
   logPath: string;
   unmount(): void;
@@ -69,15 +70,32 @@ export async function mountSshfs(o: MountSshfsOptions): Promise<SshfsMount> {
     unmountSync(o.mountPoint, nsPid());
     daemon.stop();
   }, `unmount ${o.mountPoint}`);
+  const timeoutMs = o.timeoutMs ?? 15_000;
   try {
     await waitUntil(() => {
       if (mountPoints(daemon.pid).includes(o.mountPoint)) return true;
       if (!isAlive(daemon.pid)) throw new Error(`sshfs exited: ${readFileSync(logPath, 'utf8').trim()}`);
       return false;
-    }, o.timeoutMs ?? 15_000, `sshfs mount at ${o.mountPoint}`);
+    }, timeoutMs, `sshfs mount at ${o.mountPoint}`);
+    // sshfs 3.7 mounts first and connects on first use (~0.2 s on loopback, more through a delay
+    // proxy): one stat of the root makes the mount ready, so tests do not time the SSH handshake.
+    // Through /proc/PID/root the path resolves in sshfs's own mount namespace, even in a host's.
+    await withTimeout(stat(`/proc/${daemon.pid}/root${o.mountPoint}`), timeoutMs, `sshfs at ${o.mountPoint} to answer`);
   } catch (err) {
     undo.run();
     throw err;
   }
   return { mountPoint: o.mountPoint, pid: daemon.pid, mountMs: performance.now() - started, logPath, unmount: () => undo.run() };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,0 +1,492 @@
+/**
+ * `launch`: get workers running on other machines that see the job folder, then get out of the
+ * way. Over SSH: resolve the hosts, connect (bounded, retried), run the bootstrap (node, mount,
+ * job), put the CLI there, start a detached worker, and report per host — one bad host never
+ * stops the others. With a provider: plan the gcloud / aws / sbatch commands and run them.
+ *
+ * The folder stays the only coordinator: if launch dies half-way, nothing is lost; workers that
+ * started keep working, and launching again adds more.
+ *
+ * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { PieceworkError, UsageError, errorCode } from '../core/errors.js';
+import { PACKAGE_VERSION } from '../core/version.js';
+import {
+  BootstrapExit,
+  bootstrapErrorMessage,
+  parseBootstrapOutput,
+  parseMountSource,
+  renderBootstrap,
+  type BootstrapSettings,
+  type MountSpec,
+} from './bootstrap.js';
+import { formatHost, resolveHosts, type HostSpec } from './hosts.js';
+import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';
+import * as aws from './providers/aws.js';
+import type { ApplyResult, CreateOptions, ProviderName, ProviderPlan } from './providers/common.js';
+import * as gcloud from './providers/gcloud.js';
+import * as slurm from './providers/slurm.js';
+import {
+  connectHost,
+  defaultKnownHostsFiles,
+  loadCredentials,
+  mapBounded,
+  type ConnectFailureStatus,
+  type SshCredentials,
+} from './ssh.js';
+import { packageRoot } from './templates.js';
+import { uploadTool } from './upload.js';
+import { readFile } from 'node:fs/promises';
+import type { NodeSSH } from 'node-ssh';
+
+export interface LaunchMountOptions {
+  /** `[user@]head:/path`, as given to sshfs. */
+  source: string;
+  /** Mount point on each host. */
+  at: string;
+  port?: number;
+  /** SSH hosts: a key file on the host. Cloud: a local key file whose content goes to the instances. */
+  identity?: string;
+  /** sshfs cache options; default `dir_cache=no`. */
+  cacheOptions?: string;
+}
+
+export interface LaunchOptions {
+  /** The job folder, as this machine names it. */
+  job: string;
+  /** The user's command (argv, as given after `--`). */
+  command: readonly string[];
+  /** The job folder as the hosts see it; default: see `remoteJobPath`. */
+  remoteJob?: string;
+  /** Lanes per host; a hosts-file `N/host` wins; default: one per CPU of the host. */
+  lanes?: number;
+
+  /** `--hosts` values: hosts files or comma lists. */
+  hosts?: readonly string[];
+  /** Already parsed hosts (used instead of `hosts`). */
+  hostSpecs?: readonly HostSpec[];
+  identityFiles?: readonly string[];
+  /** Agent socket; default `SSH_AUTH_SOCK`; `false` to use no agent. */
+  agent?: string | false;
+  /** Default: ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts; new keys go to the first. */
+  knownHostsFiles?: readonly string[];
+  acceptNewHostKeys?: boolean;
+  /** Record new keys hashed (default true, as Debian's ssh does). */
+  hashKnownHosts?: boolean;
+  /** Hosts worked on at once (handshakes, uploads, mounts against the head's sshd). Default 8. */
+  concurrency?: number;
+  connectTimeoutMs?: number;
+  connectRetries?: number;
+  /** Longest a host's bootstrap may take (mounting included). Default 180 s. */
+  bootstrapTimeoutMs?: number;
+  /** A started worker must stay up this long to count as started. Default 2 s. */
+  graceSeconds?: number;
+  /** Path of node on the hosts, if it is not found by the usual places. */
+  node?: string;
+
+  mount?: LaunchMountOptions;
+
+  /**
+   * Run the CLI from the shared folder instead of copying it to each host: a path as the hosts
+   * see it, or `true` to copy this machine's bundle to `<share>/.piecework/<version>/` first.
+   */
+  toolOnMount?: string | true;
+  /** The bundled CLI on this machine; default `<package>/dist/piecework.mjs` (`make build`). */
+  localTool?: string;
+
+  provider?: ProviderName;
+  count?: number;
+  zone?: string;
+  region?: string;
+  machineType?: string;
+  image?: string;
+  partition?: string;
+  spotModel?: 'spot' | 'preemptible';
+  /** Plan only: render scripts, list commands, connect nowhere. */
+  dryRun?: boolean;
+  /** Providers: remove the job's instances / cancel its Slurm jobs. */
+  delete?: boolean;
+
+  onEvent?: (event: LaunchEvent) => void;
+}
+
+export type HostStatus = 'started' | ConnectFailureStatus | 'no-node' | 'mount-failed' | 'no-job';
+
+export interface HostResult {
+  /** `user@host:port` as people write it. */
+  host: string;
+  spec: HostSpec;
+  status: HostStatus;
+  /** One line: "started 8 lanes (pid 1234)" or what went wrong. */
+  message: string;
+  hint?: string;
+  pid?: number;
+  lanes?: number;
+  /** The worker's launch log, as the host sees it. */
+  log?: string;
+  node?: string;
+  nodeVersion?: string;
+  mount?: 'new' | 'already';
+  hostKeyRecorded?: boolean;
+  toolUploaded?: boolean;
+  attempts: number;
+  elapsedMs: number;
+}
+
+export type LaunchEvent =
+  | { type: 'host:connecting'; host: string }
+  | { type: 'host:retry'; host: string; attempt: number; delayMs: number; reason: string }
+  | { type: 'host:key-recorded'; host: string; file: string; keyType: string; fingerprint: string }
+  | { type: 'host:checking'; host: string }
+  | { type: 'host:uploading'; host: string; remotePath: string; bytes: number }
+  | { type: 'host:starting'; host: string }
+  | { type: 'host:done'; result: HostResult }
+  | { type: 'tool:copied'; path: string }
+  | { type: 'provider:command'; argv: readonly string[] };
+
+export interface SshLaunchReport {
+  kind: 'ssh';
+  dryRun: false;
+  job: string;
+  remoteJob: string;
+  hosts: HostResult[];
+  started: number;
+  failed: number;
+}
+
+export interface SshLaunchPlan {
+  kind: 'ssh';
+  dryRun: true;
+  job: string;
+  remoteJob: string;
+  /** The script each host would run to start its worker (the tool path as it would be). */
+  hosts: { host: string; spec: HostSpec; script: string }[];
+}
+
+export interface ProviderLaunchReport {
+  kind: 'provider';
+  provider: ProviderName;
+  dryRun: boolean;
+  plan: ProviderPlan;
+  result?: ApplyResult;
+}
+
+export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport;
+
+export async function launch(options: LaunchOptions): Promise<LaunchReport> {
+  if (options.provider) return launchOnProvider(options.provider, options);
+  return launchOverSsh(options);
+}
+
+/**
+ * The job folder as the hosts see it. With `--mount head:/srv/share --at /mnt/x`, a job under
+ * /srv/share here (this machine is the head) is under /mnt/x there; a job under /mnt/x here (this
+ * machine mounts it the same way) keeps its path; otherwise the path is taken to be the same on
+ * every host (NFS, a cluster file system). `--remote-job` overrides all of this.
+ */
+export function remoteJobPath(localJob: string, mount?: Pick<LaunchMountOptions, 'source' | 'at'>): string {
+  const job = resolve(localJob);
+  const exported = mount ? parseMountSource(mount.source)?.path : undefined;
+  if (mount && exported && isAbsolute(exported)) {
+    const rel = relativeInside(exported, job);
+    if (rel !== undefined) return rel === '' ? mount.at : join(mount.at, rel);
+  }
+  return job;
+}
+
+/** The shared folder's root on this machine: where `toolOnMount: true` puts the CLI. */
+function localShareRoot(localJob: string, mount?: LaunchMountOptions): string {
+  const job = resolve(localJob);
+  const exported = mount ? parseMountSource(mount.source)?.path : undefined;
+  if (mount && exported && isAbsolute(exported) && relativeInside(exported, job) !== undefined) return exported;
+  if (mount && relativeInside(mount.at, job) !== undefined) return mount.at;
+  return dirname(job);
+}
+
+function relativeInside(parent: string, child: string): string | undefined {
+  const rel = relative(resolve(parent), child);
+  if (rel === '') return '';
+  if (rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  return rel.split(sep).join('/');
+}
+
+function validateCommon(options: LaunchOptions): void {
+  if (!options.delete && options.command.length === 0) {
+    throw new UsageError('no command to run: give it after --', 'e.g. piecework launch JOB --hosts lab.txt -- python3 score.py');
+  }
+  if (options.lanes !== undefined && !(Number.isInteger(options.lanes) && options.lanes >= 1)) {
+    throw new UsageError(`--lanes must be a whole number of at least 1, not ${options.lanes}`);
+  }
+  if (options.mount) {
+    if (!parseMountSource(options.mount.source)) {
+      throw new UsageError(`--mount ${options.mount.source}: expected [user@]host:/path`);
+    }
+    if (!isAbsolute(options.mount.at)) throw new UsageError(`--at ${options.mount.at}: the mount point must be an absolute path`);
+  }
+}
+
+async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | SshLaunchPlan> {
+  validateCommon(options);
+  const specs = options.hostSpecs ? [...options.hostSpecs] : await resolveHosts(options.hosts ?? []);
+  if (specs.length === 0) throw new UsageError('no hosts: give --hosts FILE or --hosts a,b,c, or --provider');
+  const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
+  const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
+  const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
+  const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command };
+  if (mount) base.mount = mount;
+  if (options.node) base.node = options.node;
+  if (options.graceSeconds !== undefined) base.graceSeconds = options.graceSeconds;
+
+  const toolOnHosts = await prepareTool(options, !options.dryRun);
+
+  if (options.dryRun) {
+    const hosts = await Promise.all(
+      specs.map(async (spec) => ({
+        host: formatHost(spec),
+        spec,
+        script: await renderBootstrap(withLanes({ ...base, action: 'start', tool: toolOnHosts ?? `~/.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
+      })),
+    );
+    return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts };
+  }
+
+  const credentials = await loadCredentials({
+    ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
+    ...(options.agent !== undefined ? { agent: options.agent } : {}),
+  });
+  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: localToolPath(options) };
+  const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
+  const started = results.filter((r) => r.status === 'started').length;
+  return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
+}
+
+function withLanes(settings: BootstrapSettings, spec: HostSpec, options: LaunchOptions): BootstrapSettings {
+  const lanes = spec.lanes ?? options.lanes;
+  return lanes === undefined ? settings : { ...settings, lanes };
+}
+
+/** The head's key lines from our known_hosts go along, so the hosts check the head strictly. */
+async function mountSpec(mount: LaunchMountOptions, knownHostsFiles: readonly string[], acceptNew: boolean): Promise<MountSpec> {
+  const head = parseMountSource(mount.source);
+  const lines = head ? entriesForHost(await readKnownHosts(knownHostsFiles), head.host, mount.port ?? 22).map(formatKnownHostsEntry) : [];
+  const spec: MountSpec = { source: mount.source, at: mount.at, strict: lines.length === 0 && acceptNew ? 'accept-new' : 'yes' };
+  if (lines.length > 0) spec.knownHostsLines = lines;
+  if (mount.port !== undefined) spec.port = mount.port;
+  if (mount.identity !== undefined) spec.identity = mount.identity;
+  if (mount.cacheOptions !== undefined) spec.cacheOptions = mount.cacheOptions;
+  return spec;
+}
+
+function localToolPath(options: LaunchOptions): string {
+  return options.localTool ?? join(packageRoot(), 'dist', 'piecework.mjs');
+}
+
+/**
+ * Where the hosts find the CLI: a path on the share (`toolOnMount`), copying this machine's
+ * bundle there first when asked (`true`); undefined means "upload it to each host".
+ */
+async function prepareTool(options: LaunchOptions, act: boolean): Promise<string | undefined> {
+  const local = localToolPath(options);
+  if (typeof options.toolOnMount === 'string') return options.toolOnMount;
+  if (act) await requireBundle(local);
+  if (options.toolOnMount !== true) return undefined;
+  const root = localShareRoot(options.job, options.mount);
+  const target = join(root, '.piecework', PACKAGE_VERSION, 'piecework.mjs');
+  if (act) await copyIfDifferent(local, target, options.onEvent);
+  return remoteJobPath(target, options.mount);
+}
+
+async function requireBundle(local: string): Promise<void> {
+  try {
+    await stat(local);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error;
+    throw new PieceworkError(`the bundled CLI ${local} does not exist`, {
+      hint: 'run `make build` first, or put a copy on the shared folder and pass --tool-on-mount PATH',
+    });
+  }
+}
+
+async function copyIfDifferent(from: string, to: string, onEvent?: (event: LaunchEvent) => void): Promise<void> {
+  const [source, existing] = await Promise.all([stat(from), stat(to).catch(() => undefined)]);
+  if (existing?.size === source.size) return;
+  await mkdir(dirname(to), { recursive: true });
+  // Temporary name + rename: a host starting meanwhile never runs half a file.
+  const temporary = `${to}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await copyFile(from, temporary);
+    await rename(temporary, to);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  onEvent?.({ type: 'tool:copied', path: to });
+}
+
+interface HostContext {
+  options: LaunchOptions;
+  base: Omit<BootstrapSettings, 'action'>;
+  credentials: SshCredentials;
+  knownHostsFiles: string[];
+  toolOnHosts: string | undefined;
+  localTool: string;
+}
+
+const exitStatuses: Partial<Record<number, HostStatus>> = {
+  [BootstrapExit.noNode]: 'no-node',
+  [BootstrapExit.mountFailed]: 'mount-failed',
+  [BootstrapExit.noJob]: 'no-job',
+};
+
+async function startOnHost(spec: HostSpec, context: HostContext): Promise<HostResult> {
+  const { options } = context;
+  const started = Date.now();
+  const host = formatHost(spec);
+  const emit = options.onEvent ?? (() => undefined);
+  const finish = (partial: Omit<HostResult, 'host' | 'spec' | 'elapsedMs'>): HostResult => {
+    const result: HostResult = { host, spec, ...partial, elapsedMs: Date.now() - started };
+    emit({ type: 'host:done', result });
+    return result;
+  };
+
+  emit({ type: 'host:connecting', host });
+  const connection = await connectHost(
+    { host: spec.host, port: spec.port, ...(spec.user ? { user: spec.user } : {}) },
+    {
+      credentials: context.credentials,
+      hostKeys: { knownHostsFiles: context.knownHostsFiles, acceptNew: options.acceptNewHostKeys ?? false, hashNewEntries: options.hashKnownHosts ?? true },
+      ...(options.connectTimeoutMs !== undefined ? { readyTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.connectRetries !== undefined ? { retries: options.connectRetries } : {}),
+      onRetry: (info) => emit({ type: 'host:retry', host, ...info }),
+      onHostKeyRecorded: (info) => emit({ type: 'host:key-recorded', host, ...info }),
+    },
+  );
+  if (connection.status !== 'connected') {
+    return finish({ status: connection.status, message: connection.message, ...(connection.hint ? { hint: connection.hint } : {}), attempts: connection.attempts });
+  }
+
+  const { ssh } = connection;
+  const common = { attempts: connection.attempts, ...(connection.hostKeyRecorded ? { hostKeyRecorded: true } : {}) };
+  const timeoutMs = options.bootstrapTimeoutMs ?? 180_000;
+  try {
+    const settings = withLanes({ ...context.base, action: 'check' }, spec, options);
+    emit({ type: 'host:checking', host });
+    const check = await runBootstrap(ssh, settings, timeoutMs);
+    const facts = parseBootstrapOutput(check.stdout);
+    const found = {
+      ...(facts['node'] ? { node: facts['node'] } : {}),
+      ...(facts['node_version'] ? { nodeVersion: facts['node_version'] } : {}),
+      ...(facts['mount'] ? { mount: facts['mount'].startsWith('new') ? ('new' as const) : ('already' as const) } : {}),
+    };
+    if (check.code !== 0) return finish({ ...common, ...found, ...bootstrapFailure(host, check) });
+
+    let tool = context.toolOnHosts;
+    let toolUploaded: boolean | undefined;
+    if (tool === undefined) {
+      const upload = await uploadTool(ssh, context.localTool, PACKAGE_VERSION, (info) => emit({ type: 'host:uploading', host, ...info }));
+      tool = upload.remotePath;
+      toolUploaded = upload.uploaded;
+    }
+
+    emit({ type: 'host:starting', host });
+    const start = await runBootstrap(ssh, { ...settings, action: 'start', tool }, timeoutMs);
+    const out = parseBootstrapOutput(start.stdout);
+    const extra = { ...found, ...(toolUploaded !== undefined ? { toolUploaded } : {}) };
+    if (start.code !== 0) return finish({ ...common, ...extra, ...bootstrapFailure(host, start) });
+    const pid = Number(out['pid']);
+    const lanes = Number(out['lanes']);
+    return finish({
+      ...common,
+      ...extra,
+      status: 'started',
+      message: `started ${lanes} lane${lanes === 1 ? '' : 's'} (pid ${pid})`,
+      pid,
+      lanes,
+      ...(out['log'] ? { log: out['log'] } : {}),
+    });
+  } catch (error) {
+    return finish({ ...common, status: 'error', message: `${host}: ${(error as Error).message}` });
+  } finally {
+    ssh.dispose();
+  }
+}
+
+function bootstrapFailure(host: string, run: { code: number | null; signal: string | null; stderr: string }): Pick<HostResult, 'status' | 'message' | 'hint'> {
+  const status = (run.code !== null && exitStatuses[run.code]) || 'error';
+  const detail = bootstrapErrorMessage(run.stderr) ?? (run.signal ? `killed by ${run.signal}` : `exit ${run.code}`);
+  const hints: Partial<Record<HostStatus, string>> = {
+    'no-node': 'install Node.js 20.19 or newer on the host (or pass its path with --node)',
+    'mount-failed': 'check that the host can ssh to the head non-interactively (key, known_hosts), and that sshfs and FUSE work there',
+    'no-job': 'check the job path on the host (--remote-job) or mount the shared folder (--mount … --at …)',
+  };
+  const hint = hints[status];
+  return { status, message: `${host}: ${detail}`, ...(hint ? { hint } : {}) };
+}
+
+/**
+ * Run the rendered bootstrap with `sh -s`, the script on stdin: the user's login shell (bash,
+ * zsh, fish, tcsh…) only has to run `sh -s`, and no value is ever parsed by it.
+ */
+async function runBootstrap(
+  ssh: NodeSSH,
+  settings: BootstrapSettings,
+  timeoutMs: number,
+): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  const script = await renderBootstrap(settings);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      ssh.dispose();
+      reject(new Error(`the bootstrap did not finish within ${Math.round(timeoutMs / 1000)} s (a hung mount?)`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([ssh.execCommand('sh -s', { stdin: script }), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function launchOnProvider(provider: ProviderName, options: LaunchOptions): Promise<ProviderLaunchReport> {
+  const module = { gcloud, aws, slurm }[provider];
+  const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
+  let plan: ProviderPlan;
+  if (options.delete) {
+    plan = await module.plan({
+      action: 'delete',
+      job: remoteJob,
+      ...(options.zone ? { zone: options.zone } : {}),
+      ...(options.region ? { region: options.region } : {}),
+    });
+  } else {
+    validateCommon(options);
+    if (options.count === undefined || !(Number.isInteger(options.count) && options.count >= 1)) {
+      throw new UsageError(`--count is required with --provider ${provider} (how many ${provider === 'slurm' ? 'array tasks' : 'instances'})`);
+    }
+    // Instances and Slurm tasks run the CLI from the shared folder; by default this machine's
+    // bundle is copied there (this machine sees the share: it is the head, or mounts it).
+    const tool = await prepareTool({ ...options, toolOnMount: options.toolOnMount ?? true }, !options.dryRun);
+    const create: CreateOptions = { job: remoteJob, command: options.command, count: options.count, tool: tool as string };
+    if (options.lanes !== undefined) create.lanes = options.lanes;
+    if (options.mount) {
+      const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
+      const { identity, ...rest } = options.mount;
+      create.mount = await mountSpec(rest, knownHostsFiles, options.acceptNewHostKeys ?? false);
+      if (create.mount.strict === 'yes' && !create.mount.knownHostsLines && provider !== 'slurm') {
+        throw new UsageError(`the head in --mount ${options.mount.source} is not in known_hosts, so new instances could not check its key`, `add it (ssh-keyscan -p ${options.mount.port ?? 22} HEAD >> ~/.ssh/known_hosts, after checking the fingerprint) or pass --accept-new-host-keys`);
+      }
+      if (identity) create.mountKeyText = await readFile(identity, 'utf8');
+    }
+    for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel'] as const) {
+      const value = options[key];
+      if (value !== undefined) (create as unknown as Record<string, unknown>)[key] = value;
+    }
+    plan = await module.plan({ action: 'create', ...create });
+  }
+  if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan };
+  const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
+  return { kind: 'provider', provider, dryRun: false, plan, result };
+}

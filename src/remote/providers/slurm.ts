@@ -1,0 +1,67 @@
+/**
+ * Slurm: the workers as one job array (`sbatch --array=1-N`, script from templates/slurm-array.sh
+ * with `#SBATCH --requeue`), each task running `piecework work` on the cluster's shared file
+ * system; `--delete` cancels the array by its name (`scancel --name`).
+ */
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { JobLayout } from '../../core/job-folder.js';
+import { UsageError } from '../../core/errors.js';
+import { renderBootstrap } from '../bootstrap.js';
+import { renderTemplate } from '../templates.js';
+import {
+  applyPlan,
+  defaultScriptDir,
+  foregroundBootstrap,
+  jobTag,
+  type ApplyOptions,
+  type ApplyResult,
+  type CreateOptions,
+  type DeleteOptions,
+  type ProviderPlan,
+} from './common.js';
+
+export type SlurmPlanOptions = ({ action: 'create' } & CreateOptions) | ({ action: 'delete' } & DeleteOptions);
+
+export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
+  const tag = jobTag(options.job);
+  if (options.action === 'delete') {
+    return {
+      provider: 'slurm',
+      action: 'delete',
+      jobTag: tag,
+      files: [],
+      commands: [{ argv: ['scancel', `--name=${tag}`, `--user=${userInfo().username}`], description: `cancel the Slurm jobs named ${tag}` }],
+    };
+  }
+  if (options.mount) {
+    throw new UsageError('--mount does not apply to --provider slurm', 'Slurm nodes see the job through the cluster\'s shared file system');
+  }
+  const scriptPath = join(options.scriptDir ?? defaultScriptDir(), 'slurm-array.sh');
+  // Lanes come from SLURM_CPUS_PER_TASK inside the task, so the bootstrap is rendered without them.
+  const { lanes: _lanes, ...withoutLanes } = options;
+  const bootstrap = await renderBootstrap(foregroundBootstrap(withoutLanes, {}));
+  const script = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: bootstrap });
+  const argv = [
+    'sbatch',
+    `--array=1-${options.count}`,
+    `--job-name=${tag}`,
+    // %A: the array's job id, %a: the task; the job's logs/ exists from split on.
+    `--output=${new JobLayout(options.job).logPath('slurm-%A_%a')}`,
+    ...(options.lanes !== undefined ? [`--cpus-per-task=${options.lanes}`] : []),
+    ...(options.partition ? [`--partition=${options.partition}`] : []),
+    '--parsable',
+    scriptPath,
+  ];
+  return {
+    provider: 'slurm',
+    action: 'create',
+    jobTag: tag,
+    files: [{ path: scriptPath, content: script, mode: 0o644 }],
+    commands: [{ argv, description: `submit a ${options.count}-task array job ${tag}` }],
+  };
+}
+
+export function apply(planned: ProviderPlan, options?: ApplyOptions): Promise<ApplyResult> {
+  return applyPlan(planned, options);
+}

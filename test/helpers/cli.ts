@@ -1,0 +1,60 @@
+/**
+ * Run the built CLI as a user would: a real process, real exit status, real stdout/stderr.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const piecework = path.join(repoRoot, 'bin/piecework');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Prefix argv, e.g. ['faketime', '-f', '+300s'] to run the CLI under a skewed clock. */
+  wrapper?: string[];
+}
+
+export function startPiecework(args: string[], options: RunOptions = {}): ChildProcess {
+  const argv = [...(options.wrapper ?? []), process.execPath, piecework, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
+    cwd: options.cwd,
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+    // Its own process group, so that a test can kill the worker and every command it started.
+    detached: true,
+  });
+  if (options.input !== undefined) child.stdin!.end(options.input);
+  else child.stdin!.end();
+  return child;
+}
+
+export function collect(child: ChildProcess): Promise<RunResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
+export function runPiecework(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return collect(startPiecework(args, options));
+}
+
+/** Kill a detached child's whole process group. */
+export function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // already gone
+  }
+}
