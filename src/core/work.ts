@@ -224,6 +224,7 @@ class Worker {
         else this.fail(new Error(String(error)));
       } finally {
         this.inProgress.delete(chunk);
+        scheduler.chunkFinished();
       }
     }
   }
@@ -440,6 +441,13 @@ class Scheduler {
     this.#busy.add(chunk);
   }
 
+  /** A lane finished a chunk: a scan waiting for our own last chunks may look again. */
+  chunkFinished(): void {
+    if (this.#waitingForOwnChunks) this.#wakeUp?.();
+  }
+
+  #waitingForOwnChunks = false;
+
   async next(): Promise<string | undefined> {
     for (;;) {
       if (this.#worker.stopReason || this.#finished) {
@@ -488,8 +496,11 @@ class Scheduler {
       return;
     }
     if (worker.inProgress.size > 0) {
-      // Our own lanes still run the last chunks; a failure there may requeue one. Look again later.
-      await this.#sleep(Math.min(worker.pollMs, 1000));
+      // Our own lanes still run the last chunks; a failure there may requeue one. Look again
+      // when one of them ends.
+      this.#waitingForOwnChunks = true;
+      await this.#sleep(worker.pollMs);
+      this.#waitingForOwnChunks = false;
       return;
     }
     if (manifest.complete) {

@@ -10,8 +10,9 @@
  * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import type { NodeSSH } from 'node-ssh';
 import { PieceworkError, UsageError, errorCode } from '../core/errors.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import {
@@ -39,8 +40,6 @@ import {
 } from './ssh.js';
 import { packageRoot } from './templates.js';
 import { uploadTool } from './upload.js';
-import { readFile } from 'node:fs/promises';
-import type { NodeSSH } from 'node-ssh';
 
 export interface LaunchMountOptions {
   /** `[user@]head:/path`, as given to sshfs. */

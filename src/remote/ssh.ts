@@ -89,12 +89,12 @@ export const defaultKnownHostsFiles = (): string[] => [join(homedir(), '.ssh', '
 const defaultIdentityNames = ['id_ed25519', 'id_ecdsa', 'id_rsa'];
 
 /**
- * Gather credentials once: the agent (`agent` or `SSH_AUTH_SOCK`), then the identity files given,
+ * Gather credentials once: the agent (`agent` or `SSH_AUTH_SOCK`; `false`: none), then the identity files given,
  * or — when none are given — the user's unencrypted default keys (~/.ssh/id_ed25519, id_ecdsa,
  * id_rsa), as `ssh` would try them. Encrypted keys need the agent (ssh-add).
  */
-export async function loadCredentials(options: { identityFiles?: readonly string[]; agent?: string } = {}): Promise<SshCredentials> {
-  const agent = options.agent ?? process.env['SSH_AUTH_SOCK'];
+export async function loadCredentials(options: { identityFiles?: readonly string[]; agent?: string | false } = {}): Promise<SshCredentials> {
+  const agent = options.agent === false ? undefined : (options.agent ?? process.env['SSH_AUTH_SOCK']);
   const explicit = options.identityFiles ?? [];
   const keys: SshCredentials['keys'] = [];
   const candidates = explicit.length > 0 ? explicit : defaultIdentityNames.map((name) => join(homedir(), '.ssh', name));

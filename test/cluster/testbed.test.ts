@@ -138,6 +138,11 @@ describe('testbed', () => {
     // A host's mount lives in its own mount namespace: invisible to us and to the other host.
     assert.ok(!mountPoints().includes(m0.mountPoint), 'h0 mount leaked into the root namespace');
     assert.equal((await h1.exec(['grep', '-c', m0.mountPoint, '/proc/self/mounts'], { reject: false })).stdout, '0');
+    // …and a fresh `ip netns exec` into h0's own namespace does not see it either (new mount
+    // namespace each time): that is why host.exec enters the anchor's namespaces with nsenter.
+    const freshExec = await execa('ip', ['netns', 'exec', h0.name, 'grep', '-c', m0.mountPoint, '/proc/self/mounts'], { reject: false });
+    assert.equal(freshExec.stdout, '0');
+    assert.equal((await h0.exec(['grep', '-c', m0.mountPoint, '/proc/self/mounts'])).stdout, '1');
 
     // Cut h0: its long-running process and its sshfs die, its namespace is empty, h1 carries on.
     const sleeper = h0.exec(['sleep', '600'], { reject: false });

@@ -80,7 +80,9 @@ export async function mountSshfs(o: MountSshfsOptions): Promise<SshfsMount> {
     // sshfs 3.7 mounts first and connects on first use (~0.2 s on loopback, more through a delay
     // proxy): one stat of the root makes the mount ready, so tests do not time the SSH handshake.
     // Through /proc/PID/root the path resolves in sshfs's own mount namespace, even in a host's.
-    await withTimeout(stat(`/proc/${daemon.pid}/root${o.mountPoint}`), timeoutMs, `sshfs at ${o.mountPoint} to answer`);
+    await withTimeout(stat(`/proc/${daemon.pid}/root${o.mountPoint}`), timeoutMs, `sshfs at ${o.mountPoint} to answer`).catch((err: Error) => {
+      throw new Error(`sshfs at ${o.mountPoint} does not answer (${err.message}): ${readFileSync(logPath, 'utf8').trim()}`);
+    });
   } catch (err) {
     undo.run();
     throw err;

@@ -1,0 +1,224 @@
+import type { Arguments, CommandModule } from 'yargs';
+import { ExitStatus, UsageError } from '../../core/errors.js';
+// Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
+import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
+import { quoteArgv } from '../../remote/quote.js';
+import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
+import { getContext } from '../context.js';
+import { plural } from '../report/format.js';
+
+export interface LaunchArgs {
+  job?: string;
+  hosts?: string[];
+  identity?: string[];
+  knownHosts?: string[];
+  acceptNewHostKeys?: boolean;
+  lanes?: number;
+  mount?: string;
+  at?: string;
+  mountPort?: number;
+  mountIdentity?: string;
+  remoteJob?: string;
+  toolOnMount?: string;
+  node?: string;
+  concurrency?: number;
+  connectTimeout?: number;
+  provider?: 'gcloud' | 'aws' | 'slurm';
+  count?: number;
+  zone?: string;
+  region?: string;
+  machineType?: string;
+  image?: string;
+  partition?: string;
+  preemptible?: boolean;
+  dryRun?: boolean;
+  delete?: boolean;
+  wait?: boolean;
+  json?: boolean;
+}
+
+const command: CommandModule<object, LaunchArgs> = {
+  command: 'launch <job>',
+  describe: 'Start workers on other machines: lab hosts over SSH, or cloud spot instances / a Slurm array',
+  builder: (y) =>
+    y
+      .positional('job', { type: 'string', describe: 'The job folder (as this machine sees it)', demandOption: true })
+      .option('hosts', { type: 'string', array: true, describe: 'Hosts file ([N/][user@]host[:port] a line) or a,b,c' })
+      .option('identity', { alias: 'i', type: 'string', array: true, describe: 'Private key file (default: agent, then ~/.ssh/id_*)' })
+      .option('knownHosts', { type: 'string', array: true, describe: 'known_hosts file(s) to check and record in (default ~/.ssh/known_hosts)' })
+      .option('acceptNewHostKeys', { type: 'boolean', describe: 'Record keys of hosts not yet known (changed keys are always refused)' })
+      .option('lanes', { alias: 'j', type: 'number', describe: 'Lanes per host (default: N/ in the hosts file, else one per CPU)' })
+      .option('mount', { type: 'string', describe: 'Mount [user@]head:/path with sshfs on each host first' })
+      .option('at', { type: 'string', describe: 'Mount point on the hosts (with --mount)' })
+      .option('mountPort', { type: 'number', describe: "The head's SSH port (with --mount)" })
+      .option('mountIdentity', { type: 'string', describe: 'Key for sshfs: a path on the hosts; with a cloud provider, a local file sent to the instances' })
+      .option('remoteJob', { type: 'string', describe: 'The job folder as the hosts see it (default: mapped through --mount/--at)' })
+      .option('toolOnMount', { type: 'string', describe: 'Run piecework from the shared folder: PATH on the hosts, or no value to copy it to <share>/.piecework/' })
+      .option('node', { type: 'string', describe: 'Path of node on the hosts, if not found on PATH, nvm, volta or /usr/local' })
+      .option('concurrency', { type: 'number', describe: 'Hosts contacted at once', default: 8 })
+      .option('connectTimeout', { type: 'number', describe: 'Seconds to connect and log in, per attempt', default: 20 })
+      .option('provider', { type: 'string', choices: ['gcloud', 'aws', 'slurm'] as const, describe: 'Create workers through a cloud CLI or Slurm instead of --hosts' })
+      .option('count', { type: 'number', describe: 'Instances (gcloud, aws) or array tasks (slurm) to create' })
+      .option('zone', { type: 'string', describe: 'gcloud zone' })
+      .option('region', { type: 'string', describe: 'aws region' })
+      .option('machineType', { type: 'string', describe: 'Machine / instance type (gcloud e2-standard-2, aws t3.medium)' })
+      .option('image', { type: 'string', describe: 'gcloud project/family (default debian-cloud/debian-13) or image; aws AMI id' })
+      .option('partition', { type: 'string', describe: 'Slurm partition' })
+      .option('preemptible', { type: 'boolean', describe: 'gcloud: --preemptible instead of --provisioning-model=SPOT' })
+      .option('dryRun', { type: 'boolean', describe: 'Print the commands and rendered scripts; start nothing' })
+      .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs" })
+      .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete' })
+      .option('json', { type: 'boolean', describe: 'The per-host results (or the plan) as JSON on stdout' })
+      .example('$0 launch /mnt/shared/jobs/score --hosts lab-hosts.txt -j 16 -- python3 score.py', 'lab hosts that already see the folder')
+      .example('$0 launch /srv/share/jobs/score --hosts 4/lab1,4/lab2 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'mount the folder on each host first (over sshfs)')
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --mount-identity ~/.ssh/piecework_mount --dry-run -- ./score.sh', 'spot instances: show what would run')
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances")
+      .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each'),
+  handler: async (argv) => {
+    const context = getContext();
+    const options = launchOptionsFromArgs(argv);
+    if (argv.wait) {
+      throw new UsageError('--wait is not available yet', `follow the job with: piecework status ${argv.job ?? 'JOB'} --watch`);
+    }
+    options.onEvent = (event) => {
+      const line = describeEvent(event, context.interactive);
+      if (line) context.stderr.write(`launch: ${line}\n`);
+    };
+    const { launch } = await import('../../remote/launch.js');
+    const report = await launch(options);
+    const output = renderReport(report, { json: argv.json ?? false, redact: options.mount?.identity });
+    if (output.stdout) context.stdout.write(output.stdout);
+    if (output.stderr) context.stderr.write(output.stderr);
+    if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
+  },
+};
+
+export default command;
+
+/** argv → typed options (no I/O): what the table-driven parse test checks. */
+export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs & { '--'?: unknown }): LaunchOptions {
+  const job = argv.job;
+  if (!job) throw new UsageError('give the job folder: piecework launch JOB …');
+  const options: LaunchOptions = { job, command: commandAfterDashes(argv as Arguments) };
+  if (argv.provider && argv.hosts?.length) throw new UsageError('give either --hosts or --provider, not both');
+  if (!argv.provider && !argv.hosts?.length) {
+    throw new UsageError('where should workers run? give --hosts FILE|a,b,c, or --provider gcloud|aws|slurm');
+  }
+  if (argv.delete && !argv.provider) throw new UsageError('--delete needs --provider (it removes the instances a provider launch made)');
+  if ((argv.mount === undefined) !== (argv.at === undefined)) throw new UsageError('--mount and --at go together: --mount user@head:/path --at /mnt/point');
+  if (argv.mount === undefined && (argv.mountPort !== undefined || argv.mountIdentity !== undefined)) {
+    throw new UsageError('--mount-port and --mount-identity need --mount');
+  }
+
+  if (argv.hosts?.length) options.hosts = argv.hosts;
+  if (argv.identity?.length) options.identityFiles = argv.identity;
+  if (argv.knownHosts?.length) options.knownHostsFiles = argv.knownHosts;
+  if (argv.acceptNewHostKeys) options.acceptNewHostKeys = true;
+  const lanes = positiveInt(argv.lanes, '--lanes');
+  if (lanes !== undefined) options.lanes = lanes;
+  if (argv.mount !== undefined && argv.at !== undefined) {
+    options.mount = { source: argv.mount, at: argv.at };
+    const port = positiveInt(argv.mountPort, '--mount-port');
+    if (port !== undefined) options.mount.port = port;
+    if (argv.mountIdentity) options.mount.identity = argv.mountIdentity;
+  }
+  if (argv.remoteJob) options.remoteJob = argv.remoteJob;
+  // `--tool-on-mount` alone: copy the bundle onto the share; with a value: the path on the hosts.
+  if (argv.toolOnMount !== undefined) options.toolOnMount = argv.toolOnMount === '' ? true : argv.toolOnMount;
+  if (argv.node) options.node = argv.node;
+  const concurrency = positiveInt(argv.concurrency, '--concurrency');
+  if (concurrency !== undefined) options.concurrency = concurrency;
+  const timeout = positiveSeconds(argv.connectTimeout, '--connect-timeout');
+  if (timeout !== undefined) options.connectTimeoutMs = Math.round(timeout * 1000);
+
+  if (argv.provider) {
+    options.provider = argv.provider;
+    const count = positiveInt(argv.count, '--count');
+    if (count !== undefined) options.count = count;
+    for (const key of ['zone', 'region', 'machineType', 'image', 'partition'] as const) {
+      const value = argv[key];
+      if (value !== undefined) options[key] = value;
+    }
+    if (argv.preemptible) options.spotModel = 'preemptible';
+    if (argv.delete) options.delete = true;
+  } else {
+    for (const flag of ['count', 'zone', 'region', 'machineType', 'image', 'partition', 'preemptible'] as const) {
+      if (argv[flag] !== undefined) throw new UsageError(`--${kebab(flag)} needs --provider`);
+    }
+  }
+  if (argv.dryRun) options.dryRun = true;
+  return options;
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function describeEvent(event: LaunchEvent, interactive: boolean): string | undefined {
+  switch (event.type) {
+    case 'host:retry':
+      return `${event.host}: connection dropped (${event.reason}); retry ${event.attempt} in ${(event.delayMs / 1000).toFixed(1)} s`;
+    case 'host:key-recorded':
+      return `${event.host}: new host key recorded in ${event.file} (${event.keyType} ${event.fingerprint})`;
+    case 'host:uploading':
+      return `${event.host}: copying piecework (${Math.round(event.bytes / 1024)} KiB) to ${event.remotePath}`;
+    case 'tool:copied':
+      return `copied piecework to ${event.path}`;
+    case 'provider:command':
+      return `running ${event.argv.join(' ')}`;
+    case 'host:connecting':
+    case 'host:checking':
+    case 'host:starting':
+      return interactive ? `${event.host}: ${event.type.slice('host:'.length)}…` : undefined;
+    case 'host:done':
+      return undefined; // the table says it
+  }
+}
+
+/** The report as text: data (JSON, scripts, ids) for stdout, the table for stderr. */
+export function renderReport(report: LaunchReport, options: { json: boolean; redact?: string | undefined }): { stdout: string; stderr: string } {
+  if (options.json) {
+    const data = report.kind === 'provider' ? { ...report, plan: { ...report.plan, files: report.plan.files.map((f) => ({ ...f, content: redacted(f.content, options.redact) })) } } : report;
+    return { stdout: `${JSON.stringify(data, null, 2)}\n`, stderr: report.kind === 'ssh' && !report.dryRun ? hostTable(report.hosts) : '' };
+  }
+  if (report.kind === 'ssh' && report.dryRun) {
+    const scripts = report.hosts.map((h) => `# ---- ${h.host}: sh -s with this script on stdin ----\n${h.script}`).join('\n');
+    return { stdout: scripts, stderr: `launch: dry run: ${plural(report.hosts.length, 'host')}, job ${report.remoteJob} on the hosts; nothing started\n` };
+  }
+  if (report.kind === 'ssh') {
+    const summary = `launch: ${report.started} of ${plural(report.hosts.length, 'host')} started${report.failed ? `; ${report.failed} failed` : ''}\n`;
+    return { stdout: '', stderr: hostTable(report.hosts) + summary };
+  }
+  const { plan } = report;
+  if (report.dryRun) {
+    const files = plan.files.map((f) => `# ---- ${f.path} ----\n${redacted(f.content, options.redact)}`).join('\n');
+    const commands = plan.commands.map((c, i) => {
+      const after = plan.commands[i - 1]?.role === 'lookup' ? ' <ids printed by the command above>' : '';
+      return `# ${c.description}\n${quoteArgv(c.argv)}${after}`;
+    });
+    return { stdout: `${files}${files ? '\n' : ''}${commands.join('\n')}\n`, stderr: `launch: dry run (${plan.provider}, ${plan.jobTag}); nothing was run\n` };
+  }
+  const outcomes = report.result?.commands ?? [];
+  const stdout = outcomes.map((o) => o.stdout.trim()).filter((s) => s !== '').join('\n');
+  const skipped = outcomes.some((o) => o.skipped);
+  const what = plan.action === 'delete' ? (skipped ? `no instances or jobs of ${plan.jobTag} found` : `deleted what ${plan.jobTag} had`) : `created through ${plan.provider} (${plan.jobTag})`;
+  return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n` };
+}
+
+function redacted(text: string, keyFile: string | undefined): string {
+  // The sshfs key travels in the startup script; a dry run shows where it comes from, not the key.
+  return keyFile ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<contents of ${keyFile}>'`) : text;
+}
+
+/** One row a host: HOST STATUS DETAIL, hints under failed rows. */
+export function hostTable(results: readonly HostResult[]): string {
+  const hostWidth = Math.max(4, ...results.map((r) => r.host.length));
+  const statusWidth = Math.max(6, ...results.map((r) => r.status.length));
+  const lines = [`${'HOST'.padEnd(hostWidth)}  ${'STATUS'.padEnd(statusWidth)}  DETAIL`];
+  for (const r of results) {
+    const detail = r.status === 'started' ? `${plural(r.lanes ?? 0, 'lane')}, pid ${r.pid}${r.log ? `, log ${r.log}` : ''}` : r.message.replace(`${r.host}: `, '');
+    lines.push(`${r.host.padEnd(hostWidth)}  ${r.status.padEnd(statusWidth)}  ${detail}`);
+    if (r.hint && r.status !== 'started') lines.push(`${''.padEnd(hostWidth + statusWidth + 4)}hint: ${r.hint}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
