@@ -196,6 +196,15 @@ class Worker {
     this.stop('signal');
   }
 
+  #stopCheckedAt = 0;
+
+  /** Look for a STOP file before taking a chunk — at most once a second, not per chunk. */
+  async checkStopFile(): Promise<void> {
+    if (this.stopReason || Date.now() - this.#stopCheckedAt < 1000) return;
+    this.#stopCheckedAt = Date.now();
+    if (await exists(this.layout.stopFile)) this.stop('stop-file');
+  }
+
   /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
   async tick(): Promise<void> {
     const hungMs = this.heartbeat.pendingWriteMs;
@@ -205,7 +214,7 @@ class Worker {
     }
     try {
       await this.heartbeat.write();
-      if (!this.stopReason && (await exists(this.layout.stopFile))) this.stop('stop-file');
+      await this.checkStopFile();
       if (!(await exists(this.layout.jobFile))) this.fail(new JobMissingError(this.layout.root, 'job.json disappeared while working: the mount may have dropped'));
     } catch (error) {
       if (isMountGone(error)) this.fail(new JobMissingError(this.layout.root, `the file system answered ${errorCode(error)}: the mount looks gone`));
@@ -449,6 +458,7 @@ class Scheduler {
   #waitingForOwnChunks = false;
 
   async next(): Promise<string | undefined> {
+    await this.#worker.checkStopFile();
     for (;;) {
       if (this.#worker.stopReason || this.#finished) {
         this.#stopFollowing?.();

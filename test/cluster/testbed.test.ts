@@ -20,11 +20,11 @@ const helpersDir = fileURLToPath(new URL('../helpers/', import.meta.url));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
 const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
-describe('testbed', () => {
+void describe('testbed', () => {
   // Safety net; each test also cleans after itself, pass or fail.
   after(() => runCleanups());
 
-  test('two sshfs mounts of one folder: a file written via A is found by stat via B; mkdir races give one EEXIST', async (t) => {
+  void test('two sshfs mounts of one folder: a file written via A is found by stat via B; mkdir races give one EEXIST', async (t) => {
     t.after(() => runCleanups());
     const sshd = await startSshd();
     const a = await mountSshfs({ sshd, mountPoint: join(makeTempDir('a'), 'mnt') });
@@ -48,7 +48,7 @@ describe('testbed', () => {
     }
   });
 
-  test('delay proxy adds at least 2 × delayMs per round trip, keeps bytes in order, and works as a child process', async (t) => {
+  void test('delay proxy adds at least 2 × delayMs per round trip, keeps bytes in order, and works as a child process', async (t) => {
     t.after(() => runCleanups());
     const echo = await listen(createServer((s) => s.pipe(s)));
     t.after(() => echo.close());
@@ -115,7 +115,7 @@ describe('testbed', () => {
     assert.ok(statSync(join(direct.mountPoint, 'slow-0')).isDirectory());
   });
 
-  test('namespace hosts: ssh to each other and to the head, mount the share, see files; cut kills everything on a host', async (t) => {
+  void test('namespace hosts: ssh to each other and to the head, mount the share, see files; cut kills everything on a host', async (t) => {
     t.after(() => runCleanups());
     const cluster = await createHosts(2);
     const [h0, h1] = cluster.hosts as [(typeof cluster.hosts)[0], (typeof cluster.hosts)[0]];
@@ -159,7 +159,7 @@ describe('testbed', () => {
     assert.equal((await h1.exec(['cat', join(m1.mountPoint, 'from-h0')])).stdout, 'h0');
   });
 
-  test('cleanup leaves no process, mount, namespace, link or temp dir — also when the test process crashes', async (t) => {
+  void test('cleanup leaves no process, mount, namespace, link or temp dir — also when the test process crashes', async (t) => {
     t.after(() => runCleanups());
     // Build one of everything, then clean. (tsx's esbuild service is a child of ours too: baseline.)
     const baseline = new Set(descendants(process.pid));
@@ -207,8 +207,8 @@ async function runChildThatDies(how: 'throw' | 'SIGTERM'): Promise<string> {
   `;
   const child = spawn('node', ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d));
-  child.stderr.on('data', (d: Buffer) => (out += d));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await Promise.race([waitUntil(() => out.includes('ready'), 30_000, 'crash child to get ready'), exited]);
   assert.ok(out.includes('ready'), `crash child failed early: ${out}`);
@@ -233,7 +233,12 @@ function descendants(root: number): number[] {
   const found = new Set([root]);
   for (let grew = true; grew; ) {
     grew = false;
-    for (const p of procs) if (found.has(p.ppid) && !found.has(p.pid)) (found.add(p.pid), (grew = true));
+    for (const p of procs) {
+      if (found.has(p.ppid) && !found.has(p.pid)) {
+        found.add(p.pid);
+        grew = true;
+      }
+    }
   }
   found.delete(root);
   return [...found];

@@ -56,9 +56,10 @@ export function registerCleanup(fn: () => void, label = fn.name || 'cleanup'): C
 }
 
 /** Undo everything registered so far, newest first. Throws an AggregateError if any step failed. */
-export async function runCleanups(): Promise<void> {
+export function runCleanups(): Promise<void> {
   const errors = runCleanupsSync();
-  if (errors.length > 0) throw new AggregateError(errors, `testbed cleanup: ${errors.length} step(s) failed`);
+  if (errors.length === 0) return Promise.resolve();
+  return Promise.reject(new AggregateError(errors, `testbed cleanup: ${errors.length} step(s) failed: ${errors.map((e) => e.message).join('; ')}`));
 }
 
 /** Best-effort variant for process exit: never throws, returns what failed. */
@@ -174,7 +175,7 @@ export function killTree(pid: number, graceMs = 2000): void {
   if (pids.some(isAlive)) signalAll('SIGKILL');
 }
 
-export function run(argv: readonly string[], timeoutMs = 10_000): { ok: boolean; output: string } {
+export function runSync(argv: readonly string[], timeoutMs = 10_000): { ok: boolean; output: string } {
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: timeoutMs });
   return { ok: r.status === 0, output: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}`.trim() };
@@ -202,15 +203,15 @@ export function unmountSync(mountPoint: string, nsPid?: number): void {
   if (nsPid !== undefined && !isAlive(nsPid)) return; // namespace gone, its mounts with it
   if (!mountPoints(pid).includes(mountPoint)) return;
   const enter = nsPid === undefined ? [] : ['nsenter', '-t', String(nsPid), '-m', '--'];
-  if (run([...enter, 'fusermount3', '-u', mountPoint]).ok) return;
-  const lazy = run([...enter, 'umount', '-l', mountPoint]);
+  if (runSync([...enter, 'fusermount3', '-u', mountPoint]).ok) return;
+  const lazy = runSync([...enter, 'umount', '-l', mountPoint]);
   if (!lazy.ok && mountPoints(pid).includes(mountPoint)) throw new Error(`cannot unmount ${mountPoint}: ${lazy.output}`);
 }
 
 /** Kill every process in a network namespace (including those in other mount namespaces). */
 export function killNetnsProcesses(name: string): void {
   for (let round = 0; round < 5; round++) {
-    const pids = run(['ip', 'netns', 'pids', name]).output.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number);
+    const pids = runSync(['ip', 'netns', 'pids', name]).output.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number);
     if (pids.length === 0) return;
     for (const p of pids) {
       try {
@@ -228,13 +229,13 @@ export function killNetnsProcesses(name: string): void {
 export function deleteNetnsSync(name: string): void {
   if (!netnsNames().includes(name)) return;
   killNetnsProcesses(name);
-  const r = run(['ip', 'netns', 'del', name]);
+  const r = runSync(['ip', 'netns', 'del', name]);
   if (!r.ok && netnsNames().includes(name)) throw new Error(`ip netns del ${name}: ${r.output}`);
 }
 
 export function deleteLinkSync(name: string): void {
   if (!linkNames().includes(name)) return;
-  const r = run(['ip', 'link', 'del', name]);
+  const r = runSync(['ip', 'link', 'del', name]);
   if (!r.ok && linkNames().includes(name)) throw new Error(`ip link del ${name}: ${r.output}`);
 }
 
@@ -246,11 +247,11 @@ export function removeDirSync(path: string): void {
 }
 
 export function netnsNames(): string[] {
-  return run(['ip', 'netns', 'list']).output.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+  return runSync(['ip', 'netns', 'list']).output.split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
 }
 
 export function linkNames(): string[] {
-  return run(['ip', '-o', 'link', 'show']).output
+  return runSync(['ip', '-o', 'link', 'show']).output
     .split('\n')
     .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
     .filter(Boolean);

@@ -10,7 +10,7 @@ import { closeSync, openSync, readFileSync, readlinkSync, unlinkSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
-import { deleteLinkSync, deleteNetnsSync, isAlive, killNetnsProcesses, markerEnv, registerCleanup, run, runTag } from './cleanup.js';
+import { deleteLinkSync, deleteNetnsSync, isAlive, killNetnsProcesses, markerEnv, registerCleanup, runSync, runTag } from './cleanup.js';
 import { spawnDaemon, startSshd, waitUntil, type Sshd } from './sshd.js';
 import { mountSshfs, type HostNamespace, type SshfsMount } from './sshfs.js';
 import { makeTempDir } from './tmp.js';
@@ -112,7 +112,7 @@ async function createHost(i: number, prefix: string, bridge: string, head: Sshd,
 
 /** Pick a free 10.213.X.0/24: derived from the pid, not in use here, and claimed against concurrent runs. */
 function claimSubnet(): string {
-  const inUse = run(['ip', '-o', '-4', 'addr', 'show']).output + run(['ip', '-4', 'route', 'show', 'table', 'all']).output;
+  const inUse = runSync(['ip', '-o', '-4', 'addr', 'show']).output + runSync(['ip', '-4', 'route', 'show', 'table', 'all']).output;
   for (let k = 0; k < 256; k++) {
     const x = (process.pid + k) % 254 + 1;
     const prefix = `10.213.${x}`;

@@ -182,7 +182,7 @@ async function freePort(): Promise<number> {
  * by runCleanups(). Unref'd: a forgotten cleanup must not keep the test process alive; the exit
  * hook still kills it.
  */
-export function spawnDaemon(argv: readonly string[], logPath: string, env: Record<string, string> = {}): { pid: number; stop(): void } {
+export function spawnDaemon(argv: readonly string[], logPath: string, env: Record<string, string> = {}): { pid: number; stop: () => void } {
   const fd = openSync(logPath, 'a');
   const [cmd, ...args] = argv;
   const child = spawn(cmd!, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, ...markerEnv, ...env } });
