@@ -13,8 +13,9 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  // cpu-features is an optional native speed-up of ssh2: leave it out, ssh2 copes without it.
-  external: ['cpu-features'],
+  // cpu-features and sshcrypto.node are optional native speed-ups of ssh2, loaded inside
+  // try/catch: leave them out and ssh2 uses its pure-JS code, so the file runs on any host.
+  external: ['cpu-features', '*.node'],
   banner: {
     // Bundled CommonJS (fast-glob, proper-lockfile, ssh2) still calls require().
     js: "#!/usr/bin/env node\nimport { createRequire as __pwCreateRequire } from 'node:module'; const require = __pwCreateRequire(import.meta.url);",

@@ -90,6 +90,23 @@ mounted_at() {
   awk -v m="$1" '{ gsub(/\\040/, " ", $2) } $2 == m { found = 1 } END { exit !found }' /proc/mounts
 }
 
+# sshfs hides ssh's own messages ("Host key verification failed."), so when a mount fails, ask
+# ssh once, with the same options, what is wrong.
+diagnose_head() {
+  login=${PW_MOUNT_SOURCE%:*}
+  user=
+  case $login in *@*)
+    user=${login%%@*}@
+    login=${login#*@}
+    ;;
+  esac
+  login=$(printf '%s' "$login" | tr -d '[]')
+  set -- -p "${PW_MOUNT_PORT:-22}" -o BatchMode=yes -o ConnectTimeout=20 -o "StrictHostKeyChecking=${PW_MOUNT_STRICT:-yes}"
+  if [ -n "${PW_MOUNT_IDENTITY:-}" ]; then set -- "$@" -o "IdentityFile=$PW_MOUNT_IDENTITY"; fi
+  if [ -n "$known" ]; then set -- "$@" -o "UserKnownHostsFile=~/.ssh/known_hosts $known"; fi
+  ssh "$@" "$user$login" exit </dev/null 2>&1 | tail -n 3
+}
+
 unmount_dead() {
   fusermount3 -u -z "$1" 2>/dev/null || fusermount -u -z "$1" 2>/dev/null || umount -l "$1" 2>/dev/null || true
 }
@@ -115,19 +132,30 @@ if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
       case $PW_MOUNT_IDENTITY in *,*) fail 2 "an sshfs -o path cannot contain a comma: $PW_MOUNT_IDENTITY" ;; esac
       opts="$opts,IdentityFile=$PW_MOUNT_IDENTITY"
     fi
+    known=
     if [ -n "${PW_MOUNT_KNOWN_HOSTS_LINES:-}" ]; then
       cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
       mkdir -p "$cache"
-      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$cache/known_hosts.mount"
-      case $cache in *,*) fail 2 "an sshfs -o path cannot contain a comma: $cache" ;; esac
+      known=$cache/known_hosts.mount
+      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$known"
+      case $known in *,*) fail 2 "an sshfs -o path cannot contain a comma: $known" ;; esac
       # ssh reads every file listed; the user's own file still counts.
-      opts="$opts,UserKnownHostsFile=~/.ssh/known_hosts $cache/known_hosts.mount"
+      opts="$opts,UserKnownHostsFile=~/.ssh/known_hosts $known"
     fi
     errors=$(mktemp)
     attempt=1
     # The head's sshd drops bursts of new connections (MaxStartups): retry with back-off.
     # setsid: sshfs and its ssh child leave this session, so they outlive the SSH connection.
     until setsid sshfs -p "${PW_MOUNT_PORT:-22}" -o "$opts" "$PW_MOUNT_SOURCE" "$at" </dev/null >"$errors" 2>&1; do
+      # A refused key or login does not get better by waiting: only dropped connections are retried.
+      why=$(diagnose_head)
+      case $why in
+        *'Host key verification failed'* | *'Permission denied'* | *'Could not resolve hostname'* | *'Connection refused'* | *'No route to host'*)
+          printf '%s\n' "$why" >&2
+          rm -f "$errors"
+          fail 11 "could not mount $PW_MOUNT_SOURCE at $at: $(printf '%s\n' "$why" | tail -n 1)"
+          ;;
+      esac
       if [ "$attempt" -ge 4 ]; then
         cat "$errors" >&2
         rm -f "$errors"

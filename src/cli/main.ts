@@ -12,7 +12,10 @@ import workCommand from './commands/work.js';
 import verifyCommand from './commands/verify.js';
 import mergeCommand from './commands/merge.js';
 import stopCommand from './commands/stop.js';
-// LAUNCH-IMPORT import launchCommand from './commands/launch.js';
+import statusCommand from './commands/status.js';
+import dashboardCommand from './commands/dashboard.js';
+import completionCommand from './commands/completion.js';
+import launchCommand from './commands/launch.js';
 
 const EPILOGUE = `Exit status: 0 success; 1 failure (chunks failed for good, a command failed); 2 usage error;
 3 job incomplete; 4 no job at that path (or its mount is gone); 130/143 stopped by SIGINT/SIGTERM.
@@ -22,7 +25,7 @@ export function createParser(argv: string[]): Argv {
   return yargs(argv)
     .scriptName('piecework')
     .usage('$0 COMMAND JOB [options] [-- COMMAND ARGS…]\n\nSpread a batch job over many machines that share a folder.')
-    .command([splitCommand, workCommand, verifyCommand, mergeCommand, stopCommand /* LAUNCH */])
+    .command([splitCommand, workCommand, verifyCommand, mergeCommand, stopCommand, launchCommand, statusCommand, dashboardCommand, completionCommand])
     .demandCommand(1, 'give a command: split, work, launch, verify, merge, status or stop')
     .option('verbose', { type: 'boolean', description: 'Show stack traces and more detail', global: true })
     .parserConfiguration({ 'populate--': true, 'camel-case-expansion': true })

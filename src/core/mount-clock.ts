@@ -55,10 +55,12 @@ export function mountTimeFs(clock: MountClock): typeof gracefulFs {
   const toLocal = (stat: Stats): Stats => {
     if (shift === 0) return stat;
     const mtimeMs = stat.mtimeMs - shift;
-    // Stats fields are plain properties; a shallow copy keeps isDirectory() and friends.
+    // Stats fields are plain properties; a shallow copy keeps isDirectory() and friends. The Date
+    // is rounded as node rounds it: utimes stores times through a float, and proper-lockfile
+    // compares the Date it wrote with the one it reads back, to the millisecond.
     return Object.assign(Object.create(Object.getPrototypeOf(stat) as object) as Stats, stat, {
       mtimeMs,
-      mtime: new Date(mtimeMs),
+      mtime: new Date(Math.round(mtimeMs)),
     });
   };
   const wrapped = {

@@ -9,11 +9,10 @@
  *
  * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
  */
-import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
-import { PieceworkError, UsageError, errorCode } from '../core/errors.js';
+import { UsageError } from '../core/errors.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import {
   BootstrapExit,
@@ -22,10 +21,8 @@ import {
   parseMountSource,
   renderBootstrap,
   type BootstrapSettings,
-  type MountSpec,
 } from './bootstrap.js';
 import { formatHost, resolveHosts, type HostSpec } from './hosts.js';
-import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';
 import * as aws from './providers/aws.js';
 import type { ApplyResult, CreateOptions, ProviderName, ProviderPlan } from './providers/common.js';
 import * as gcloud from './providers/gcloud.js';
@@ -38,20 +35,8 @@ import {
   type ConnectFailureStatus,
   type SshCredentials,
 } from './ssh.js';
-import { packageRoot } from './templates.js';
+import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
-
-export interface LaunchMountOptions {
-  /** `[user@]head:/path`, as given to sshfs. */
-  source: string;
-  /** Mount point on each host. */
-  at: string;
-  port?: number;
-  /** SSH hosts: a key file on the host. Cloud: a local key file whose content goes to the instances. */
-  identity?: string;
-  /** sshfs cache options; default `dir_cache=no`. */
-  cacheOptions?: string;
-}
 
 export interface LaunchOptions {
   /** The job folder, as this machine names it. */
@@ -111,6 +96,9 @@ export interface LaunchOptions {
 
   onEvent?: (event: LaunchEvent) => void;
 }
+
+export type { LaunchMountOptions } from './share.js';
+export { remoteJobPath } from './share.js';
 
 export type HostStatus = 'started' | ConnectFailureStatus | 'no-node' | 'mount-failed' | 'no-job';
 
@@ -180,44 +168,15 @@ export async function launch(options: LaunchOptions): Promise<LaunchReport> {
   return launchOverSsh(options);
 }
 
-/**
- * The job folder as the hosts see it. With `--mount head:/srv/share --at /mnt/x`, a job under
- * /srv/share here (this machine is the head) is under /mnt/x there; a job under /mnt/x here (this
- * machine mounts it the same way) keeps its path; otherwise the path is taken to be the same on
- * every host (NFS, a cluster file system). `--remote-job` overrides all of this.
- */
-export function remoteJobPath(localJob: string, mount?: Pick<LaunchMountOptions, 'source' | 'at'>): string {
-  const job = resolve(localJob);
-  const exported = mount ? parseMountSource(mount.source)?.path : undefined;
-  if (mount && exported && isAbsolute(exported)) {
-    const rel = relativeInside(exported, job);
-    if (rel !== undefined) return rel === '' ? mount.at : join(mount.at, rel);
-  }
-  return job;
-}
-
-/** The shared folder's root on this machine: where `toolOnMount: true` puts the CLI. */
-function localShareRoot(localJob: string, mount?: LaunchMountOptions): string {
-  const job = resolve(localJob);
-  const exported = mount ? parseMountSource(mount.source)?.path : undefined;
-  if (mount && exported && isAbsolute(exported) && relativeInside(exported, job) !== undefined) return exported;
-  if (mount && relativeInside(mount.at, job) !== undefined) return mount.at;
-  return dirname(job);
-}
-
-function relativeInside(parent: string, child: string): string | undefined {
-  const rel = relative(resolve(parent), child);
-  if (rel === '') return '';
-  if (rel.startsWith('..') || isAbsolute(rel)) return undefined;
-  return rel.split(sep).join('/');
-}
-
 function validateCommon(options: LaunchOptions): void {
   if (!options.delete && options.command.length === 0) {
     throw new UsageError('no command to run: give it after --', 'e.g. piecework launch JOB --hosts lab.txt -- python3 score.py');
   }
   if (options.lanes !== undefined && !(Number.isInteger(options.lanes) && options.lanes >= 1)) {
     throw new UsageError(`--lanes must be a whole number of at least 1, not ${options.lanes}`);
+  }
+  if (options.remoteJob !== undefined && !isAbsolute(options.remoteJob)) {
+    throw new UsageError(`--remote-job ${options.remoteJob}: give the job folder's absolute path on the hosts`);
   }
   if (options.mount) {
     if (!parseMountSource(options.mount.source)) {
@@ -239,14 +198,15 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   if (options.node) base.node = options.node;
   if (options.graceSeconds !== undefined) base.graceSeconds = options.graceSeconds;
 
-  const toolOnHosts = await prepareTool(options, !options.dryRun);
+  const toolOnHosts = await cliOnHosts(toolSettings(options), !options.dryRun);
 
   if (options.dryRun) {
     const hosts = await Promise.all(
       specs.map(async (spec) => ({
         host: formatHost(spec),
         spec,
-        script: await renderBootstrap(withLanes({ ...base, action: 'start', tool: toolOnHosts ?? `~/.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
+        // Relative to the host's home, where the upload puts it.
+        script: await renderBootstrap(withLanes({ ...base, action: 'start', tool: toolOnHosts ?? `.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
       })),
     );
     return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts };
@@ -256,73 +216,26 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
     ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
     ...(options.agent !== undefined ? { agent: options.agent } : {}),
   });
-  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: localToolPath(options) };
+  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: options.localTool ?? bundledCliPath() };
   const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
   const started = results.filter((r) => r.status === 'started').length;
   return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
 }
 
+function toolSettings(options: LaunchOptions): Parameters<typeof cliOnHosts>[0] {
+  const settings: Parameters<typeof cliOnHosts>[0] = {
+    job: options.job,
+    localTool: options.localTool ?? bundledCliPath(),
+    onCopied: (path) => options.onEvent?.({ type: 'tool:copied', path }),
+  };
+  if (options.mount) settings.mount = options.mount;
+  if (options.toolOnMount !== undefined) settings.toolOnMount = options.toolOnMount;
+  return settings;
+}
+
 function withLanes(settings: BootstrapSettings, spec: HostSpec, options: LaunchOptions): BootstrapSettings {
   const lanes = spec.lanes ?? options.lanes;
   return lanes === undefined ? settings : { ...settings, lanes };
-}
-
-/** The head's key lines from our known_hosts go along, so the hosts check the head strictly. */
-async function mountSpec(mount: LaunchMountOptions, knownHostsFiles: readonly string[], acceptNew: boolean): Promise<MountSpec> {
-  const head = parseMountSource(mount.source);
-  const lines = head ? entriesForHost(await readKnownHosts(knownHostsFiles), head.host, mount.port ?? 22).map(formatKnownHostsEntry) : [];
-  const spec: MountSpec = { source: mount.source, at: mount.at, strict: lines.length === 0 && acceptNew ? 'accept-new' : 'yes' };
-  if (lines.length > 0) spec.knownHostsLines = lines;
-  if (mount.port !== undefined) spec.port = mount.port;
-  if (mount.identity !== undefined) spec.identity = mount.identity;
-  if (mount.cacheOptions !== undefined) spec.cacheOptions = mount.cacheOptions;
-  return spec;
-}
-
-function localToolPath(options: LaunchOptions): string {
-  return options.localTool ?? join(packageRoot(), 'dist', 'piecework.mjs');
-}
-
-/**
- * Where the hosts find the CLI: a path on the share (`toolOnMount`), copying this machine's
- * bundle there first when asked (`true`); undefined means "upload it to each host".
- */
-async function prepareTool(options: LaunchOptions, act: boolean): Promise<string | undefined> {
-  const local = localToolPath(options);
-  if (typeof options.toolOnMount === 'string') return options.toolOnMount;
-  if (act) await requireBundle(local);
-  if (options.toolOnMount !== true) return undefined;
-  const root = localShareRoot(options.job, options.mount);
-  const target = join(root, '.piecework', PACKAGE_VERSION, 'piecework.mjs');
-  if (act) await copyIfDifferent(local, target, options.onEvent);
-  return remoteJobPath(target, options.mount);
-}
-
-async function requireBundle(local: string): Promise<void> {
-  try {
-    await stat(local);
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error;
-    throw new PieceworkError(`the bundled CLI ${local} does not exist`, {
-      hint: 'run `make build` first, or put a copy on the shared folder and pass --tool-on-mount PATH',
-    });
-  }
-}
-
-async function copyIfDifferent(from: string, to: string, onEvent?: (event: LaunchEvent) => void): Promise<void> {
-  const [source, existing] = await Promise.all([stat(from), stat(to).catch(() => undefined)]);
-  if (existing?.size === source.size) return;
-  await mkdir(dirname(to), { recursive: true });
-  // Temporary name + rename: a host starting meanwhile never runs half a file.
-  const temporary = `${to}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    await copyFile(from, temporary);
-    await rename(temporary, to);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-  onEvent?.({ type: 'tool:copied', path: to });
 }
 
 interface HostContext {
@@ -467,7 +380,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
     }
     // Instances and Slurm tasks run the CLI from the shared folder; by default this machine's
     // bundle is copied there (this machine sees the share: it is the head, or mounts it).
-    const tool = await prepareTool({ ...options, toolOnMount: options.toolOnMount ?? true }, !options.dryRun);
+    const tool = await cliOnHosts({ ...toolSettings(options), toolOnMount: options.toolOnMount ?? true }, !options.dryRun);
     const create: CreateOptions = { job: remoteJob, command: options.command, count: options.count, tool: tool as string };
     if (options.lanes !== undefined) create.lanes = options.lanes;
     if (options.mount) {

@@ -3,13 +3,14 @@
 // outlives the session. (The multi-host, sshfs and namespace tests live in test/cluster.)
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { join } from 'node:path';
-import { isAlive, killTree, runCleanups } from '../helpers/cleanup.js';
+import { isAlive, killTree, mountPoints, registerCleanup, runCleanups, unmountSync } from '../helpers/cleanup.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { BootstrapExit, parseBootstrapOutput, renderBootstrap } from '../../src/remote/bootstrap.js';
 import { launch } from '../../src/remote/launch.js';
 import { connectHost, loadCredentials, type ConnectOptions, type SshCredentials } from '../../src/remote/ssh.js';
 
@@ -59,7 +60,6 @@ test('an unknown host is refused without accept-new, and nothing is written', as
   const file = join(dir, 'empty-known-hosts');
   const result = await connectHost(target(), options([file]));
   assert.equal(result.status, 'host-key-unknown');
-  if (result.status === 'connected') return;
   assert.match(result.message, /is not known \(ssh-ed25519 SHA256:/);
   assert.match(result.hint ?? '', /--accept-new-host-keys/);
   assert.equal(existsSync(file), false);
@@ -90,7 +90,6 @@ test('a changed host key is refused loudly, even with accept-new', async () => {
   const file = knownHosts('changed', ['# old entry', `[127.0.0.1]:${sshd.port} ${otherKey()}`]);
   const result = await connectHost(target(), options([file], { hostKeys: { knownHostsFiles: [file], acceptNew: true } }));
   assert.equal(result.status, 'host-key-changed');
-  if (result.status === 'connected') return;
   assert.match(result.message, /HOST KEY OF root@127\.0\.0\.1:\d+ HAS CHANGED/);
   assert.match(result.message, new RegExp(`known_hosts has ${file}:2 \\(ssh-ed25519\\)`));
   assert.match(result.hint ?? '', /ssh-keygen -R/);
@@ -113,7 +112,7 @@ test('a key the host does not authorize is "auth failed"; a closed port is "unre
   const closed = await closedPort();
   const unreachable = await connectHost({ host: '127.0.0.1', port: closed }, options([sshd.knownHostsPath]));
   assert.equal(unreachable.status, 'unreachable');
-  if (unreachable.status !== 'connected') assert.match(unreachable.message, /connection refused/);
+  assert.match(unreachable.message, /connection refused/);
 });
 
 test('connections the server drops before the handshake (MaxStartups) are retried with back-off', async () => {
@@ -209,6 +208,65 @@ test('launch reports a host without the job as "no-job", with a hint', async () 
   assert.equal(report.hosts[0]?.status, 'no-job');
   assert.match(report.hosts[0]?.message ?? '', /no piecework job at/);
   assert.match(report.hosts[0]?.hint ?? '', /--remote-job|--mount/);
+});
+
+test('the bootstrap mounts the share over sshfs with keep-alive options, idempotently, and remounts a dead mount', async () => {
+  // The "head" is the test sshd; its served folder holds a job. The bootstrap runs here directly.
+  mkdirSync(join(sshd.root, 'jobs', 'm'), { recursive: true });
+  writeFileSync(join(sshd.root, 'jobs', 'm', 'job.json'), '{}');
+  const at = join(dir, 'mnt share'); // a space, to exercise quoting and /proc/mounts escapes
+  registerCleanup(() => {
+    if (mountPoints().includes(at)) unmountSync(at);
+  }, `unmount ${at}`);
+  const script = await renderBootstrap({
+    action: 'check',
+    job: join(at, 'jobs', 'm'),
+    mount: {
+      source: `root@127.0.0.1:${sshd.root}`,
+      at,
+      port: sshd.port,
+      identity: sshd.clientKeyPath,
+      knownHostsLines: [keyLine(`[127.0.0.1]:${sshd.port}`)],
+      strict: 'yes',
+    },
+  });
+  const env = { ...process.env, XDG_CACHE_HOME: join(dir, 'cache') };
+  const run = () => spawnSync('sh', ['-s'], { input: script, encoding: 'utf8', env, timeout: 60_000 });
+
+  const first = run();
+  assert.equal(first.status, 0, first.stderr);
+  assert.equal(parseBootstrapOutput(first.stdout)['mount'], `new ${at}`);
+  const line = readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === at.replace(/ /g, '\\040'));
+  assert.match(line ?? '', /fuse\.sshfs/);
+  assert.ok(existsSync(join(at, 'jobs', 'm', 'job.json')));
+
+  const second = run();
+  assert.equal(second.status, 0, second.stderr);
+  assert.equal(parseBootstrapOutput(second.stdout)['mount'], `already ${at}`);
+  assert.equal(mountPoints().filter((m) => m === at).length, 1, 'mounted once');
+
+  // sshfs dies (host suspended, OOM): the mount stays listed but answers ENOTCONN.
+  const sshfsPid = Number(execFileSync('pgrep', ['-f', `sshfs .*${at}`], { encoding: 'utf8' }).trim().split('\n')[0]);
+  process.kill(sshfsPid, 'SIGKILL');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.throws(() => readdirSync(at), /ENOTCONN/);
+  const third = run();
+  assert.equal(third.status, 0, third.stderr);
+  assert.equal(parseBootstrapOutput(third.stdout)['mount'], `new ${at}`);
+  assert.ok(existsSync(join(at, 'jobs', 'm', 'job.json')));
+
+  // A head whose key does not match is refused (strict checking), and reported as a mount failure.
+  unmountSync(at);
+  const wrong = (await renderBootstrap({
+    action: 'check',
+    job: join(at, 'jobs', 'm'),
+    mount: { source: `root@127.0.0.1:${sshd.root}`, at, port: sshd.port, identity: sshd.clientKeyPath, knownHostsLines: [`[127.0.0.1]:${sshd.port} ${otherKey()}`], strict: 'yes' },
+  }));
+  const started = Date.now();
+  const refused = spawnSync('sh', ['-s'], { input: wrong, encoding: 'utf8', env, timeout: 90_000 });
+  assert.equal(refused.status, BootstrapExit.mountFailed, refused.stderr);
+  assert.match(refused.stderr, /could not mount .*: Host key verification failed/);
+  assert.ok(Date.now() - started < 5000, 'a refused key is not retried');
 });
 
 async function closedPort(): Promise<number> {

@@ -145,6 +145,6 @@ function safeRead(path: string): string {
 }
 
 function mustRun(argv: string[]): void {
-  const r = run(argv);
+  const r = runSync(argv);
   if (!r.ok) throw new Error(`${argv.join(' ')}: ${r.output}`);
 }

@@ -206,6 +206,7 @@ test('a failing or missing CLI is an error that says which command and why', asy
 test('launch --provider: a dry run plans without running; a real one copies the CLI onto the share first', async () => {
   const share = join(dir, 'share');
   mkdirSync(join(share, 'jobs', 'score'), { recursive: true });
+  writeFileSync(join(share, 'jobs', 'score', 'job.json'), '{}');
   const localTool = join(dir, 'piecework.mjs');
   writeFileSync(localTool, '// bundled CLI stand-in\n');
   const knownHosts = join(dir, 'known_hosts');
@@ -236,6 +237,10 @@ test('launch --provider: a dry run plans without running; a real one copies the 
   assert.match(script, /PW_MOUNT_IDENTITY=\/var\/lib\/piecework\/mount_key/);
   assert.match(script, /PW_MOUNT_KEY='PRIVATE KEY TEXT'/);
   assert.equal(dry.plan.files[0]?.mode, 0o600, 'a script holding a key is written 0600');
+
+  // The share not visible here: nothing is copied into what may be a bare mount point.
+  await assert.rejects(launch({ ...base, job: join(dir, 'unmounted', 'jobs', 'score') }), /cannot copy piecework onto the share/);
+  assert.equal(existsSync(join(dir, 'unmounted')), false);
 
   const real = await launch(base);
   assert.equal(real.kind, 'provider');

@@ -26,7 +26,7 @@ const command: CommandModule<object, VerifyArgs> = {
       .option('missing', { type: 'boolean', describe: 'Print the names of chunks without output on stdout, one per line' })
       .option('json', { type: 'boolean', describe: 'Print the full report as JSON on stdout' })
       .option('check', { type: 'boolean', describe: 'Run the validator after -- on every output ({out}, {name}, {in}; else the output is its stdin)' })
-      .option('checkLanes', { type: 'number', describe: 'Validators run at once (default: the number of cores)' })
+      .option('check-lanes', { type: 'number', describe: 'Validators run at once (default: the number of cores)' })
       .option('requeue', { type: 'boolean', describe: 'Remove bad outputs, stale claims, exhausted failure records and crash leftovers so workers redo them' })
       .option('stale', { type: 'number', describe: "Seconds after which a claim counts as stale (default: the job's)" })
       .example('$0 verify jobs/score && piecework merge jobs/score > out.tsv', 'merge only a complete job')

@@ -35,7 +35,7 @@ const command: CommandModule<object, WorkArgs> = {
       .option('ext', { type: 'string', describe: 'Extension of output files (out/000123.json)' })
       .option('follow', { type: 'boolean', describe: 'Keep waiting for chunks while the split is still streaming' })
       .option('fsync', { type: 'boolean', describe: 'fsync each output before committing it (survives a file-server crash)' })
-      .option('printOutputs', { type: 'boolean', describe: 'Print each committed output path on stdout' })
+      .option('print-outputs', { type: 'boolean', describe: 'Print each committed output path on stdout' })
       .option('events', { type: 'boolean', describe: 'Print every event as a JSON line on stdout' })
       .option('json', { type: 'boolean', describe: 'Print the final report as JSON on stdout' })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'Print only errors' })

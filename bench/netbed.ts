@@ -1,0 +1,61 @@
+// Network pieces for the scenarios, built from the testbed helpers in test/helpers/: a private
+// sshd on loopback, a delaying TCP proxy in its own process, sshfs mounts through it, and a count
+// of the SFTP requests (= round trips) a mount made, from sshfs's own debug log.
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnDaemon, startSshd, waitUntil, type Sshd } from '../test/helpers/sshd.js';
+import { mountSshfs, type SshfsMount } from '../test/helpers/sshfs.js';
+import { makeTempDir } from '../test/helpers/tmp.js';
+import { repoRoot } from './lib.js';
+
+export interface DelayedShare {
+  sshd: Sshd;
+  /** The proxy's port: sshfs connects here, and each byte waits `oneWayMs` each way. */
+  proxyPort: number;
+  oneWayMs: number;
+  /** Mount the share through the proxy (sshfs's default caching unless `options` say otherwise). */
+  mount(label: string, options?: string[]): Promise<SshfsMount>;
+}
+
+/**
+ * A share served by a private sshd, reached through a delay proxy. The proxy runs as its own
+ * process (the standalone mode of test/helpers/delay-proxy.ts): in this process a synchronous
+ * file call on the mount would block the proxy that must carry its reply — a deadlock.
+ */
+export async function startDelayedShare(oneWayMs: number): Promise<DelayedShare> {
+  const sshd = await startSshd();
+  const logPath = join(sshd.dir, 'delay-proxy.log');
+  const tsx = import.meta.resolve('tsx');
+  spawnDaemon([process.execPath, '--import', tsx, join(repoRoot, 'test', 'helpers', 'delay-proxy.ts'), '--target', String(sshd.port), '--delay', String(oneWayMs)], logPath);
+  let proxyPort = 0;
+  await waitUntil(() => {
+    const m = /^(\d+)$/m.exec(readFileSync(logPath, 'utf8'));
+    if (m) proxyPort = Number(m[1]);
+    return proxyPort > 0;
+  }, 15_000, 'the delay proxy to listen');
+  return {
+    sshd,
+    proxyPort,
+    oneWayMs,
+    mount: async (label, options = []) => mountSshfs({ sshd, port: proxyPort, mountPoint: join(makeTempDir(`mnt-${label}`), 'share'), options }),
+  };
+}
+
+/**
+ * SFTP requests a mount sends, from its `-o sshfs_debug` log (one "[NNNNN] TYPE" line each).
+ * Call `mark()` before a run and `since(mark)` after it.
+ */
+export class SftpCounter {
+  constructor(readonly mount: SshfsMount) {}
+
+  mark(): number {
+    return statSync(this.mount.logPath).size;
+  }
+
+  since(offset: number): Map<string, number> {
+    const text = readFileSync(this.mount.logPath).subarray(offset).toString('latin1');
+    const counts = new Map<string, number>();
+    for (const m of text.matchAll(/^\[\d+\] ([A-Z_]+)/gm)) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    return counts;
+  }
+}

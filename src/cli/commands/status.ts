@@ -1,0 +1,52 @@
+import type { CommandModule } from 'yargs';
+import { jobStatus } from '../../core/status.js';
+import { JobLayout } from '../../core/job-folder.js';
+import { mountClockFor } from '../../core/inspect.js';
+import { getContext } from '../context.js';
+import { positiveSeconds } from '../args.js';
+import { useColor } from '../report/format.js';
+import { renderStatus } from '../report/status.js';
+import { reportScreen } from '../report/screen.js';
+import { repeatEvery } from '../report/repeat.js';
+
+interface StatusArgs {
+  job?: string;
+  watch?: boolean;
+  interval?: number;
+  json?: boolean;
+  stale?: number;
+}
+
+const command: CommandModule<object, StatusArgs> = {
+  command: 'status <job>',
+  describe: 'Show progress, rate, ETA, per-host throughput and failures of a job',
+  builder: (y) =>
+    y
+      .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
+      .option('watch', { alias: 'w', type: 'boolean', describe: 'Report again every --interval until the job is complete or Ctrl-C (in place on a terminal)' })
+      .option('interval', { type: 'number', describe: 'Seconds between reports with --watch (default 2; a slow scan waits longer)' })
+      .option('json', { type: 'boolean', describe: 'Print the report as JSON on stdout (one line per report with --watch)' })
+      .option('stale', { type: 'number', describe: "Seconds after which a silent claim counts as stale (default: the job's)" })
+      .example('$0 status /mnt/share/jobs/score', 'one report: counts, rate, ETA, hosts, failures')
+      .example('$0 status jobs/score --watch', 'a live view that redraws in place until the job is complete')
+      .example("$0 status jobs/score --json | jq '.counts.done, .etaSeconds'", 'numbers for a script')
+      .example('$0 status jobs/score --watch --interval 60 >> progress.log', 'not a terminal: a fresh report every minute')
+      .epilogue('The report is read from the job folder only (heartbeats in workers/, claims, outputs, failure records), so it works from any host that mounts the job.\nExit status: 0 (whatever the progress); 4 no job at that path.'),
+  handler: async (argv) => {
+    const context = getContext();
+    const layout = new JobLayout(argv.job!);
+    const options = { staleSeconds: positiveSeconds(argv.stale, '--stale'), clock: await mountClockFor(layout), failureCache: new Map() };
+    const intervalMs = (positiveSeconds(argv.interval, '--interval') ?? 2) * 1000;
+    const screen = reportScreen(context.stdout, { inPlace: Boolean(argv.watch) });
+    const colored = useColor(context.stdout, context.env);
+    const signal = argv.watch ? context.signals().signal : undefined;
+    await repeatEvery(intervalMs, signal, async () => {
+      const status = await jobStatus(layout, options);
+      if (argv.json) context.stdout.write(JSON.stringify(status) + '\n');
+      else screen.show(renderStatus(status, colored));
+      return Boolean(argv.watch) && !status.complete;
+    });
+  },
+};
+
+export default command;
