@@ -90,7 +90,10 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
   if (cache) for (const chunk of cache.keys()) if (!failures.has(chunk) || done.has(chunk)) cache.delete(chunk);
   await forEachLimited([...failures].filter((c) => !done.has(c)), async (chunk) => {
     const known = cache?.get(chunk);
-    if (known) return void failed.push(known);
+    if (known) {
+      failed.push(known);
+      return;
+    }
     const r = await readFailure(layout, chunk);
     if (!r) return;
     const state: FailureState = { chunk: r.chunk, attempts: r.attempts, maxAttempts: r.maxAttempts, final: isExhausted(r), reason: r.reason, host: r.host, at: r.at, stderrTail: r.stderrTail };

@@ -12,6 +12,7 @@ import type { HeartbeatRecord } from '../../src/core/heartbeat.js';
 import type { MountClock } from '../../src/core/mount-clock.js';
 import { JobMissingError } from '../../src/core/errors.js';
 import { jobStatus } from '../../src/core/status.js';
+import type { FailureState } from '../../src/core/inspect.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-status-${process.pid}-`));
 const job = path.join(root, 'job');
@@ -141,4 +142,25 @@ test('a claim held longer than --stale counts as stale', async () => {
 
 test('a folder without job.json is a missing job (exit status 4), not an empty one', async () => {
   await assert.rejects(jobStatus(path.join(root, 'nothing-here'), { clock }), (error: unknown) => error instanceof JobMissingError && error.exitStatus === 4);
+});
+
+test('a repeating reader keeps records of chunks failed for good, re-reads retrying ones and forgets requeued ones', async () => {
+  const failureCache = new Map<string, FailureState>();
+  await jobStatus(job, { clock, failureCache });
+  assert.deepEqual([...failureCache.keys()].sort(), ['000012', '000013']);
+  // A final record is not read again (workers never touch it again)…
+  await writeFailure(layout, { ...failure('000012', 3, 'exit 1', now), reason: 'rewritten' });
+  // …a retrying one is, and a removed one (verify --requeue) is forgotten.
+  await writeFailure(layout, failure('000014', 2, 'killed by SIGKILL', now));
+  await fs.rm(layout.failurePath('000013'));
+  try {
+    const status = await jobStatus(job, { clock, failureCache });
+    assert.deepEqual(status.failureReasons.map((r) => [r.reason, r.chunks]), [['exit 1', 1], ['killed by SIGKILL', 1]]);
+    assert.equal(status.recentFailures.find((f) => f.chunk === '000014')!.attempts, 2);
+    assert.deepEqual([...failureCache.keys()], ['000012']);
+  } finally {
+    await writeFailure(layout, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
+    await writeFailure(layout, failure('000013', 3, 'exit 1', now - 2 * MINUTE));
+    await writeFailure(layout, failure('000014', 1, 'killed by SIGKILL', now - MINUTE));
+  }
 });
