@@ -8,7 +8,7 @@
 // measured in the same run are judged. Everything started (sshd, sshfs, proxies, namespaces,
 // workers) is stopped and removed after each scenario, even when it fails.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { leftovers, runCleanups } from '../test/helpers/cleanup.js';
@@ -188,6 +188,29 @@ function renderMarkdown(info: Record<string, string>, results: ScenarioResult[],
   return out.join('\n') + '\n';
 }
 
+function renderSummary(info: Record<string, string>, results: ScenarioResult[]): string {
+  const out: string[] = [];
+  out.push(`Last full run: ${info.date}, ${info.cpu}, ${info.memory}, Node ${info.node}, piecework ${info.piecework}. Details and profiles: [RESULTS.md](RESULTS.md).`, '');
+  out.push('| target (issue 4) | status | measured |', '|---|---|---|');
+  for (const r of results) for (const t of r.targets) out.push(`| ${t.target} | ${mark(t.met)} | ${t.detail.replaceAll('|', '\\|')} |`);
+  for (const [i, r] of results.entries()) {
+    if (r.rows.length) out.push('', `**${i + 1}. ${r.title}**`, '', markdownTable(tableOf(r)));
+  }
+  return out.join('\n');
+}
+
+const README = join(repoRoot, 'bench', 'README.md');
+const START = '<!-- results:start (written by bench/run.ts) -->';
+const END = '<!-- results:end -->';
+
+function updateReadme(summary: string): void {
+  const text = readFileSync(README, 'utf8');
+  const a = text.indexOf(START);
+  const b = text.indexOf(END);
+  if (a === -1 || b < a) return;
+  writeFileSync(README, `${text.slice(0, a + START.length)}\n${summary}\n${text.slice(b)}`);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -232,6 +255,8 @@ async function main(): Promise<void> {
   process.stdout.write(renderText(info, results, flags) + '\n');
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, renderMarkdown(info, results, flags, command));
+  // A full run also refreshes the summary in bench/README.md (between its two markers).
+  if (!partial && flags.out === undefined) updateReadme(renderSummary(info, results));
   ctx.log(`total ${fmtMs(performance.now() - t0)}; Markdown written to ${relative(process.cwd(), outFile)}`);
 }
 

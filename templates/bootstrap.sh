@@ -26,6 +26,9 @@
 #                      this worker has no more work)
 #
 # Output: lines `piecework-bootstrap: key=value` on stdout for the launcher; errors on stderr.
+# The worker's output goes to the job's logs/launch-HOST-PID.log and, so that it survives a
+# dropped mount, to ${XDG_STATE_HOME:-~/.local/state}/piecework/logs/JOB-launch-HOST-PID.log on
+# the host; both end with `piecework-worker: exit=N`.
 # Exit: 0 ok, 2 bad values, 10 no usable node, 11 mount failed, 12 no job, 13 worker died at
 # start, 14 piecework CLI missing, 15 a required program is missing.
 
@@ -137,7 +140,10 @@ if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
       cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
       mkdir -p "$cache"
       known=$cache/known_hosts.mount
-      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$known"
+      # Written aside and renamed: several launches (or hosts sharing a home folder) may write
+      # it at once, and sshfs must never read it half-written.
+      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$known.$$"
+      mv -f "$known.$$" "$known"
       case $known in *,*) fail 2 "an sshfs -o path cannot contain a comma: $known" ;; esac
       # ssh reads every file listed; the user's own file still counts.
       opts="$opts,UserKnownHostsFile=~/.ssh/known_hosts $known"
@@ -196,11 +202,52 @@ mkdir -p "$log_dir"
 host=$(uname -n | tr -c 'A-Za-z0-9._\n-' '_')
 log=$log_dir/launch-$host-$$.log
 
+# A second copy of the worker's output on this host's own disk: when the shared folder drops,
+# the worker's last words ("the mount looks gone") cannot reach the job's logs/, but reach this.
+state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/piecework
+mkdir -p "$state_dir/logs" || fail 2 "cannot create $state_dir/logs"
+job_name=$(basename "$job" | tr -c 'A-Za-z0-9._\n-' '_')
+local_log=$state_dir/logs/$job_name-launch-$host-$$.log
+fifo=$state_dir/logs/.$job_name-$$.fifo
+pid_file=$state_dir/logs/.$job_name-$$.pid
+rm -f "$fifo" "$pid_file"
+command -v mkfifo >/dev/null 2>&1 || fail 15 "mkfifo is not installed on $(uname -n) (coreutils)"
+mkfifo "$fifo"
+
+# The supervisor: runs the worker in a session of its own (setsid) with its output on a pipe
+# that tee copies to the job's log and to the local one (tee keeps writing to the local one
+# when the shared one fails), writes the worker's pid, waits, and ends both logs with
+# `piecework-worker: exit=N`. Arguments: FIFO JOB_LOG LOCAL_LOG|- PID_FILE WORKER-ARGV…
+# (LOCAL_LOG "-": tee's copy goes to the supervisor's stdout instead).
+# shellcheck disable=SC2016
+supervise='
+fifo=$1 log=$2 local_log=$3 pid_file=$4
+shift 4
+if [ "$local_log" = - ]; then
+  tee -a "$log" <"$fifo" &
+else
+  tee -a "$log" <"$fifo" >>"$local_log" 2>&1 &
+fi
+tee_pid=$!
+exec 3>"$fifo"
+setsid "$@" >&3 2>&3 3>&- </dev/null &
+worker=$!
+printf "%s\n" "$worker" >"$pid_file"
+status=0
+wait "$worker" || status=$?
+printf "piecework-worker: exit=%s\n" "$status" >&3
+exec 3>&-
+wait "$tee_pid" || true
+rm -f "$fifo"
+exit "$status"
+'
+
 if [ "$action" = run ]; then
   say "lanes=$lanes"
   say "log=$log"
   status=0
-  "$node" "$tool" work "$job" -j "$lanes" -- "$@" >"$log" 2>&1 </dev/null || status=$?
+  sh -c "$supervise" sh "$fifo" "$log" - /dev/null "$node" "$tool" work "$job" -j "$lanes" -- "$@" >&2 || status=$?
+  rm -f "$pid_file"
   say "exit=$status"
   if [ "${PW_SHUTDOWN_WHEN_DONE:-0}" = 1 ]; then
     shutdown -h now || poweroff || true
@@ -210,8 +257,7 @@ fi
 
 # Detached: a new session (setsid), immune to hangup (nohup), no terminal, no inherited stdio —
 # the one form seen to survive the end of the SSH session.
-setsid nohup "$node" "$tool" work "$job" -j "$lanes" -- "$@" >"$log" 2>&1 </dev/null &
-pid=$!
+setsid nohup sh -c "$supervise" sh "$fifo" "$log" "$local_log" "$pid_file" "$node" "$tool" work "$job" -j "$lanes" -- "$@" >/dev/null 2>&1 </dev/null &
 
 # A zombie still answers kill -0, so read the process state.
 alive() {
@@ -220,11 +266,33 @@ alive() {
   [ "$state" != Z ] && [ "$state" != X ]
 }
 
+waited=0
+until [ -s "$pid_file" ]; do
+  waited=$((waited + 1))
+  [ "$waited" -le 100 ] || fail 13 "the worker did not start within 10 s (log: $local_log)"
+  sleep 0.1 2>/dev/null || sleep 1
+done
+pid=$(cat "$pid_file")
+rm -f "$pid_file"
+
 sleep "${PW_GRACE:-2}"
 if ! alive "$pid"; then
-  tail -n 20 "$log" >&2 || true
-  fail 13 "the worker exited at once (log: $log)"
+  # It may simply be done already (a small job, or nothing left to do): the supervisor writes
+  # its exit status once it has reaped it.
+  status=
+  waited=0
+  while [ -z "$status" ] && [ "$waited" -lt 30 ]; do
+    status=$(sed -n 's/^piecework-worker: exit=\([0-9]*\)$/\1/p' "$local_log" 2>/dev/null | tail -n 1)
+    [ -n "$status" ] || sleep 0.1 2>/dev/null || sleep 1
+    waited=$((waited + 1))
+  done
+  if [ "$status" != 0 ]; then
+    tail -n 20 "$local_log" >&2 || true
+    fail 13 "the worker exited at once${status:+ with status $status} (log: $local_log)"
+  fi
+  say "exit=0"
 fi
 say "pid=$pid"
 say "lanes=$lanes"
 say "log=$log"
+say "local_log=$local_log"

@@ -58,7 +58,7 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
   const clock = options.clock ?? (await mountClockFor(layout));
   const staleSeconds = options.staleSeconds ?? manifest.staleSeconds;
   const now = clock.now();
-  const [names, outputs, claims, failures, heartbeats, stopRequested] = await Promise.all([
+  const [names, outputs, claims, failures, allHeartbeats, stopRequested] = await Promise.all([
     listTree(layout.chunksDir),
     listOutputs(layout),
     listClaims(layout),
@@ -66,6 +66,8 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
     readHeartbeats(layout),
     exists(layout.stopFile),
   ]);
+  // A worker still running for a job that `split --force` replaced is not this job's worker.
+  const heartbeats = allHeartbeats.filter((h) => h.jobId === manifest.id);
   const chunks = names.filter(isChunkName);
   const done = new Set<string>();
   for (const chunk of chunks) if (outputs.has(chunk)) done.add(chunk);

@@ -175,7 +175,7 @@ class Worker {
     const reason = failure instanceof Error ? failure.message : (this.stopReason ?? (report?.complete ? 'complete' : 'incomplete'));
     this.log.line({ event: state, detail: reason });
     await Promise.all([this.heartbeat.write(state, reason).catch(() => {}), this.log.close()]);
-    if (failure) throw translateFsError(failure, this.layout);
+    if (failure) throw await translateFsError(failure, this.layout);
     this.onEvent({ type: 'work:done', done: this.done, failed: this.failedAttempts, ms: Date.now() - started });
     return report!;
   }
@@ -191,9 +191,16 @@ class Worker {
     if (reason === 'signal') this.killAll.abort();
   }
 
+  /** A fatal error: stop everything now; the error itself is what the user will read. */
   fail(error: Error): void {
     this.fatal ??= error;
-    this.stop('signal');
+    if (this.stopReason) {
+      this.killAll.abort();
+      return;
+    }
+    this.stopReason = 'signal';
+    this.stopping.abort();
+    this.killAll.abort();
   }
 
   #stopCheckedAt = 0;
@@ -561,10 +568,14 @@ function shuffle<T>(items: T[]): T[] {
   return items;
 }
 
-function translateFsError(error: unknown, layout: JobLayout): unknown {
+async function translateFsError(error: unknown, layout: JobLayout): Promise<unknown> {
   if (error instanceof PieceworkError) return error;
   if (isMountGone(error)) return new JobMissingError(layout.root, `the file system answered ${errorCode(error)}: the mount looks gone`);
   const code = errorCode(error);
+  // A job folder operation that finds nothing: if the marker went too, the mount dropped.
+  if ((code === 'ENOENT' || code === 'ENOTDIR') && !(await exists(layout.jobFile).catch(() => false))) {
+    return new JobMissingError(layout.root, 'job.json disappeared while working: the mount may have dropped');
+  }
   if (code === 'ENOSPC') return new PieceworkError('the disk holding the job is full', { hint: 'free space and start the worker again: nothing partial was committed, and chunks not done are redone', cause: error });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new PieceworkError(`cannot write in ${layout.root}: ${(error as Error).message}`, { hint: 'check the permissions of the job folder and that the mount is writable', cause: error });
   return error;

@@ -109,7 +109,9 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
     ctx.stroke();
-    ctx.fillText(duration(span / 1000) + ' shown', c.width - 80, c.height - 2);
+    ctx.fillStyle = '#656d76';
+    ctx.textAlign = 'right';
+    ctx.fillText('last ' + duration(span / 1000), c.width - 2, c.height - 2);
   }
 
   function drawThroughput(series) {

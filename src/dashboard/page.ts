@@ -28,7 +28,7 @@ export const PAGE_HTML = `<!doctype html>
 </section>
 <div class="progress"><div id="progress-bar"></div></div>
 <section class="row">
-  <div class="panel"><h2>Done over time</h2><canvas id="history" height="160"></canvas><div class="muted">since this dashboard started</div></div>
+  <div class="panel"><h2>Done over time</h2><canvas id="history" height="160"></canvas><div class="muted">the last minutes from the heartbeats, then as this dashboard saw it</div></div>
   <div class="panel"><h2>Chunks per minute</h2><canvas id="throughput" height="160"></canvas><div class="muted">all workers, last 15 minutes (from heartbeats)</div></div>
 </section>
 <section class="panel">

@@ -40,12 +40,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     '/page.js': ['text/javascript; charset=utf-8', PAGE_SCRIPT],
     '/page.css': ['text/css; charset=utf-8', PAGE_CSS],
   };
-  let port = options.port;
   const server = createServer((request, response) => {
     if (request.method !== 'GET' && request.method !== 'HEAD') return send(request, response, 405, 'text/plain', 'only GET\n');
     // Bound to loopback, refuse other Host names: a web page elsewhere cannot rebind a DNS name
     // to 127.0.0.1 and read the job's failure logs through the browser.
-    if (!options.host && !isLoopbackHost(request.headers.host, port)) return send(request, response, 403, 'text/plain', 'wrong Host header\n');
+    if (!options.host && !isLoopbackHost(request.headers.host)) return send(request, response, 403, 'text/plain', 'wrong Host header\n');
     const url = new URL(request.url ?? '/', 'http://localhost');
     const file = files[url.pathname];
     if (file) return send(request, response, 200, file[0], file[1]);
@@ -62,7 +61,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     server.once('error', (error) => reject(listenError(error, host, options.port)));
     server.listen(options.port, host, resolve);
   });
-  port = (server.address() as AddressInfo).port;
+  const port = (server.address() as AddressInfo).port;
   // Listening everywhere: show the name other machines would use.
   const shownHost = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
   return {
@@ -89,8 +88,10 @@ function send(request: IncomingMessage, response: ServerResponse, status: number
   response.end(request.method === 'HEAD' ? undefined : payload);
 }
 
-function isLoopbackHost(header: string | undefined, port: number): boolean {
-  return [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(header ?? '');
+/** Any port: behind `ssh -L 9000:127.0.0.1:8765` the browser says port 9000. */
+function isLoopbackHost(header: string | undefined): boolean {
+  const name = (header ?? '').replace(/:\d+$/, '');
+  return name === '127.0.0.1' || name === 'localhost' || name === '[::1]';
 }
 
 function listenError(error: Error, host: string, port: number): Error {

@@ -1,8 +1,8 @@
 /**
- * What the dashboard's JSON endpoint serves: the job's status, its chunk grid and the progress
- * seen since the dashboard started. One scan serves every browser tab: a snapshot is reused for
- * `minAgeMs` (longer when the scan itself is slow), and requests that arrive during a scan wait
- * for that scan instead of starting their own.
+ * What the dashboard's JSON endpoint serves: the job's status, its chunk grid and progress over
+ * time. One folder scan serves every browser tab: a snapshot is reused for `minAgeMs` (as long
+ * as the scan took, if longer), then the next request starts a new scan and is answered with
+ * the previous snapshot until it ends. Many tabs never multiply the load on the mount.
  */
 import type { JobLayout } from '../core/job-folder.js';
 import { mountClockFor, type FailureState } from '../core/inspect.js';
@@ -14,7 +14,7 @@ import { chunkGrid, type ChunkGrid } from './grid.js';
 export interface DashboardSnapshot {
   status: JobStatus;
   grid: ChunkGrid;
-  /** Chunks done over time, as seen by this dashboard (mount-clock ms), oldest first. */
+  /** Chunks done over time (mount-clock ms), oldest first: from heartbeats, then from scans. */
   history: { t: number; done: number }[];
   /** How long the folder scan took: the page shows it, so a slow mount is visible. */
   scanMs: number;
@@ -85,6 +85,7 @@ export class SnapshotSource {
     const scan = await scanForStatus(this.#layout, { staleSeconds: this.#staleSeconds, clock: await this.#clock, failureCache: this.#failureCache });
     const status = summarizeStatus(scan);
     const grid = chunkGrid(scan);
+    if (this.#history.length === 0) this.#history = historyFromHeartbeats(status);
     this.#record(scan.now, status.counts.done);
     return { status, grid, history: [...this.#history], scanMs: Date.now() - started };
   }
@@ -94,4 +95,19 @@ export class SnapshotSource {
     // Keep the whole run in bounded memory: when full, keep every other point.
     if (this.#history.length > HISTORY_POINTS) this.#history = this.#history.filter((_, i) => i % 2 === 0 || i === this.#history.length - 1);
   }
+}
+
+/**
+ * The chart need not start empty: the heartbeats remember chunks done per minute for the last
+ * quarter hour, so counting back from today's total gives the recent past (approximately: a
+ * beat lags by a few seconds, and workers whose heartbeat files are gone are not in it).
+ */
+function historyFromHeartbeats(status: JobStatus): DashboardSnapshot['history'] {
+  let done = status.counts.done;
+  const points: DashboardSnapshot['history'] = [];
+  for (const slot of [...status.throughput].reverse()) {
+    done = Math.max(0, done - slot.done);
+    points.unshift({ t: slot.minute, done });
+  }
+  return points;
 }

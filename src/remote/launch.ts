@@ -114,6 +114,10 @@ export interface HostResult {
   lanes?: number;
   /** The worker's launch log, as the host sees it. */
   log?: string;
+  /** The same output on the host's own disk (survives a dropped mount). */
+  localLog?: string;
+  /** The worker had already finished (status 0) when the start was checked: nothing left to do. */
+  finished?: boolean;
   node?: string;
   nodeVersion?: string;
   mount?: 'new' | 'already';
@@ -314,10 +318,12 @@ async function startOnHost(spec: HostSpec, context: HostContext): Promise<HostRe
       ...common,
       ...extra,
       status: 'started',
-      message: `started ${lanes} lane${lanes === 1 ? '' : 's'} (pid ${pid})`,
+      message: `started ${lanes} lane${lanes === 1 ? '' : 's'} (pid ${pid})${out['exit'] === '0' ? '; it has finished already (nothing left to do)' : ''}`,
       pid,
       lanes,
       ...(out['log'] ? { log: out['log'] } : {}),
+      ...(out['local_log'] ? { localLog: out['local_log'] } : {}),
+      ...(out['exit'] === '0' ? { finished: true } : {}),
     });
   } catch (error) {
     return finish({ ...common, status: 'error', message: `${host}: ${(error as Error).message}` });

@@ -37,7 +37,7 @@ test('status prints counts, the host table and the failure reason on stdout, and
   assert.match(result.stdout, /91\.7% {2}11 of 12 chunks done/);
   assert.match(result.stdout, /running 0 · pending 0 · failed 1/);
   assert.match(result.stdout, /HOST +STATE +WORKERS +LANES +BUSY +DONE +FAILED +RATE +LAST BEAT/);
-  assert.match(result.stdout, new RegExp(`${os.hostname().replace(/[^A-Za-z0-9_-]/g, '_')} +exited +0 +0 +0 +11 +1 `));
+  assert.match(result.stdout, new RegExp(`${os.hostname().replace(/[^A-Za-z0-9_-]/g, '_')} +exited +0 +0 +0 +11 +[12] `));
   assert.match(result.stdout, /1× exit 5 {2}\(e\.g\. chunk 000003; 1 for good\)/);
   assert.match(result.stdout, /latest stderr \(000003 on .*\): no luck with 000003/);
   assert.doesNotMatch(result.stdout, /\u001b\[/, 'no escape codes when stdout is not a terminal');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { split } from '../../src/core/split.js';
 import { JobLayout } from '../../src/core/job-folder.js';
 import { writeFileAtomic } from '../../src/core/atomic-write.js';
+import { readManifest } from '../../src/core/manifest.js';
 import { writeFailure, type FailureRecord } from '../../src/core/failures.js';
 import { ClaimBook, type Claim } from '../../src/core/claim.js';
 import type { HeartbeatRecord } from '../../src/core/heartbeat.js';
@@ -24,11 +25,12 @@ const now = Math.floor(Date.now() / MINUTE) * MINUTE + 30_000;
 const clock: MountClock = { offsetMs: 0, now: () => now };
 const iso = (ms: number) => new Date(ms).toISOString();
 let liveClaim: Claim | undefined;
+let jobId = '';
 
 function heartbeat(fields: Partial<HeartbeatRecord> & Pick<HeartbeatRecord, 'host' | 'pid'>): HeartbeatRecord {
   return {
     worker: `${fields.host}.${fields.pid}`,
-    jobId: 'test',
+    jobId,
     lanes: 2,
     command: ['cat'],
     version: '0.1.0',
@@ -53,13 +55,14 @@ before(async () => {
   const input = path.join(root, 'in.txt');
   await fs.writeFile(input, Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n') + '\n');
   await split({ into: job, inputs: [input], mode: 'lines', size: 1 });
+  jobId = (await readManifest(layout)).id;
   for (let i = 0; i < 8; i++) await fs.writeFile(layout.outputPath(`00000${i}`), 'out\n');
 
   // A live claim, taken the way workers take it; and a stale one whose holder went silent.
   liveClaim = await new ClaimBook(layout, { staleMs: 60_000, updateMs: 15_000 }, { offsetMs: 0, now: Date.now }, { workerId: 'hostA.1', host: 'hostA', pid: 1 }).claim('000010', 0);
   await fs.mkdir(layout.lockPath('000011'));
   await fs.writeFile(layout.ownerPath('000011'), `${'f'.repeat(32)}\n${JSON.stringify({ token: 'f'.repeat(32), worker: 'hostC.3', host: 'hostC', pid: 3, lane: 1, chunk: '000011', claimedAt: iso(now - 20 * MINUTE) })}\n`);
-  const silentSince = new Date(Date.now() - 10 * MINUTE);
+  const silentSince = new Date(now - 10 * MINUTE); // by the mount's clock, which status reads
   await fs.utimes(layout.lockPath('000011'), silentSince, silentSince);
 
   await writeFailure(layout, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
@@ -73,6 +76,8 @@ before(async () => {
     heartbeat({ host: 'hostA', pid: 1, lanes: 4, startedAt: iso(now - 2 * MINUTE), done: 90, recent: [[thisMinute - MINUTE, 60], [thisMinute, 30]], current: [{ chunk: '000010', lane: 0, since: iso(now - 1000) }, { chunk: '000015', lane: 1, since: iso(now - 500) }] }),
     heartbeat({ host: 'hostB', pid: 2, state: 'exited', exitReason: 'complete', startedAt: iso(now - 3 * MINUTE), updatedAt: iso(now - 90_000), done: 30, recent: [[thisMinute - MINUTE, 30]] }),
     heartbeat({ host: 'hostC', pid: 3, updatedAt: iso(now - 10 * MINUTE), done: 50, failed: 2, recent: [[thisMinute - 11 * MINUTE, 50]] }),
+    // A worker of the job this folder held before `split --force`: not counted anywhere.
+    heartbeat({ host: 'hostD', pid: 4, jobId: 'an-older-job', done: 999, recent: [[thisMinute, 999]] }),
   ];
   for (const record of records) await writeFileAtomic(layout.heartbeatPath(record.worker), JSON.stringify(record) + '\n', { tempDir: layout.tmpDir });
 });

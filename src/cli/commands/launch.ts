@@ -4,7 +4,7 @@ import { ExitStatus, UsageError } from '../../core/errors.js';
 import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
 import { quoteArgv } from '../../remote/quote.js';
 import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
-import { getContext } from '../context.js';
+import { getContext, type CliContext } from '../context.js';
 import { plural } from '../report/format.js';
 
 export interface LaunchArgs {
@@ -68,7 +68,7 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('preemptible', { type: 'boolean', describe: 'gcloud: --preemptible instead of --provisioning-model=SPOT' })
       .option('dry-run', { type: 'boolean', describe: 'Print the commands and rendered scripts; start nothing' })
       .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs" })
-      .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete' })
+      .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete (exit 0), or no worker is left alive (exit 3)' })
       .option('json', { type: 'boolean', describe: 'The per-host results (or the plan) as JSON on stdout' })
       .example('$0 launch /mnt/shared/jobs/score --hosts lab-hosts.txt -j 16 -- python3 score.py', 'lab hosts that already see the folder')
       .example('$0 launch /srv/share/jobs/score --hosts 4/lab1,4/lab2 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'mount the folder on each host first (over sshfs)')
@@ -78,8 +78,8 @@ const command: CommandModule<object, LaunchArgs> = {
   handler: async (argv) => {
     const context = getContext();
     const options = launchOptionsFromArgs(argv);
-    if (argv.wait) {
-      throw new UsageError('--wait is not available yet', `follow the job with: piecework status ${argv.job ?? 'JOB'} --watch`);
+    if (argv.wait && (options.dryRun || options.delete)) {
+      throw new UsageError(`--wait follows the job after a launch; it does not go with --${options.dryRun ? 'dry-run' : 'delete'}`);
     }
     options.onEvent = (event) => {
       const line = describeEvent(event, context.interactive);
@@ -91,10 +91,64 @@ const command: CommandModule<object, LaunchArgs> = {
     if (output.stdout) context.stdout.write(output.stdout);
     if (output.stderr) context.stderr.write(output.stderr);
     if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
+    if (argv.wait) await waitForJob(options.job, report, context);
   },
 };
 
 export default command;
+
+/**
+ * `--wait`: follow the job folder until the job is complete (exit 0) or no worker is alive to
+ * complete it (exit 3). Progress goes to stderr: one line redrawn on a terminal, else a line
+ * whenever the numbers move (at most every 5 s).
+ */
+async function waitForJob(job: string, report: LaunchReport, context: CliContext): Promise<void> {
+  if (report.kind === 'ssh' && !report.dryRun && report.started === 0) {
+    context.stderr.write('launch: no host started a worker; nothing to wait for\n');
+    context.exitStatus = ExitStatus.incomplete;
+    return;
+  }
+  const { followJob, formatSeconds, progressLine } = await import('../../remote/wait.js');
+  let lastKey = '';
+  let lastPrinted = 0;
+  let drawn = false;
+  const outcome = await followJob(job, {
+    // Instances boot and Slurm arrays queue before their first heartbeat; SSH workers are up already.
+    startupMs: report.kind === 'provider' ? 15 * 60_000 : 60_000,
+    signal: context.signals().signal,
+    onProgress: (status) => {
+      const line = progressLine(status);
+      if (context.interactive) {
+        context.stderr.write(`\r\x1b[Klaunch: ${line}`);
+        drawn = true;
+        return;
+      }
+      const key = `${status.counts.done} ${status.counts.running} ${status.counts.failed} ${status.workers.alive}`;
+      if (key !== lastKey && Date.now() - lastPrinted >= 5000) {
+        context.stderr.write(`launch: ${line}\n`);
+        lastKey = key;
+        lastPrinted = Date.now();
+      }
+    },
+  });
+  if (drawn) context.stderr.write('\n');
+  const took = formatSeconds(outcome.elapsedMs / 1000);
+  const counts = outcome.status?.counts;
+  if (outcome.complete) {
+    context.stderr.write(`launch: job complete: ${plural(counts?.chunks ?? 0, 'chunk')} done (waited ${took})\n`);
+    context.exitStatus = ExitStatus.ok;
+  } else if (outcome.reason === 'interrupted') {
+    context.stderr.write(`launch: stopped waiting after ${took}; the workers go on (piecework status ${job} --watch)\n`);
+    context.exitStatus = ExitStatus.interrupted;
+  } else {
+    const left = counts ? counts.chunks - counts.done : undefined;
+    context.stderr.write(
+      `launch: job incomplete: ${left === undefined ? 'chunks' : plural(left, 'chunk')} left and no worker alive (waited ${took})\n` +
+        `launch: hint: see why with piecework status ${job}; launch again to add workers\n`,
+    );
+    context.exitStatus = ExitStatus.incomplete;
+  }
+}
 
 /** argv → typed options (no I/O): what the table-driven parse test checks. */
 export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs & { '--'?: unknown }): LaunchOptions {
@@ -217,7 +271,8 @@ export function hostTable(results: readonly HostResult[]): string {
   const statusWidth = Math.max(6, ...results.map((r) => r.status.length));
   const lines = [`${'HOST'.padEnd(hostWidth)}  ${'STATUS'.padEnd(statusWidth)}  DETAIL`];
   for (const r of results) {
-    const detail = r.status === 'started' ? `${plural(r.lanes ?? 0, 'lane')}, pid ${r.pid}${r.log ? `, log ${r.log}` : ''}` : r.message.replace(`${r.host}: `, '');
+    const detail =
+      r.status === 'started' ? `${plural(r.lanes ?? 0, 'lane')}, pid ${r.pid}${r.finished ? ' (finished already)' : ''}${r.log ? `, log ${r.log}` : ''}` : r.message.replace(`${r.host}: `, '');
     lines.push(`${r.host.padEnd(hostWidth)}  ${r.status.padEnd(statusWidth)}  ${detail}`);
     if (r.hint && r.status !== 'started') lines.push(`${''.padEnd(hostWidth + statusWidth + 4)}hint: ${r.hint}`);
   }

@@ -88,8 +88,8 @@ function formatLine(options: cliProgress.Options, params: cliProgress.Params, pa
   if (!payload.bounded) return `${payload.label} ${payload.details}`.slice(0, width);
   const bar = cliProgress.Format.BarFormat(params.progress, options);
   const percent = `${Math.floor(params.progress * 100)}%`.padStart(4);
-  const eta = typeof params.eta === 'number' && Number.isFinite(params.eta) && params.progress < 1 ? formatEta(params.eta) : '?';
-  return `${payload.label} ${bar} ${percent} ${payload.details} · ETA ${eta}`.slice(0, width);
+  const eta = params.progress >= 1 ? '' : ` · ETA ${typeof params.eta === 'number' && Number.isFinite(params.eta) ? formatEta(params.eta) : '?'}`;
+  return `${payload.label} ${bar} ${percent} ${payload.details}${eta}`.slice(0, width);
 }
 
 /** cli-progress estimates whole seconds: show them as such ("3s", "4m05s"). */

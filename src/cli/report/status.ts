@@ -4,6 +4,7 @@
  */
 import type { JobStatus } from '../../core/status.js';
 import { formatDuration } from '../../core/units.js';
+import { quote } from '../../remote/quote.js';
 import { paint, plural } from './format.js';
 import { formatRate, table } from './table.js';
 
@@ -73,10 +74,10 @@ function attention(status: JobStatus, c: ReturnType<typeof paint>): string[] {
     for (const r of status.failureReasons) lines.push(`    ${r.chunks}× ${r.reason}  (e.g. chunk ${r.example}${r.failedForGood ? `; ${r.failedForGood} for good` : ''})`);
     const latest = status.recentFailures.find((f) => f.stderrTail.trim());
     if (latest) lines.push(c.dim(`    latest stderr (${latest.chunk} on ${latest.host}): ${latest.stderrTail.trim().split('\n').slice(-2).join(' | ')}`));
-    if (n.failed) lines.push(c.dim('    fix the cause, then `piecework verify --requeue ${status.job}` gives those chunks new attempts'));
+    if (n.failed) lines.push(c.dim(`    fix the cause, then \`piecework verify --requeue ${quote(status.job)}\` gives those chunks new attempts`));
   }
   const dead = status.hosts.filter((h) => h.state === 'dead');
   if (dead.length) lines.push('', c.yellow(`  dead hosts: ${dead.map((h) => h.host).join(', ')} — no heartbeat for a while; their claims go stale and are redone`));
-  if (status.stopRequested) lines.push('', c.yellow('  a STOP file is present: workers take no new chunk (`piecework stop --clear ${status.job}` to resume)'));
+  if (status.stopRequested) lines.push('', c.yellow(`  a STOP file is present: workers take no new chunk (\`piecework stop --clear ${quote(status.job)}\` to resume)`));
   return lines;
 }

@@ -1,0 +1,107 @@
+// What the cluster tests of `launch` share: a job in the head's shared folder, a hosts file for
+// namespace hosts, the launch/stop argv that mounts the share on them, and finding the workers
+// that run on a host. The namespace hosts share this machine's root file system (only network
+// and mounts differ), so what the bootstrap leaves in root's home (the worker's local log, the
+// head's known_hosts copy) is removed here too.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { hasTag, isAlive, registerCleanup, runSync, runTag } from './cleanup.js';
+import { piecework } from './cli.js';
+import type { Cluster, NsHost } from './netns-hosts.js';
+import { makeTempDir } from './tmp.js';
+
+export interface TestJob {
+  /** The job folder on the head (this machine). */
+  job: string;
+  /** Its name, carrying the run's tag (so that the hosts' local logs can be found and removed). */
+  name: string;
+  /** The serial run: the command applied to each chunk in order, as one string. */
+  expected: string;
+}
+
+/**
+ * A job of `chunks` one-line chunks in the share, split with `--stale` seconds, whose expected
+ * output (for `tr a-z A-Z`) is the input upper-cased.
+ */
+export function makeSharedJob(shareDir: string, label: string, chunks: number, staleSeconds = 5): TestJob {
+  const name = `${label}-${runTag}`;
+  const job = join(shareDir, name);
+  const input = join(makeTempDir('input'), 'input.txt');
+  const text = Array.from({ length: chunks }, (_, i) => `line ${i} of ${label}\n`).join('');
+  writeFileSync(input, text);
+  execFileSync(process.execPath, [piecework, 'split', input, '--into', job, '--lines', '1', '--stale', String(staleSeconds), '--quiet']);
+  // The serial run, as a shell loop would do it, over the chunks in their natural order.
+  const serial = execFileSync('sh', ['-c', 'for f in "$1"/chunks/*; do tr a-z A-Z <"$f"; done', 'sh', job], { encoding: 'utf8' });
+  return { job, name, expected: serial };
+}
+
+export function writeHostsFile(hosts: readonly NsHost[], extraLines: readonly string[] = []): string {
+  const path = join(makeTempDir('hosts'), 'hosts.txt');
+  writeFileSync(path, ['# namespace hosts', ...hosts.map((h) => `root@${h.address}:${h.sshd.port}`), ...extraLines, ''].join('\n'));
+  return path;
+}
+
+/** `--mount … --at …` for the head's share, authenticated with the cluster's key. */
+export function mountArgs(cluster: Cluster, at: string): string[] {
+  return ['--mount', `root@${cluster.head.address}:${cluster.head.shareDir}`, '--mount-port', String(cluster.head.sshd.port), '--mount-identity', cluster.clientKeyPath, '--at', at];
+}
+
+/** `--identity … --known-hosts …` for the hosts. */
+export function sshArgs(cluster: Cluster, knownHosts = cluster.knownHostsPath): string[] {
+  return ['--identity', cluster.clientKeyPath, '--known-hosts', knownHosts, '--connect-timeout', '5'];
+}
+
+/** Pids of processes in a host's network namespace whose argv matches. */
+export function pidsOnHost(host: Pick<NsHost, 'name'>, match: (argv: string[]) => boolean): number[] {
+  const pids = runSync(['ip', 'netns', 'pids', host.name]).output.split(/\s+/).filter((s) => /^\d+$/.test(s)).map(Number);
+  return pids.filter((pid) => {
+    if (!isAlive(pid)) return false;
+    try {
+      return match(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** piecework workers (`… piecework.mjs work JOB …`) on a host. */
+export function workersOnHost(host: Pick<NsHost, 'name'>): number[] {
+  return pidsOnHost(host, (argv) => argv[2] === 'work' && /piecework(\.mjs)?$/.test(argv[1] ?? ''));
+}
+
+export function sshfsOnHost(host: Pick<NsHost, 'name'>): number[] {
+  return pidsOnHost(host, (argv) => /(^|\/)sshfs$/.test(argv[0] ?? ''));
+}
+
+const stateLogs = join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'piecework', 'logs');
+const knownHostsCopy = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'piecework', 'known_hosts.mount');
+
+/** The local log a bootstrap wrote on a host (by the launch report's `localLog`), or ''. */
+export function readLocalLog(path: string | undefined): string {
+  try {
+    return path ? readFileSync(path, 'utf8') : '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Remove what bootstraps on namespace hosts leave in root's home: the local worker logs (and a
+ * fifo of a worker that was killed) of this run's jobs, and the head's known_hosts copy if this
+ * run made it. Register before launching.
+ */
+export function cleanHostState(): void {
+  const hadKnownHosts = existsSync(knownHostsCopy);
+  registerCleanup(() => {
+    if (!hadKnownHosts) rmSync(knownHostsCopy, { force: true });
+    let names: string[] = [];
+    try {
+      names = readdirSync(stateLogs);
+    } catch {
+      return;
+    }
+    for (const name of names) if (hasTag(name)) rmSync(join(stateLogs, name), { force: true });
+  }, 'remove the hosts\' local piecework logs');
+}
