@@ -262,3 +262,12 @@ export class Rows {
     return row;
   }
 }
+
+/** Run a profiling step; a failure there is reported in the profile, never loses the timings. */
+export async function profileStep(profile: string[], what: string, step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+  } catch (error) {
+    profile.push(`${what}: could not be measured (${(error as Error).message.split('\n')[0]})`);
+  }
+}

@@ -1,6 +1,6 @@
 // Runs the test suite with node's test runner over TypeScript sources (through tsx).
 // `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, e2e, cluster (default: all).
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 
 const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'e2e', 'cluster'];
@@ -14,5 +14,17 @@ if (files.length === 0) {
   process.exit(1);
 }
 // One file at a time: cluster tests start sshd and mounts, and this machine has two cores.
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+// Pass the report through, and close with one plain summary line for CI to read.
+let tail = '';
+child.stdout.on('data', (data) => {
+  process.stdout.write(data);
+  tail = (tail + data.toString()).slice(-4000);
+});
+child.on('close', (code) => {
+  const count = (word) => Number(new RegExp(`ℹ ${word} (\\d+)`).exec(tail)?.[1] ?? 0);
+  console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`);
+  process.exit(code ?? 1);
+});

@@ -14,3 +14,5 @@ export { compareNatural, sortNatural } from './core/natural-order.js';
 export { ExitStatus, PieceworkError, UsageError, JobMissingError, IncompleteJobError, InterruptedError } from './core/errors.js';
 export type { PieceworkEvent, EventSink } from './core/events.js';
 export { PACKAGE_VERSION } from './core/version.js';
+export { jobStatus } from './core/status.js';
+export type { JobStatus, HostStatus } from './core/status.js';

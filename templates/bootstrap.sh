@@ -288,7 +288,7 @@ if ! alive "$pid"; then
   done
   if [ "$status" != 0 ]; then
     tail -n 20 "$local_log" >&2 || true
-    fail 13 "the worker exited at once${status:+ with status $status} (log: $local_log)"
+    fail 13 "the worker exited at once (log: $local_log${status:+, exit status $status})"
   fi
   say "exit=0"
 fi

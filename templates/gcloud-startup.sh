@@ -67,9 +67,11 @@ if [ -n "${PW_MOUNT_KEY:-}" ]; then
 fi
 printf '%s\n' "${PW_BOOTSTRAP:?}" >"$state/bootstrap.sh"
 
-# Leave the startup unit: a transient service of its own when systemd is there (its log:
-# journalctl -u piecework-worker), else a detached session.
-if command -v systemd-run >/dev/null 2>&1; then
+# Leave the startup unit: a transient service of its own when systemd runs this machine (its
+# log: journalctl -u piecework-worker), else a detached session. (Installed is not enough:
+# systemd-run fails in a container whose init is not systemd; /run/systemd/system is the test
+# sd_booted() makes.)
+if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
   if systemctl is-active --quiet piecework-worker; then
     say "worker already running"
     exit 0

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from '../../test/helpers/tmp.js';
-import { atMost, ensureDir, fmtMs, isTool, peer, pieceworkBin, ratio, Rows, runTimed, runTogether, type Scenario, type ScenarioResult } from '../lib.js';
+import { atMost, ensureDir, fmtMs, isTool, peer, profileStep, pieceworkBin, ratio, Rows, runTimed, runTogether, type Scenario, type ScenarioResult } from '../lib.js';
 import { countSyscalls, hasStrace, perUnit, summariseCpuProfile, total } from '../profile.js';
 
 const LANES = 2;
@@ -74,26 +74,30 @@ export const local: Scenario = {
     const profile: string[] = [];
     const cpu = (row: typeof pw) => (row?.cpuSamples ? `${(Math.min(...row.cpuSamples) / chunks).toFixed(2)} ms CPU/chunk` : '');
     profile.push(`CPU (user+sys, children included) per chunk: piecework ${cpu(pw)}; xargs ${cpu(xargs)}; parallel ${cpu(par)}; bash loop ${cpu(rows.get('bash loop ×2'))}`);
-    const profDir = ensureDir(join(dir, 'cpuprof'));
-    const pj = join(dir, 'prof-cpu');
-    await runTimed([pieceworkBin, 'split', input, '--into', pj, '--lines', '1', '-q']);
-    const profRun = await runTimed([process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, pieceworkBin, 'work', pj, '-j', String(LANES), '-q', '--', 'cat']);
-    const s = summariseCpuProfile(profDir);
-    const busy = s.totalMs - s.idleMs;
-    profile.push(
-      `worker main thread (node --cpu-prof, ${fmtMs(profRun.ms)} run): busy ${fmtMs(busy)} = ${(busy / chunks).toFixed(2)} ms/chunk (GC ${fmtMs(s.gcMs)}), idle ${fmtMs(s.idleMs)}`,
-      `  by area: ${s.areas.filter((a) => a.name !== '(idle)').slice(0, 7).map((a) => `${a.name} ${(a.ms / chunks).toFixed(2)}`).join(', ')} (ms/chunk)`,
-      `  top functions: ${s.functions.slice(0, 8).map((f) => `${f.name} ${(f.ms / chunks).toFixed(2)}`).join('; ')}`,
-    );
-    if (hasStrace) {
-      const sj = join(dir, 'prof-strace');
-      await runTimed([pieceworkBin, 'split', input, '--into', sj, '--lines', '1', '-q']);
-      const c = await countSyscalls([pieceworkBin, 'work', sj, '-j', String(LANES), '-q', '--', 'cat'], { dir, pathPrefix: sj });
+    await profileStep(profile, 'CPU profile', async () => {
+      const profDir = ensureDir(join(dir, 'cpuprof'));
+      const pj = join(dir, 'prof-cpu');
+      await runTimed([pieceworkBin, 'split', input, '--into', pj, '--lines', '1', '-q']);
+      const profRun = await runTimed([process.execPath, '--cpu-prof', '--cpu-prof-dir', profDir, pieceworkBin, 'work', pj, '-j', String(LANES), '-q', '--', 'cat']);
+      const s = summariseCpuProfile(profDir);
+      const busy = s.totalMs - s.idleMs;
       profile.push(
-        `syscalls per chunk (strace -f, file+desc+process): worker ${(total(c.worker) / chunks).toFixed(1)}, of which naming a job path ${(total(c.onPath) / chunks).toFixed(1)} [${perUnit(c.onPath, chunks)}]; the ${c.childProcesses} commands themselves ${(total(c.children) / chunks).toFixed(1)}`,
-        `  worker, all: ${perUnit(c.worker, chunks, 12)}`,
+        `worker main thread (node --cpu-prof, ${fmtMs(profRun.ms)} run): busy ${fmtMs(busy)} = ${(busy / chunks).toFixed(2)} ms/chunk (GC ${fmtMs(s.gcMs)}), idle ${fmtMs(s.idleMs)}`,
+        `  by area: ${s.areas.filter((a) => a.name !== '(idle)').slice(0, 7).map((a) => `${a.name} ${(a.ms / chunks).toFixed(2)}`).join(', ')} (ms/chunk)`,
+        `  top functions: ${s.functions.slice(0, 8).map((f) => `${f.name} ${(f.ms / chunks).toFixed(2)}`).join('; ')}`,
       );
-    }
+    });
+    await profileStep(profile, 'system calls', async () => {
+      if (hasStrace) {
+        const sj = join(dir, 'prof-strace');
+        await runTimed([pieceworkBin, 'split', input, '--into', sj, '--lines', '1', '-q']);
+        const c = await countSyscalls([pieceworkBin, 'work', sj, '-j', String(LANES), '-q', '--', 'cat'], { dir, pathPrefix: sj });
+        profile.push(
+          `syscalls per chunk (strace -f, file+desc+process): worker ${(total(c.worker) / chunks).toFixed(1)}, of which naming a job path ${(total(c.onPath) / chunks).toFixed(1)} [${perUnit(c.onPath, chunks)}]; the ${c.childProcesses} commands themselves ${(total(c.children) / chunks).toFixed(1)}`,
+          `  worker, all: ${perUnit(c.worker, chunks, 12)}`,
+        );
+      }
+    });
     return { name: 'local', title: `${this.title}: ${chunks} chunks`, rows: rows.rows, ratios, targets, profile, notes };
   },
 };

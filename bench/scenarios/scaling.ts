@@ -9,7 +9,7 @@ import type { SshfsMount } from '../../test/helpers/sshfs.js';
 import { makeTempDir } from '../../test/helpers/tmp.js';
 import { SftpCounter } from '../netbed.js';
 import { perUnit, total } from '../profile.js';
-import { atMost, ensureDir, fmtMs, med, peer, pieceworkBin, pieceworkBundle, Rows, runTogether, runTimed, type Scenario, type ScenarioResult } from '../lib.js';
+import { atMost, ensureDir, fmtMs, med, peer, profileStep, pieceworkBin, pieceworkBundle, Rows, runTogether, runTimed, type Scenario, type ScenarioResult } from '../lib.js';
 
 const HOSTS = 3;
 const LANES = 2;
@@ -31,14 +31,14 @@ export const scaling: Scenario = {
     const share = cluster.head.shareDir;
     const template = join(dir, 'template');
     await runTimed([pieceworkBin, 'split', input, '--into', template, '--lines', '1', '-q']);
-    const check = (name: string, tool: string) => {
+    const check = (name: string, tool: string, expected = chunks) => {
       const n = readdirSync(join(share, name, 'out')).length;
-      if (n !== chunks) throw new Error(`${tool}: ${n} outputs for ${chunks} chunks`);
+      if (n !== expected) throw new Error(`${tool}: ${n} outputs for ${expected} chunks`);
     };
 
     const rows = new Rows();
     let lastTimelines: Timeline[] = [];
-    let sftpProfile = '';
+    const sftpLines: string[] = [];
     const pwTool = `piecework work -j ${LANES} on each host`;
     const bashTool = `bash loop ×${LANES} on each host`;
     for (let r = 0; r < ctx.repeats; r++) {
@@ -79,30 +79,32 @@ export const scaling: Scenario = {
     }
     // Round trips: a smaller job once more through mounts that log every SFTP request.
     ctx.log('scaling: counting SFTP requests per chunk (sshfs_debug mounts)');
-    const profChunks = Math.min(chunks, 120);
-    const profInput = join(dir, 'prof.txt');
-    writeFileSync(profInput, Array.from({ length: profChunks }, (_, i) => `item ${i + 1}\n`).join(''));
-    await runTimed([pieceworkBin, 'split', profInput, '--into', join(share, 'prof'), '--lines', '1', '-q']);
-    const counters: SftpCounter[] = [];
-    for (const host of cluster.hosts) counters.push(new SftpCounter(await host.mountShare({ mountPoint: join(host.dir, 'share-debug'), options: ['sshfs_debug'] })));
-    const marks = counters.map((c) => c.mark());
-    const profTimelines = cluster.hosts.map(() => newTimeline());
-    const profStart = performance.now();
-    await Promise.all(
-      cluster.hosts.map((host, i) =>
-        runTogether([[process.execPath, pieceworkBundle, 'work', join(counters[i]!.mount.mountPoint, 'prof'), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
-          enterPid: host.anchorPid,
-          onLine: (line) => record(profTimelines[i]!, line, performance.now() - profStart),
-        }),
-      ),
-    );
-    check('prof', 'piecework (logging mounts)');
-    const sftp = counters.map((c, i) => c.since(marks[i]!));
-    const requests = sftp.reduce((sum, m) => sum + total(m), 0);
-    const all = new Map<string, number>();
-    for (const m of sftp) for (const [k, v] of m) all.set(k, (all.get(k) ?? 0) + v);
-    const skipped = profTimelines.reduce((sum, t) => sum + t.skipped, 0);
-    sftpProfile = `SFTP requests on ${profChunks} chunks (all hosts): ${requests} = ${(requests / profChunks).toFixed(1)} per chunk done [${perUnit(all, profChunks, 10)}], with ${(skipped / profChunks).toFixed(1)} skipped claims per chunk done`;
+    await profileStep(sftpLines, 'SFTP requests per chunk', async () => {
+      const profChunks = Math.min(chunks, 120);
+      const profInput = join(dir, 'prof.txt');
+      writeFileSync(profInput, Array.from({ length: profChunks }, (_, i) => `item ${i + 1}\n`).join(''));
+      await runTimed([pieceworkBin, 'split', profInput, '--into', join(share, 'prof'), '--lines', '1', '-q']);
+      const counters: SftpCounter[] = [];
+      for (const host of cluster.hosts) counters.push(new SftpCounter(await host.mountShare({ mountPoint: join(host.dir, 'share-debug'), options: ['sshfs_debug'] })));
+      const marks = counters.map((c) => c.mark());
+      const profTimelines = cluster.hosts.map(() => newTimeline());
+      const profStart = performance.now();
+      await Promise.all(
+        cluster.hosts.map((host, i) =>
+          runTogether([[process.execPath, pieceworkBundle, 'work', join(counters[i]!.mount.mountPoint, 'prof'), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
+            enterPid: host.anchorPid,
+            onLine: (line) => record(profTimelines[i]!, line, performance.now() - profStart),
+          }),
+        ),
+      );
+      check('prof', 'piecework (logging mounts)', profChunks);
+      const sftp = counters.map((c, i) => c.since(marks[i]!));
+      const requests = sftp.reduce((sum, m) => sum + total(m), 0);
+      const all = new Map<string, number>();
+      for (const m of sftp) for (const [k, v] of m) all.set(k, (all.get(k) ?? 0) + v);
+      const skipped = profTimelines.reduce((sum, t) => sum + t.skipped, 0);
+      sftpLines.push(`SFTP requests on ${profChunks} chunks (all hosts): ${requests} = ${(requests / profChunks).toFixed(1)} per chunk done [${perUnit(all, profChunks, 10)}], with ${(skipped / profChunks).toFixed(1)} skipped claims per chunk done`);
+    });
 
     rows.add(`ideal: ${chunks} × ${SLEEP_S} s / ${HOSTS * LANES} lanes`, { ms: idealMs }, { chunks, info: true });
     for (const row of rows.rows) row.extra = { 'vs ideal': `${(med(row) / idealMs).toFixed(2)}×` };
@@ -122,7 +124,7 @@ export const scaling: Scenario = {
         `where the time went in the last run (ms from the start; "skipped" = claimed, then found its output already there; "passes" = listings of the job):`,
         ...lastTimelines.map((t, i) => `  host ${i}: first claim ${fmtMs(t.firstClaimAt)}, ${t.done} done, ${t.skipped} skipped, ${t.passes} passes, last commit ${fmtMs(t.lastDoneAt)}, exit ${fmtMs(t.exitAt)}, CPU ${fmtMs(t.cpuMs)}`),
         `  the last output of the job was committed at ${fmtMs(Math.max(...lastTimelines.map((t) => t.lastDoneAt)))}; the ideal is ${fmtMs(idealMs)}.`,
-        sftpProfile,
+        ...sftpLines,
       ],
       notes: [`Makespan: from starting the ${HOSTS} workers at once until the last exits (worker start-up included). Each host mounts the head's folder over sshfs (default options) through its own veth link; no added latency.`],
     };

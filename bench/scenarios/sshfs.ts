@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from '../../test/helpers/tmp.js';
-import { atMost, ensureDir, fmtMs, med, peer, pieceworkBin, ratio, Rows, runTimed, runTogether, type Scenario, type ScenarioResult } from '../lib.js';
+import { atMost, ensureDir, fmtMs, med, peer, profileStep, pieceworkBin, ratio, Rows, runTimed, runTogether, type Scenario, type ScenarioResult } from '../lib.js';
 import { SftpCounter, startDelayedShare } from '../netbed.js';
 import { perUnit, total } from '../profile.js';
 
@@ -66,10 +66,10 @@ export const sshfsLatency: Scenario = {
 
     // Round trips: the same runs once more through a mount that logs every SFTP request.
     ctx.log('sshfs: counting SFTP requests per chunk (sshfs_debug mount)');
+    const profile: string[] = [];
     const debugMount = await share.mount('debug', ['sshfs_debug']);
     const counter = new SftpCounter(debugMount);
     const onDebug = (name: string) => join(debugMount.mountPoint, name);
-    const profile: string[] = [];
     const count = async (tool: string, name: string, argvs: string[][]) => {
       const mark = counter.mark();
       const run = await runTogether(argvs);
@@ -80,19 +80,21 @@ export const sshfsLatency: Scenario = {
       check(name, tool);
       return c;
     };
-    await pieceworkJob('prof-pw');
-    await count('piecework work -j 2', 'prof-pw', [pwArgv('prof-pw').map((a) => a.replace(mount.mountPoint, debugMount.mountPoint))]);
-    // Fixed costs: a worker on a job whose chunks are all done (start, clock probe, heartbeat, pass).
-    {
-      const mark = counter.mark();
-      const run = await runTimed([pieceworkBin, 'work', onDebug('prof-pw'), '-j', String(LANES), '-q', '--', 'cat']);
-      const c = counter.since(mark);
-      profile.push(`piecework, fixed cost of a worker on a finished job: ${fmtMs(run.ms)}, ${total(c)} SFTP requests [${perUnit(c, 1, 10)}]`);
-    }
-    peerJob('prof-bash');
-    await count('bash loop ×2', 'prof-bash', [bashArgv('prof-bash'), bashArgv('prof-bash')].map((a) => a.map((x) => x.replace(mount.mountPoint, debugMount.mountPoint))));
-    peerJob('prof-bare');
-    await count('bare cat loop ×2 (static halves)', 'prof-bare', [0, 1].map((k) => bareArgv('prof-bare', k).map((x) => x.replace(mount.mountPoint, debugMount.mountPoint))));
+    await profileStep(profile, 'SFTP requests per chunk', async () => {
+      await pieceworkJob('prof-pw');
+      await count('piecework work -j 2', 'prof-pw', [pwArgv('prof-pw').map((a) => a.replace(mount.mountPoint, debugMount.mountPoint))]);
+      // Fixed costs: a worker on a job whose chunks are all done (start, clock probe, heartbeat, pass).
+      {
+        const mark = counter.mark();
+        const run = await runTimed([pieceworkBin, 'work', onDebug('prof-pw'), '-j', String(LANES), '-q', '--', 'cat']);
+        const c = counter.since(mark);
+        profile.push(`piecework, fixed cost of a worker on a finished job: ${fmtMs(run.ms)}, ${total(c)} SFTP requests [${perUnit(c, 1, 10)}]`);
+      }
+      peerJob('prof-bash');
+      await count('bash loop ×2', 'prof-bash', [bashArgv('prof-bash'), bashArgv('prof-bash')].map((a) => a.map((x) => x.replace(mount.mountPoint, debugMount.mountPoint))));
+      peerJob('prof-bare');
+      await count('bare cat loop ×2 (static halves)', 'prof-bare', [0, 1].map((k) => bareArgv('prof-bare', k).map((x) => x.replace(mount.mountPoint, debugMount.mountPoint))));
+    });
 
     const pw = rows.get('piecework work -j 2');
     const ratios = [ratio('piecework / bash loop ×2', pw, rows.get('bash loop ×2')), ratio('piecework / bare loop ×2', pw, rows.get('bare cat loop ×2 (static halves)'))];

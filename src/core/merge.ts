@@ -152,9 +152,9 @@ async function runReducer(argv: string[], files: string[], sink: Writable, layou
   }
   try {
     const child = execa(argv[0]!, args, { stdin: 'ignore', stdout: 'pipe', stderr: 'inherit', buffer: false, reject: false });
-    child.stdout!.pipe(sink, { end: false });
+    child.stdout.pipe(sink, { end: false });
     const result = await child;
-    await new Promise((resolve) => (child.stdout!.readableEnded ? resolve(undefined) : child.stdout!.once('end', resolve)));
+    await new Promise((resolve) => (child.stdout.readableEnded ? resolve(undefined) : child.stdout.once('end', resolve)));
     if (result.failed) {
       const why = result.code === 'ENOENT' ? `reducer not found: ${argv[0]}` : `the reducer ${argv[0]} failed (${result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`})`;
       throw new PieceworkError(why, { hint: 'nothing was written to the target' });

@@ -9,13 +9,42 @@ import { promises as fs } from 'node:fs';
 import { errorCode } from './errors.js';
 import { isExhausted, readFailure } from './failures.js';
 import { readHeartbeats, type HeartbeatRecord } from './heartbeat.js';
-import { isChunkName, type JobLayout } from './job-folder.js';
-import { mountClockFor, type ClaimState, type FailureState } from './inspect.js';
+import { isChunkName, workerIdFor, type JobLayout } from './job-folder.js';
+import { mapBounded } from './concurrency.js';
+import { fixedMountClock, measureMountClock } from './mount-clock.js';
+import type { OwnerRecord } from './claim.js';
 import { readManifest, type JobManifest } from './manifest.js';
 import type { MountClock } from './mount-clock.js';
 import { sortNatural } from './natural-order.js';
 import { readOwnerRecord } from './claim.js';
 import { exists, listClaims, listFailures, listOutputs, listTree } from './scan.js';
+
+export interface ClaimState {
+  chunk: string;
+  /** Seconds since the holder last refreshed it, by the mount's clock. */
+  ageSeconds: number;
+  owner?: OwnerRecord;
+}
+
+export interface FailureState {
+  chunk: string;
+  attempts: number;
+  maxAttempts: number;
+  final: boolean;
+  reason: string;
+  host: string;
+  at: string;
+  stderrTail: string;
+}
+
+/** The mount's clock if we may write a probe there; otherwise ours (a read-only view). */
+export async function mountClockFor(layout: JobLayout): Promise<MountClock> {
+  try {
+    return await measureMountClock(layout.tmpDir, workerIdFor('inspect', process.pid));
+  } catch {
+    return fixedMountClock(0);
+  }
+}
 
 export interface StatusScan {
   job: string;
@@ -28,6 +57,8 @@ export interface StatusScan {
   chunks: string[];
   /** Chunks that have an output. */
   done: Set<string>;
+  /** chunk → output path relative to out/ (outputs of chunks that no longer exist included). */
+  outputs: Map<string, string>;
   /** Claims of chunks that have no output yet, split by freshness. */
   running: ClaimState[];
   stale: ClaimState[];
@@ -74,7 +105,7 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
 
   const running: ClaimState[] = [];
   const stale: ClaimState[] = [];
-  await forEachLimited([...claims].filter((c) => !done.has(c)), async (chunk) => {
+  await mapBounded([...claims].filter((c) => !done.has(c)), READ_CONCURRENCY, async (chunk) => {
     let mtimeMs: number;
     try {
       mtimeMs = (await fs.stat(layout.lockPath(chunk))).mtimeMs;
@@ -90,7 +121,7 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
   const cache = options.failureCache;
   // A record that is gone was requeued: forget it, or a new failure would read as the old one.
   if (cache) for (const chunk of cache.keys()) if (!failures.has(chunk) || done.has(chunk)) cache.delete(chunk);
-  await forEachLimited([...failures].filter((c) => !done.has(c)), async (chunk) => {
+  await mapBounded([...failures].filter((c) => !done.has(c)), READ_CONCURRENCY, async (chunk) => {
     const known = cache?.get(chunk);
     if (known) {
       failed.push(known);
@@ -102,7 +133,7 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
     failed.push(state);
     if (state.final) cache?.set(chunk, state);
   });
-  return { job: layout.root, manifest, clock, now, staleSeconds, chunks, done, running, stale, failed, heartbeats, stopRequested };
+  return { job: layout.root, manifest, clock, now, staleSeconds, chunks, done, outputs, running, stale, failed, heartbeats, stopRequested };
 }
 
 /**
@@ -113,12 +144,4 @@ export function orderChunks(chunks: string[]): string[] {
   const width = chunks[0]?.length ?? 0;
   const flatEqualWidth = chunks.every((c) => c.length === width && !c.includes('/'));
   return flatEqualWidth ? [...chunks].sort() : sortNatural([...chunks]);
-}
-
-async function forEachLimited<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, items.length) }, lane));
 }

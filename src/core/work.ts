@@ -133,7 +133,7 @@ class Worker {
     const started = Date.now();
     this.clock = await measureMountClock(this.layout.workersDir, this.workerId);
     this.claims = new ClaimBook(this.layout, { staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid });
-    this.log = new WorkerLog(this.layout.logPath(this.workerId), HOST, () => this.clock.now());
+    this.log = new WorkerLog(this.layout.logPath(this.workerId), this.workerId, () => this.clock.now());
     this.heartbeat = new Heartbeat(this.layout, this.clock, {
       worker: this.workerId,
       host: HOST,
@@ -173,7 +173,7 @@ class Worker {
     });
     const state = failure ? 'failed' : 'exited';
     const reason = failure instanceof Error ? failure.message : (this.stopReason ?? (report?.complete ? 'complete' : 'incomplete'));
-    this.log.line({ event: state, detail: reason });
+    this.log.line({ event: state, ms: Date.now() - started, detail: `${reason}; committed ${this.done}, failed attempts ${this.failedAttempts}` });
     await Promise.all([this.heartbeat.write(state, reason).catch(() => {}), this.log.close()]);
     if (failure) throw await translateFsError(failure, this.layout);
     this.onEvent({ type: 'work:done', done: this.done, failed: this.failedAttempts, ms: Date.now() - started });
@@ -259,7 +259,9 @@ class Worker {
         this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
         return;
       }
-      const previous = scheduler.failedBefore(chunk) ? await readFailure(this.layout, chunk) : undefined;
+      // Read after every claim, not only when the listing showed a record: a listing can be 20 s
+      // old on sshfs, and a missed record would let a chunk run past its retry limit.
+      const previous = await readFailure(this.layout, chunk);
       if (previous && isExhausted(previous)) {
         this.exhausted.add(chunk);
         this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'failed-for-good' });
@@ -330,7 +332,7 @@ class Worker {
       if (committed) {
         this.done++;
         this.onEvent({ type: 'chunk:done', chunk, lane, ms, output: this.layout.outputPath(chunk, this.ext) });
-        this.log.line({ lane, chunk, event: 'done', ms });
+        this.log.line({ lane, chunk, event: 'done', ms, detail: attempt > 1 ? `attempt ${attempt}` : undefined });
         return 'done';
       }
       result = { ...result, ok: false, reason: `the command exited 0 but wrote no output to {out}` };
@@ -437,7 +439,6 @@ class Scheduler {
   readonly #worker: Worker;
   #queue: string[] = [];
   #busy = new Set<string>();
-  #failures = new Set<string>();
   #scanning: Promise<void> | undefined;
   #finished = false;
   #lastScan = 0;
@@ -447,10 +448,6 @@ class Scheduler {
 
   constructor(worker: Worker) {
     this.#worker = worker;
-  }
-
-  failedBefore(chunk: string): boolean {
-    return this.#failures.has(chunk);
   }
 
   markBusy(chunk: string): void {
@@ -499,7 +496,6 @@ class Scheduler {
     worker.manifest = manifest;
     if (splitWasIncomplete) worker.chunks = await listChunks(worker.layout);
     const [outputs, failures] = await Promise.all([listOutputs(worker.layout), listFailures(worker.layout)]);
-    this.#failures = failures;
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
 
     const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));

@@ -293,19 +293,4 @@ export function classifyConnectError(
   return { status: 'error', message: `${label}: ${message}`, retryable: false };
 }
 
-/**
- * Run `fn` over `items` with at most `limit` running at once; results keep the input order.
- * `fn` is expected to turn its own failures into results (one bad host must not stop the others).
- */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index] as T, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
-}
+export { mapBounded } from '../core/concurrency.js';

@@ -20,6 +20,11 @@ export interface FollowOptions {
    * alive. Default 60 s.
    */
   startupMs?: number;
+  /**
+   * When the last live worker stopped beating without saying it exited, how long to keep
+   * waiting for one to come back before giving up. Default 30 s.
+   */
+  quietMs?: number;
   signal?: AbortSignal;
   /** Called after every read of the folder. */
   onProgress?: (status: JobStatus) => void;
@@ -40,7 +45,9 @@ export async function followJob(job: string, options: FollowOptions = {}): Promi
   const started = Date.now();
   let clock: MountClock | undefined;
   let clockAt = 0;
+  const quietMs = options.quietMs ?? 30_000;
   let seenAlive = false;
+  let noneAliveSince: number | undefined;
   let status: JobStatus | undefined;
   let errorsInARow = 0;
   for (;;) {
@@ -60,8 +67,17 @@ export async function followJob(job: string, options: FollowOptions = {}): Promi
     if (status) {
       options.onProgress?.(status);
       if (status.complete) return { complete: true, reason: 'complete', status, elapsedMs: Date.now() - started };
-      if (status.workers.alive > 0) seenAlive = true;
-      else if (seenAlive || Date.now() - started > startupMs) return { complete: false, reason: 'no-workers', status, elapsedMs: Date.now() - started };
+      if (status.workers.alive > 0) {
+        seenAlive = true;
+        noneAliveSince = undefined;
+      } else {
+        noneAliveSince ??= Date.now();
+        // Workers that said they exited are gone for sure. Workers that only stopped beating may
+        // be stalled (a mount or network hiccup) rather than dead: give them quietMs to come back.
+        const onlySilent = status.workers.dead > 0;
+        const givenUp = seenAlive ? !onlySilent || Date.now() - noneAliveSince >= quietMs : Date.now() - started > startupMs;
+        if (givenUp) return { complete: false, reason: 'no-workers', status, elapsedMs: Date.now() - started };
+      }
     }
     try {
       await sleep(intervalMs, undefined, options.signal ? { signal: options.signal } : {});

@@ -4,9 +4,9 @@
 // and mounts differ), so what the bootstrap leaves in root's home (the worker's local log, the
 // head's known_hosts copy) is removed here too.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { hasTag, isAlive, registerCleanup, runSync, runTag } from './cleanup.js';
 import { piecework } from './cli.js';
 import type { Cluster, NsHost } from './netns-hosts.js';
@@ -75,6 +75,20 @@ export function sshfsOnHost(host: Pick<NsHost, 'name'>): number[] {
   return pidsOnHost(host, (argv) => /(^|\/)sshfs$/.test(argv[0] ?? ''));
 }
 
+/**
+ * A Linux bridge takes the lowest MAC address of its ports unless it was given one: cutting the
+ * host whose veth that was changes the head's MAC, and the other hosts' packets to the head go
+ * to the old address until their ARP entries expire — every mount stalls for seconds. Pinning
+ * the bridge's current address (an explicitly set address stays) makes a cut affect only the
+ * host that was cut.
+ */
+export function pinBridgeAddress(): void {
+  const bridge = `${runTag}br`;
+  const mac = readFileSync(`/sys/class/net/${bridge}/address`, 'utf8').trim();
+  const r = runSync(['ip', 'link', 'set', bridge, 'address', mac]);
+  if (!r.ok) throw new Error(`ip link set ${bridge} address ${mac}: ${r.output}`);
+}
+
 const stateLogs = join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'piecework', 'logs');
 const knownHostsCopy = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'piecework', 'known_hosts.mount');
 
@@ -94,14 +108,23 @@ export function readLocalLog(path: string | undefined): string {
  */
 export function cleanHostState(): void {
   const hadKnownHosts = existsSync(knownHostsCopy);
+  // The folders too, when this run makes them (deepest first; only if left empty).
+  const madeDirs = [stateLogs, dirname(stateLogs), dirname(knownHostsCopy)].filter((d) => !existsSync(d));
   registerCleanup(() => {
     if (!hadKnownHosts) rmSync(knownHostsCopy, { force: true });
     let names: string[] = [];
     try {
       names = readdirSync(stateLogs);
     } catch {
-      return;
+      // never made
     }
     for (const name of names) if (hasTag(name)) rmSync(join(stateLogs, name), { force: true });
+    for (const dir of madeDirs) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // not empty (another run uses it) or already gone
+      }
+    }
   }, 'remove the hosts\' local piecework logs');
 }

@@ -50,10 +50,12 @@ const command: CommandModule<object, StopArgs> = {
     if (argv.now && argv.clear) throw new UsageError('--now and --clear do not go together');
     if (argv.now && !argv.hosts?.length) throw new UsageError('--now needs --hosts: the hosts whose workers to end', 'piecework stop JOB --now --hosts lab-hosts.txt');
     if (!argv.now && argv.hosts?.length) throw new UsageError('--hosts goes with --now', 'without --now, the STOP file alone reaches every worker');
-    const result = await requestStop(argv.job!, { clear: argv.clear });
-    if (result.cleared) context.stderr.write(`stop: STOP file removed; workers may run on ${result.job}\n`);
-    else context.stderr.write(`stop: STOP file written; ${plural(result.liveWorkers.length, 'live worker')} will exit after their current chunks\n`);
-    if (!argv.now) return;
+    if (!argv.now) {
+      const result = await requestStop(argv.job!, { clear: argv.clear });
+      if (result.cleared) context.stderr.write(`stop: STOP file removed; workers may run on ${result.job}\n`);
+      else context.stderr.write(`stop: STOP file written; ${plural(result.liveWorkers.length, 'live worker')} will exit after their current chunks\n`);
+      return;
+    }
 
     const manifest = await readManifest(new JobLayout(argv.job!));
     if (argv.remoteJob !== undefined && !argv.remoteJob.startsWith('/')) throw new UsageError(`--remote-job ${argv.remoteJob}: give the job folder's absolute path on the hosts`);
@@ -70,12 +72,17 @@ const command: CommandModule<object, StopArgs> = {
     const timeout = positiveSeconds(argv.connectTimeout, '--connect-timeout');
     if (timeout !== undefined) options.connectTimeoutMs = Math.round(timeout * 1000);
 
+    // Signals first, then the STOP file: a worker that is already draining for a STOP file lets
+    // its running commands finish even when it gets SIGTERM, while one that gets SIGTERM first
+    // stops them at once. The STOP file then reaches the workers of hosts not named here.
     const { stopOnHosts } = await import('../../remote/stop.js');
     const report = await stopOnHosts(options);
+    const result = await requestStop(argv.job!, { reason: 'piecework stop --now' });
     if (argv.json) context.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     context.stderr.write(stopTable(report.hosts));
     const ended = report.hosts.reduce((n, h) => n + h.found.length, 0);
-    context.stderr.write(`stop: ${plural(ended, 'worker')} ended on ${plural(report.hosts.length - report.failed, 'host')}${report.failed ? `; ${report.failed} host${report.failed === 1 ? '' : 's'} not reached (their workers still see the STOP file)` : ''}\n`);
+    context.stderr.write(`stop: ${plural(ended, 'worker')} ended on ${plural(report.hosts.length - report.failed, 'host')}${report.failed ? `; ${report.failed} host${report.failed === 1 ? '' : 's'} not reached` : ''}\n`);
+    context.stderr.write(`stop: STOP file written; ${plural(result.liveWorkers.length, 'worker')} still beating will exit after their current chunks\n`);
     if (report.failed > 0) context.exitStatus = ExitStatus.failure;
   },
 };

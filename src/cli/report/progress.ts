@@ -58,7 +58,7 @@ export function progressView(stream: Writable & { isTTY?: boolean }, enabled: bo
 
 function newBars(stream: Writable): cliProgress.MultiBar {
   const bars = new cliProgress.MultiBar({
-    stream: stream as NodeJS.WritableStream,
+    stream: stream,
     format: formatLine,
     barCompleteChar: '█',
     barIncompleteChar: '░',

@@ -40,6 +40,6 @@ export function reportScreen(stream: Writable & { isTTY?: boolean; columns?: num
 
 /** Cut to `width` visible characters; a cut line loses its colours rather than leak one. */
 function cut(line: string, width: number): string {
-  // eslint-disable-next-line no-control-regex
+   
   return line.replace(/\u001b\[[0-9;]*m/g, '').slice(0, width);
 }

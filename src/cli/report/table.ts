@@ -1,6 +1,6 @@
 /** Plain-text tables and rates for reports; colour codes do not count towards a column's width. */
 
-// eslint-disable-next-line no-control-regex
+ 
 const ansi = /\u001b\[[0-9;]*m/g;
 
 export function visibleWidth(text: string): number {

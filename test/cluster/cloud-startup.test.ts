@@ -1,0 +1,153 @@
+// The cloud startup scripts, for real: `launch --provider gcloud|aws` runs against stand-in
+// `gcloud` / `aws` executables that record their argv and keep the startup script / user data
+// they were handed; `--dry-run` must show the same script. Then each script runs as root on a
+// network-namespace "instance" that has nothing of the job yet — a private mount namespace with
+// an empty /var/lib and /var/log, stand-ins for what would reach the internet or end the machine
+// (apt-get, dnf, yum, curl, shutdown, poweroff, systemd-run, systemctl) — and it must mount the
+// head's share over sshfs and start workers that complete the job, then "power off". Needs root.
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
+import { createHosts, type NsHost } from '../helpers/netns-hosts.js';
+import { cleanHostState, makeSharedJob, mountArgs, pinBridgeAddress, workersOnHost } from '../helpers/remote-job.js';
+import { waitUntil } from '../helpers/sshd.js';
+import { makeTempDir } from '../helpers/tmp.js';
+
+after(() => runCleanups());
+
+function writeScript(dir: string, name: string, body: string): void {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${body}\n`);
+  chmodSync(path, 0o755);
+}
+
+/** Stand-in cloud CLIs: argv to $STUB_LOG; the script they are handed copied to $STUB_DIR. */
+function cloudStubs(): { bin: string; log: string; dir: string } {
+  const bin = makeTempDir('cloud-bin');
+  const dir = makeTempDir('cloud-got');
+  writeScript(bin, 'gcloud', [
+    'printf "%s\\n" "gcloud $*" >>"$STUB_LOG"',
+    'for a in "$@"; do',
+    '  case $a in startup-script=*) cp "${a#startup-script=}" "$STUB_DIR/gcloud-startup.sh" ;; esac',
+    'done',
+    // `--format=value(name)`: the names it created, one a line.
+    'for a in "$@"; do case $a in pw-*) printf "%s\\n" "$a" ;; esac; done',
+  ].join('\n'));
+  writeScript(bin, 'aws', [
+    'printf "%s\\n" "aws $*" >>"$STUB_LOG"',
+    'next=',
+    'for a in "$@"; do',
+    '  if [ "$next" = 1 ]; then cp "${a#file://}" "$STUB_DIR/aws-user-data.sh"; fi',
+    '  next=; [ "$a" = --user-data ] && next=1',
+    'done',
+    'printf "i-0123456789abcdef0\\n"',
+  ].join('\n'));
+  return { bin, log: join(dir, 'argv.log'), dir };
+}
+
+/** What an instance must not really do here: record the call instead. */
+function instanceStubs(): string {
+  const bin = makeTempDir('instance-bin');
+  for (const name of ['apt-get', 'dnf', 'yum', 'curl']) writeScript(bin, name, `printf '%s\\n' "${name} $*" >>"$STUB_RECORD"\nexit 1`);
+  for (const name of ['shutdown', 'poweroff']) writeScript(bin, name, `printf '%s\\n' "${name} $*" >>"$STUB_RECORD"`);
+  writeScript(bin, 'systemctl', `printf '%s\\n' "systemctl $*" >>"$STUB_RECORD"\ncase $1 in is-active) exit 3 ;; esac`);
+  // As systemd would: the command in a service of its own, detached from the startup unit.
+  writeScript(bin, 'systemd-run', `printf '%s\\n' "systemd-run $*" >>"$STUB_RECORD"\nwhile [ $# -gt 0 ]; do case $1 in --*) shift ;; *) break ;; esac; done\nsetsid nohup "$@" >>"$STUB_RECORD.service.log" 2>&1 </dev/null &`);
+  return bin;
+}
+
+/**
+ * Run a startup script as root on a host as a fresh instance would: in a private mount namespace
+ * of the host's (so the empty /var/lib and /var/log and the sshfs mount are the instance's own),
+ * with the stand-ins first on PATH. Returns the script's output.
+ */
+async function boot(host: NsHost, script: string, stubs: string, record: string): Promise<{ code: number | undefined; output: string }> {
+  const path = join(makeTempDir('startup'), 'startup.sh');
+  writeFileSync(path, script);
+  const r = await host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs instance /var/lib && mount -t tmpfs instance /var/log && exec sh "$0"', path], {
+    env: { PATH: `${stubs}:${process.env['PATH']}`, STUB_RECORD: record },
+    reject: false,
+    all: true,
+    timeout: 60_000,
+  });
+  return { code: r.exitCode, output: r.all ?? '' };
+}
+
+test('gcloud startup script and aws user data, rendered by launch, mount the share on an instance and run workers that complete the job', async (t) => {
+  t.after(() => runCleanups());
+  const at = join(makeTempDir('mnt'), 'share');
+  cleanHostState();
+  const cluster = await createHosts(2);
+  pinBridgeAddress();
+  const [gceHost, ec2Host] = cluster.hosts as [NsHost, NsHost];
+  const { job, expected } = makeSharedJob(cluster.head.shareDir, 'cloud', 40);
+  const stubs = cloudStubs();
+  const env = { PATH: `${stubs.bin}:${process.env['PATH']}`, STUB_LOG: stubs.log, STUB_DIR: stubs.dir };
+  const common = [...mountArgs(cluster, at), '--known-hosts', cluster.knownHostsPath, '-j', '2'];
+  const command = ['--', 'sh', '-c', 'sleep 0.2; tr a-z A-Z'];
+  const providers = {
+    gcloud: ['--provider', 'gcloud', '--count', '2', '--zone', 'europe-west1-b'],
+    aws: ['--provider', 'aws', '--count', '2', '--region', 'eu-west-1', '--image', 'ami-0123456789abcdef0'],
+  };
+
+  const scripts: Record<string, string> = {};
+  for (const [name, flags] of Object.entries(providers)) {
+    const dry = await runPiecework(['launch', job, ...flags, ...common, '--dry-run', '--json', ...command], { env });
+    assert.equal(dry.code, 0, dry.stderr);
+    const plan = (JSON.parse(dry.stdout) as { plan: { files: { content: string }[]; commands: { argv: string[] }[] } }).plan;
+    const real = await runPiecework(['launch', job, ...flags, ...common, ...command], { env });
+    assert.equal(real.code, 0, real.stderr);
+    const file = join(stubs.dir, name === 'gcloud' ? 'gcloud-startup.sh' : 'aws-user-data.sh');
+    assert.ok(existsSync(file), `${name} was handed its script`);
+    scripts[name] = readFileSync(file, 'utf8');
+    // The dry run shows the very script that is sent, the key excepted (it shows where it comes from).
+    const unkeyed = (text: string): string => text.replace(/^PW_MOUNT_KEY='[^']*'$/m, 'PW_MOUNT_KEY=…');
+    assert.equal(unkeyed(plan.files[0]!.content), unkeyed(scripts[name]));
+    assert.match(plan.files[0]!.content, new RegExp(`PW_MOUNT_KEY='<contents of ${cluster.clientKeyPath}>'`));
+    assert.ok(scripts[name].includes(readFileSync(cluster.clientKeyPath, 'utf8').trim()), 'the real script carries the sshfs key');
+    assert.equal(plan.commands[0]!.argv[0], name);
+  }
+  const calls = readFileSync(stubs.log, 'utf8');
+  assert.match(calls, /^gcloud compute instances create pw-cloud-pw\d+-[0-9a-f]{6}-\w+-001 pw-cloud-pw\d+-[0-9a-f]{6}-\w+-002 --zone=europe-west1-b .*--provisioning-model=SPOT --instance-termination-action=DELETE --metadata-from-file startup-script=\S+ --labels=piecework-job=pw-cloud-pw\d+-[0-9a-f]{6}/m);
+  assert.match(calls, /^aws ec2 run-instances --region eu-west-1 --image-id ami-0123456789abcdef0 .*--count 2 --instance-market-options MarketType=spot,.* --instance-initiated-shutdown-behavior terminate --user-data file:\/\/\S+/m);
+
+  // Boot the two "instances".
+  const records = makeTempDir('records');
+  const instanceBin = instanceStubs();
+  const t0 = Date.now();
+  const booted = await Promise.all([
+    boot(gceHost, scripts['gcloud']!, instanceBin, join(records, 'gce')),
+    boot(ec2Host, scripts['aws']!, instanceBin, join(records, 'ec2')),
+  ]);
+  for (const b of booted) {
+    assert.equal(b.code, 0, b.output);
+    assert.match(b.output, /piecework-startup: worker started/);
+    assert.doesNotMatch(b.output, /installing/, 'sshfs and node are there: nothing to install');
+  }
+  t.diagnostic(`startup scripts returned in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  await waitUntil(async () => (await runPiecework(['verify', job])).code === 0, 60_000, 'the job to complete from the instances');
+  t.diagnostic(`job complete ${((Date.now() - t0) / 1000).toFixed(1)} s after boot`);
+  assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
+
+  // Both instances worked (two workers, each with outputs) and powered themselves off once done.
+  const beats = readdirSync(join(job, 'workers')).filter((n) => n.endsWith('.json'));
+  assert.equal(beats.length, 2);
+  for (const [host, record] of [[gceHost, 'gce'], [ec2Host, 'ec2']] as const) {
+    await waitUntil(() => existsSync(join(records, record)) && readFileSync(join(records, record), 'utf8').includes('shutdown -h now'), 20_000, `${host.name} to power off`);
+    const calls = readFileSync(join(records, record), 'utf8');
+    assert.doesNotMatch(calls, /apt-get|dnf|yum|curl/, 'nothing was downloaded');
+    assert.deepEqual(workersOnHost(host), []);
+  }
+  // Each instance's worker output is in the job's logs/, ending with its exit status.
+  const launchLogs = readdirSync(join(job, 'logs')).filter((n) => n.startsWith('launch-'));
+  assert.equal(launchLogs.length, 2);
+  for (const name of launchLogs) assert.match(readFileSync(join(job, 'logs', name), 'utf8'), /work: job complete \(40 chunks\)[^]*piecework-worker: exit=0\n$/);
+  const done = beats.map((n) => (JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { done: number; state: string }));
+  t.diagnostic(`chunks per instance: ${done.map((d) => d.done).join(', ')}`);
+  for (const d of done) assert.equal(d.state, 'exited');
+  assert.equal(done.reduce((a, d) => a + d.done, 0), 40);
+});

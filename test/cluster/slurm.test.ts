@@ -1,0 +1,92 @@
+// `launch --provider slurm` against a real one-node Slurm cluster (munged, slurmctld, slurmd on
+// this machine, see helpers/slurm.ts): the workers go in as one sbatch array whose tasks run
+// `piecework work` on the job folder (the "cluster file system" is this machine's disk), and
+// `--delete` cancels them. Skipped, with the reason, where Slurm cannot run.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { isAlive, listProcesses, runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
+import { cleanHostState, makeSharedJob } from '../helpers/remote-job.js';
+import { slurmOutputs, slurmUnavailable, startSlurm, type SlurmCluster } from '../helpers/slurm.js';
+import { waitUntil } from '../helpers/sshd.js';
+import { makeTempDir } from '../helpers/tmp.js';
+
+const unavailable = slurmUnavailable();
+
+/** Live `piecework work JOB` processes on this machine. */
+function workersOf(job: string): number[] {
+  return listProcesses()
+    .filter((p) => {
+      if (!isAlive(p.pid)) return false;
+      try {
+        const argv = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0');
+        return argv[2] === 'work' && argv[3] === job;
+      } catch {
+        return false;
+      }
+    })
+    .map((p) => p.pid);
+}
+
+void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run here: ${unavailable}` : false }, () => {
+  let slurm: SlurmCluster;
+  after(() => runCleanups());
+
+  void test('a one-node cluster comes up', async (t) => {
+    const started = Date.now();
+    slurm = await startSlurm();
+    cleanHostState();
+    t.diagnostic(`munged + slurmctld + slurmd up in ${((Date.now() - started) / 1000).toFixed(1)} s (${slurm.cpus} CPUs, node ${slurm.nodeName})`);
+  });
+
+  void test('--count 2 submits an sbatch array whose tasks run the workers; --wait sees the job complete', async (t) => {
+    assert.ok(slurm, 'the cluster came up');
+    const { job, expected } = makeSharedJob(makeTempDir('slurm-share'), 'slurm', 40);
+    const started = Date.now();
+    const launch = await runPiecework(['launch', job, '--provider', 'slurm', '--count', '2', '-j', '1', '--wait', '--', 'sh', '-c', 'sleep 0.2; tr a-z A-Z'], { env: slurm.env });
+    t.diagnostic(`launch --provider slurm --wait: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(launch.code, 0, `${launch.stderr}\n${slurm.logs()}`);
+    const arrayId = launch.stdout.trim();
+    assert.match(arrayId, /^\d+$/, 'sbatch --parsable prints the array job id');
+    assert.match(launch.stderr, /launch: running sbatch --array=1-2 --job-name=pw-slurm-pw\d+-[0-9a-f]{6} /);
+    assert.match(launch.stderr, /launch: job complete: 40 chunks done/);
+
+    assert.equal((await runPiecework(['verify', job])).code, 0);
+    assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
+
+    // Two array tasks, each one worker, each with its own Slurm output in the job's logs/.
+    const outputs = slurmOutputs(join(job, 'logs')).sort();
+    assert.deepEqual(outputs, [`slurm-${arrayId}_1.log`, `slurm-${arrayId}_2.log`]);
+    for (const [i, name] of outputs.entries()) {
+      const text = readFileSync(join(job, 'logs', name), 'utf8');
+      assert.match(text, new RegExp(`piecework-slurm: task ${i + 1} of array job ${arrayId} on \\S+, 1 lanes`));
+      assert.match(text, /piecework-worker: exit=0/);
+    }
+    const beats = readdirSync(join(job, 'workers')).filter((n) => n.endsWith('.json'));
+    assert.equal(beats.length, 2, 'one worker per task');
+    const done = beats.map((n) => (JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { done: number }).done);
+    t.diagnostic(`chunks per task: ${done.join(', ')}`);
+    assert.equal(done.reduce((a, b) => a + b, 0), 40);
+    await waitUntil(async () => (await slurm.queue()).length === 0, 15_000, 'the array to leave the queue');
+  });
+
+  void test('--delete cancels the array: its tasks and workers end', async (t) => {
+    assert.ok(slurm, 'the cluster came up');
+    const { job } = makeSharedJob(makeTempDir('slurm-share'), 'cancel', 20);
+    const launch = await runPiecework(['launch', job, '--provider', 'slurm', '--count', '2', '-j', '1', '--', 'sh', '-c', 'sleep 120; cat'], { env: slurm.env });
+    assert.equal(launch.code, 0, launch.stderr);
+    await waitUntil(async () => (await slurm.queue()).filter((l) => / RUNNING$/.test(l)).length === 2 && workersOf(job).length === 2, 30_000, 'two running tasks with a worker each');
+    const workers = workersOf(job);
+
+    const t0 = Date.now();
+    const cancel = await runPiecework(['launch', job, '--provider', 'slurm', '--delete'], { env: slurm.env });
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.match(cancel.stderr, /launch: running scancel --name=pw-cancel-pw\d+-[0-9a-f]{6} --user=root/);
+    await waitUntil(async () => (await slurm.queue()).length === 0, 20_000, 'the cancelled array to leave the queue');
+    await waitUntil(() => workers.every((pid) => !isAlive(pid)), 20_000, 'the workers to end');
+    t.diagnostic(`cancelled: queue empty and workers gone ${((Date.now() - t0) / 1000).toFixed(1)} s after --delete`);
+    assert.deepEqual(workersOf(job), []);
+  });
+});
