@@ -21,6 +21,7 @@ import { exists, listChunks, listFailures, listOutputs } from './scan.js';
 import { WorkerLog } from './worker-log.js';
 import { PACKAGE_VERSION } from './version.js';
 import { watchForNewChunks } from './follow.js';
+import { mapBounded } from './concurrency.js';
 
 export interface WorkOptions {
   job: string;
@@ -111,6 +112,11 @@ class Worker {
   /** Chunks known to have failed for good; dropped when their record disappears (requeue). */
   readonly exhausted = new Set<string>();
   readonly inProgress = new Set<string>();
+  /**
+   * Outputs confirmed by a direct lookup or our own commit. A listing can lag by 20 s on sshfs;
+   * without this, every pass would claim and release chunks that other hosts already finished.
+   */
+  readonly knownDone = new Set<string>();
   done = 0;
   failedAttempts = 0;
   readonly madeOutputDirs = new Set<string>();
@@ -256,6 +262,7 @@ class Worker {
     let outcome: 'done' | 'failed' | 'other' = 'other';
     try {
       if (await exists(this.layout.outputPath(chunk, this.ext))) {
+        this.knownDone.add(chunk);
         this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
         return;
       }
@@ -330,6 +337,7 @@ class Worker {
       }
       const committed = await this.commit(chunk, temp);
       if (committed) {
+        this.knownDone.add(chunk);
         this.done++;
         this.onEvent({ type: 'chunk:done', chunk, lane, ms, output: this.layout.outputPath(chunk, this.ext) });
         this.log.line({ lane, chunk, event: 'done', ms, detail: attempt > 1 ? `attempt ${attempt}` : undefined });
@@ -410,17 +418,20 @@ class Worker {
   }
 
   async finalReport(started: number): Promise<WorkReport> {
-    const outputs = await listOutputs(this.layout);
-    const chunks = await listChunks(this.layout);
-    const failedForGood = chunks.filter((c) => !outputs.has(c) && this.exhausted.has(c));
-    const remaining = chunks.filter((c) => !outputs.has(c)).length - failedForGood.length;
+    const [listed, chunks] = await Promise.all([listOutputs(this.layout), listChunks(this.layout)]);
+    // The listing is a hint: confirm what it says is missing with direct lookups (few, bounded).
+    const unlisted = chunks.filter((c) => !listed.has(c) && !this.knownDone.has(c));
+    const found = await mapBounded(unlisted, 16, (c) => exists(this.layout.outputPath(c, this.ext)));
+    const missing = unlisted.filter((_, i) => !found[i]);
+    const failedForGood = missing.filter((c) => this.exhausted.has(c));
+    const remaining = missing.length - failedForGood.length;
     return {
       job: this.layout.root,
       worker: this.workerId,
       done: this.done,
       failedAttempts: this.failedAttempts,
       chunks: chunks.length,
-      complete: outputs.size >= chunks.length && chunks.every((c) => outputs.has(c)),
+      complete: missing.length === 0 && this.manifest.complete,
       failedForGood,
       remaining,
       stoppedBy: this.stopReason,
@@ -498,7 +509,7 @@ class Scheduler {
     const [outputs, failures] = await Promise.all([listOutputs(worker.layout), listFailures(worker.layout)]);
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
 
-    const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
+    const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
     this.#lastScan = Date.now();
     this.#lastScanMs = this.#lastScan - began;
     this.#busy.clear();
