@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { leftovers, runCleanups } from '../test/helpers/cleanup.js';
-import { fmtMs, fmtRatio, med, pieceworkBundle, repoRoot, type Row, type Scenario, type ScenarioResult } from './lib.js';
+import { fmtMs, fmtRatio, med, median, pieceworkBundle, repoRoot, type Row, type Scenario, type ScenarioResult } from './lib.js';
 import { local } from './scenarios/local.js';
 import { sshfsLatency } from './scenarios/sshfs.js';
 import { splitMerge } from './scenarios/split-merge.js';
@@ -129,8 +129,6 @@ function extraKeys(all: Row[]): string[] {
 function extraCells(row: Row, all: Row[]): string[] {
   return extraKeys(all).map((k) => row.extra?.[k] ?? '');
 }
-
-const median = (xs: number[]): number => med({ tool: '', samples: xs });
 
 function tableOf(result: ScenarioResult): Table {
   const head = ['tool', 'median', 'per chunk', 'CPU/chunk', 'peak RSS', 'piecework / this', ...extraKeys(result.rows), 'runs'];

@@ -45,6 +45,7 @@ export interface OwnerRecord {
 }
 
 const TOKEN_LENGTH = 32;
+export const OWNER_RECORD_DELAY_MS = 1000;
 
 export function defaultUpdateMs(staleMs: number): number {
   // Leave room for an sshfs attribute cache (20 s) and clock rounding within the stale period.
@@ -57,18 +58,27 @@ export class Claim {
   readonly claimedAt: number;
   #lost: Error | undefined;
   #lostListeners: ((reason: Error) => void)[] = [];
-  #ownerWritten: Promise<void>;
+  /** Set once the owner record is being written; undefined while the claim is young. */
+  #ownerWritten: Promise<void> | undefined;
+  #ownerTimer: NodeJS.Timeout;
   #releaseLock: () => Promise<void>;
   #book: ClaimBook;
   #watch: NodeJS.Timeout | undefined;
 
-  constructor(book: ClaimBook, chunk: string, token: string, ownerWritten: Promise<void>, releaseLock: () => Promise<void>) {
+  constructor(book: ClaimBook, chunk: string, token: string, writeOwner: () => Promise<void>, releaseLock: () => Promise<void>) {
     this.#book = book;
     this.chunk = chunk;
     this.token = token;
     this.claimedAt = Date.now();
-    this.#ownerWritten = ownerWritten;
     this.#releaseLock = releaseLock;
+    // The owner record is written only for a chunk still running after OWNER_RECORD_DELAY_MS:
+    // most chunks end sooner, and on a network mount the record costs ~5 round trips. A younger
+    // claim cannot have been taken over (a takeover needs the lock to look `staleMs` ≥ 2 s old).
+    this.#ownerTimer = setTimeout(() => {
+      this.#ownerWritten = writeOwner();
+      this.#ownerWritten.catch(() => {});
+    }, OWNER_RECORD_DELAY_MS);
+    this.#ownerTimer.unref();
     // Long chunks re-read the owner record: the sshfs attribute cache can hide a takeover
     // from proper-lockfile's mtime check, never from the record's contents.
     this.#watch = setInterval(() => void this.#checkOwner(), book.settings.updateMs);
@@ -94,6 +104,7 @@ export class Claim {
   /** Whether the owner record still carries our token (one small read). */
   async stillOurs(): Promise<boolean> {
     if (this.#lost) return false;
+    if (!this.#ownerWritten) return true;
     await this.#ownerWritten;
     const token = await readOwnerToken(this.#book.layout.ownerPath(this.chunk));
     if (token !== undefined && token !== this.token) {
@@ -123,9 +134,11 @@ export class Claim {
   /** Remove the owner record and the lock — only if they are still ours. */
   async release(): Promise<void> {
     clearInterval(this.#watch);
-    await this.#ownerWritten.catch(() => {});
-    if (!this.#lost) {
-      await fs.rm(this.#book.layout.ownerPath(this.chunk), { force: true }).catch(() => {});
+    clearTimeout(this.#ownerTimer);
+    if (this.#ownerWritten && !this.#lost) {
+      await this.#ownerWritten.catch(() => {});
+      // unlink, not rm: rm looks before it leaps, one more round trip on a mount.
+      await fs.unlink(this.#book.layout.ownerPath(this.chunk)).catch(() => {});
     }
     try {
       await this.#releaseLock();
@@ -189,10 +202,8 @@ export class ClaimBook {
       chunk,
       claimedAt: new Date(this.clock.now()).toISOString(),
     };
-    // Not awaited: the record is written while the chunk starts; release and the owner check wait for it.
-    const ownerWritten = fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
-    ownerWritten.catch(() => {});
-    claim = new Claim(this, chunk, token, ownerWritten, release);
+    const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
+    claim = new Claim(this, chunk, token, writeOwner, release);
     return claim;
   }
 

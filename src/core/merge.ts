@@ -68,6 +68,10 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
       const ordered = chunks.filter((c) => outputs.has(c)).map((c) => path.join(layout.outDir, outputs.get(c)!));
       await runReducer(options.reduce, ordered, sink.stream, layout);
       merged = ordered.length;
+    } else if (!options.follow && sink.fd !== undefined) {
+      const ordered = chunks.filter((c) => outputs.has(c)).map((c) => path.join(layout.outDir, outputs.get(c)!));
+      bytes = await catInto(ordered, sink.fd, (done) => onEvent({ type: 'merge:progress', outputs: done, totalOutputs: ordered.length, bytes: 0 }));
+      merged = ordered.length;
     } else if (!options.follow) {
       const total = chunks.filter((c) => outputs.has(c)).length;
       for (const chunk of chunks) {
@@ -91,6 +95,8 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
 
 interface Sink {
   stream: Writable;
+  /** A file descriptor `cat` may write to directly (a file target, or this process's stdout). */
+  fd?: number;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -98,7 +104,7 @@ interface Sink {
 async function openSink(options: MergeOptions): Promise<Sink> {
   if (!options.output) {
     const stream = options.stdout ?? process.stdout;
-    return { stream, commit: async () => {}, abort: async () => {} };
+    return { stream, fd: stream === process.stdout ? 1 : undefined, commit: async () => {}, abort: async () => {} };
   }
   const target = path.resolve(options.output);
   const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}`);
@@ -112,6 +118,7 @@ async function openSink(options: MergeOptions): Promise<Sink> {
   });
   return {
     stream,
+    fd: handle.fd,
     commit: async () => {
       await closed();
       await fs.rename(temp, target);
@@ -121,6 +128,37 @@ async function openSink(options: MergeOptions): Promise<Sink> {
       await fs.rm(temp, { force: true });
     },
   };
+}
+
+/**
+ * Concatenate files onto `fd` with cat(1), in argument batches: cat copies inside the kernel
+ * (copy_file_range), where node would move every byte through JavaScript buffers.
+ */
+async function catInto(files: string[], fd: number, onBatch: (done: number) => void): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const before = await fs.stat(`/proc/self/fd/${fd}`).then((s) => s.size, () => 0);
+  let start = 0;
+  while (start < files.length) {
+    let end = start;
+    let length = 0;
+    while (end < files.length && (end === start || length + files[end]!.length < 100_000)) length += files[end++]!.length + 1;
+    const batch = files.slice(start, end);
+    const stderr = await new Promise<string>((resolve, reject) => {
+      const child = spawn('cat', ['--', ...batch], { stdio: ['ignore', fd, 'pipe'] });
+      let text = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (text += d));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve('') : resolve(text.trim() || `cat exited ${code}`)));
+    });
+    if (stderr) {
+      if (/Broken pipe/i.test(stderr)) throw Object.assign(new Error('EPIPE'), { code: 'EPIPE' });
+      throw new PieceworkError(`merge failed: ${stderr}`, { hint: 'an output may have been removed during the merge (verify --requeue?); run the merge again' });
+    }
+    start = end;
+    onBatch(start);
+  }
+  const after = await fs.stat(`/proc/self/fd/${fd}`).then((s) => s.size, () => 0);
+  return Math.max(0, after - before);
 }
 
 async function copyInto(file: string, sink: Writable): Promise<number> {

@@ -64,6 +64,9 @@ export interface WorkReport {
   ms: number;
 }
 
+/** How long a listing of out/ is taken at its word before a chunk is looked up first. */
+const LISTING_TRUST_MS = 2000;
+
 /** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
 export class CommandUnavailableError extends PieceworkError {}
 
@@ -253,6 +256,13 @@ class Worker {
 
   /** check → claim → check again → run → commit → release. */
   async processChunk(chunk: string, lane: number, scheduler: Scheduler): Promise<void> {
+    // An old listing (sshfs caches one for 20 s) misses what other hosts finished since: one
+    // lookup before claiming is cheaper than a claim, a lookup and a release.
+    if (scheduler.listingAgeMs > LISTING_TRUST_MS && (await exists(this.layout.outputPath(chunk, this.ext)))) {
+      this.knownDone.add(chunk);
+      this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
+      return;
+    }
     const claim = await this.claims.claim(chunk, lane);
     if (!claim) {
       scheduler.markBusy(chunk);
@@ -261,14 +271,15 @@ class Worker {
     this.heartbeat.chunkStarted(lane, chunk);
     let outcome: 'done' | 'failed' | 'other' = 'other';
     try {
-      if (await exists(this.layout.outputPath(chunk, this.ext))) {
+      // Both looked up after every claim, at once (one round trip of latency on a mount): the
+      // listing was a hint, and can be 20 s old on sshfs — a missed failure record would let a
+      // chunk run past its retry limit.
+      const [outputExists, previous] = await Promise.all([exists(this.layout.outputPath(chunk, this.ext)), readFailure(this.layout, chunk)]);
+      if (outputExists) {
         this.knownDone.add(chunk);
         this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
         return;
       }
-      // Read after every claim, not only when the listing showed a record: a listing can be 20 s
-      // old on sshfs, and a missed record would let a chunk run past its retry limit.
-      const previous = await readFailure(this.layout, chunk);
       if (previous && isExhausted(previous)) {
         this.exhausted.add(chunk);
         this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'failed-for-good' });
@@ -463,6 +474,10 @@ class Scheduler {
 
   markBusy(chunk: string): void {
     this.#busy.add(chunk);
+  }
+
+  get listingAgeMs(): number {
+    return Date.now() - this.#lastScan;
   }
 
   /** A lane finished a chunk: a scan waiting for our own last chunks may look again. */

@@ -76,7 +76,7 @@ async function boot(host: NsHost, script: string, stubs: string, record: string)
   return { code: r.exitCode, output: r.all ?? '' };
 }
 
-test('gcloud startup script and aws user data, rendered by launch, mount the share on an instance and run workers that complete the job', async (t) => {
+void test('gcloud startup script and aws user data, rendered by launch, mount the share on an instance and run workers that complete the job', async (t) => {
   t.after(() => runCleanups());
   const at = join(makeTempDir('mnt'), 'share');
   cleanHostState();

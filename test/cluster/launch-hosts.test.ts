@@ -9,7 +9,7 @@ import { after, describe, test } from 'node:test';
 import { runCleanups } from '../helpers/cleanup.js';
 import { collect, runPiecework, startPiecework } from '../helpers/cli.js';
 import { createHosts } from '../helpers/netns-hosts.js';
-import { cleanHostState, makeSharedJob, pinBridgeAddress, mountArgs, pidsOnHost, readLocalLog, sshArgs, workersOnHost, writeHostsFile } from '../helpers/remote-job.js';
+import { cleanHostState, logWithExit, makeSharedJob, pinBridgeAddress, mountArgs, pidsOnHost, sshArgs, workersOnHost, writeHostsFile } from '../helpers/remote-job.js';
 import { waitUntil } from '../helpers/sshd.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import type { HostResult } from '../../src/remote/launch.js';
@@ -68,7 +68,7 @@ void describe('launch to namespace hosts', () => {
     for (const host of cluster.hosts.slice(0, 2)) {
       await waitUntil(() => workersOnHost(host).length === 0, 15_000, `the workers on ${host.name} to exit`);
       const r = report.hosts.find((h) => h.host.includes(host.address))!;
-      const local = readLocalLog(r.localLog);
+      const local = await logWithExit(r.localLog);
       assert.match(local, /work: job complete \(120 chunks\)/);
       assert.match(local, /piecework-worker: exit=0\n$/);
       assert.equal(readFileSync(join(job, 'logs', r.log!.split('/').pop()!), 'utf8'), local, 'the job log and the local log agree');
@@ -111,7 +111,7 @@ void describe('launch to namespace hosts', () => {
       assert.deepEqual(workersOnHost(host), [], `no worker left on ${host.name}`);
       await waitUntil(() => sleepers(host).length === 0, 5000, `the commands on ${host.name} to end`);
       const r = report.hosts.find((h) => h.host.includes(host.address))!;
-      assert.match(readLocalLog(r.localLog), /piecework-worker: exit=143\n$/, 'the worker ended on SIGTERM');
+      assert.match(await logWithExit(r.localLog), /piecework-worker: exit=143\n$/, 'the worker ended on SIGTERM');
     }
     // Their claims were released on the way out: only the unplugged host's remain (to go stale).
     const locks = readdirSync(join(job, 'locks')).filter((n) => !n.endsWith('.owner') && !n.startsWith('.'));

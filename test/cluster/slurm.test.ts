@@ -53,6 +53,8 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     assert.match(launch.stderr, /launch: running sbatch --array=1-2 --job-name=pw-slurm-pw\d+-[0-9a-f]{6} /);
     assert.match(launch.stderr, /launch: job complete: 40 chunks done/);
 
+    // --wait returns when the job is complete; the tasks end (and write their last lines) just after.
+    await waitUntil(async () => (await slurm.queue()).length === 0, 15_000, 'the array to leave the queue');
     assert.equal((await runPiecework(['verify', job])).code, 0);
     assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
 
@@ -69,7 +71,6 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     const done = beats.map((n) => (JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { done: number }).done);
     t.diagnostic(`chunks per task: ${done.join(', ')}`);
     assert.equal(done.reduce((a, b) => a + b, 0), 40);
-    await waitUntil(async () => (await slurm.queue()).length === 0, 15_000, 'the array to leave the queue');
   });
 
   void test('--delete cancels the array: its tasks and workers end', async (t) => {

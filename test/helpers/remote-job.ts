@@ -102,6 +102,19 @@ export function readLocalLog(path: string | undefined): string {
 }
 
 /**
+ * The local log once the supervisor has written the worker's exit status (it does so right after
+ * reaping the worker, so a test that saw the worker go must still wait a moment for it).
+ */
+export async function logWithExit(path: string | undefined, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = readLocalLog(path);
+    if (/piecework-worker: exit=\d+\n$/.test(text) || Date.now() > deadline) return text;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
  * Remove what bootstraps on namespace hosts leave in root's home: the local worker logs (and a
  * fifo of a worker that was killed) of this run's jobs, and the head's known_hosts copy if this
  * run made it. Register before launching.

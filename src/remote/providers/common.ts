@@ -190,7 +190,10 @@ async function runCommand(argv: string[]): Promise<CommandOutcome> {
   const [file, ...args] = argv as [string, ...string[]];
   try {
     const result = await execa(file, args, { reject: false, stdin: 'ignore' });
-    if (result.failed && result.exitCode === undefined) throw result;
+    // No exit code: it never ran (e.g. ENOENT); the result then carries the spawn error's code.
+    if (result.failed && result.exitCode === undefined) {
+      throw Object.assign(new Error(result.shortMessage), { code: result.code });
+    }
     return { argv, exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   } catch (error) {
     if (errorCode(error) === 'ENOENT') {

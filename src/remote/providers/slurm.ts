@@ -39,7 +39,8 @@ export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
   }
   const scriptPath = join(options.scriptDir ?? defaultScriptDir(), 'slurm-array.sh');
   // Lanes come from SLURM_CPUS_PER_TASK inside the task, so the bootstrap is rendered without them.
-  const { lanes: _lanes, ...withoutLanes } = options;
+  const withoutLanes: CreateOptions = { ...options };
+  delete withoutLanes.lanes;
   const bootstrap = await renderBootstrap(foregroundBootstrap(withoutLanes, {}));
   const script = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: bootstrap });
   const argv = [
