@@ -7,7 +7,7 @@ import { isWorkerAlive, type HeartbeatRecord } from './heartbeat.js';
 import { parseTempName, workerIdFor, type JobLayout } from './job-folder.js';
 import type { JobManifest } from './manifest.js';
 import type { MountClock } from './mount-clock.js';
-import { listTempFiles } from './scan.js';
+import { listStaleWriteTemps, listTempFiles } from './scan.js';
 import { orderChunks, scanForStatus, type ClaimState, type FailureState } from './status-scan.js';
 import { compareNatural } from './natural-order.js';
 
@@ -37,6 +37,7 @@ export interface JobState {
 
 export async function inspectJob(layout: JobLayout, options: { staleSeconds?: number; clock?: MountClock } = {}): Promise<JobState> {
   const [scan, temps] = await Promise.all([scanForStatus(layout, options), listTempFiles(layout)]);
+  const crashedWrites = await listStaleWriteTemps(layout, scan.now, scan.staleSeconds * 1000);
   const chunks = orderChunks(scan.chunks);
   const missing = chunks.filter((c) => !scan.done.has(c));
   const alive = new Set(scan.heartbeats.filter((h) => isWorkerAlive(h, scan.now, scan.staleSeconds * 1000)).map((h) => h.worker));
@@ -47,6 +48,7 @@ export async function inspectJob(layout: JobLayout, options: { staleSeconds?: nu
     if (parsed && alive.has(workerIdFor(parsed.host, parsed.pid))) activeTemp++;
     else leftoverTemp.push(name);
   }
+  leftoverTemp.push(...crashedWrites);
   const byName = (a: { chunk: string }, b: { chunk: string }) => compareNatural(a.chunk, b.chunk);
   return {
     job: scan.job,

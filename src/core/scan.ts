@@ -93,10 +93,27 @@ export async function listFailures(layout: JobLayout): Promise<Set<string>> {
   return failed;
 }
 
+/** Temp outputs of chunks (`<chunk>.<host>.<pid>.<random>`), named by their writer. */
 export async function listTempFiles(layout: JobLayout): Promise<string[]> {
   const names = await listTree(layout.tmpDir);
-  // Dot-files there are atomic-write temps of job.json and heartbeats, gone within milliseconds.
   return names.filter((name) => !name.startsWith('.') && !name.includes('/'));
+}
+
+/**
+ * Atomic-write temps (dot-files: job.json, heartbeats, failure records) older than `olderThanMs`
+ * by the mount's clock: such a write takes milliseconds, so an old one was cut off by a crash.
+ */
+export async function listStaleWriteTemps(layout: JobLayout, mountNow: number, olderThanMs: number): Promise<string[]> {
+  const names = (await listTree(layout.tmpDir)).filter((name) => name.startsWith('.') && !name.includes('/'));
+  const stale: string[] = [];
+  for (const name of names) {
+    try {
+      if (mountNow - (await fs.stat(`${layout.tmpDir}/${name}`)).mtimeMs > olderThanMs) stale.push(name);
+    } catch {
+      // renamed into place since the listing
+    }
+  }
+  return stale;
 }
 
 export async function exists(file: string): Promise<boolean> {
