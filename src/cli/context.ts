@@ -3,6 +3,7 @@
  * testable: output streams, the environment, and signals (only installed when asked for).
  */
 import type { Writable } from 'node:stream';
+import { constants as osConstants } from 'node:os';
 
 export interface CliContext {
   stdout: Writable;
@@ -19,6 +20,17 @@ export interface CliContext {
 
 export function processContext(): CliContext {
   let installed: ReturnType<CliContext['signals']> | undefined;
+  let abortOnPipeClosed: (() => void) | undefined;
+  // `piecework … | head`: when the reader goes away, stop quietly — a worker as on SIGTERM
+  // (claims released, nothing half-made), anything else at once.
+  let pipeClosed = false;
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    if (pipeClosed) return; // every later write fails the same way
+    pipeClosed = true;
+    if (abortOnPipeClosed) abortOnPipeClosed();
+    else process.exit(0);
+  });
   return {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -33,13 +45,14 @@ export function processContext(): CliContext {
       const onSignal = (signal: NodeJS.Signals) => {
         if (received) {
           // A second signal: the user means it. Leave now with the conventional status.
-          process.exit(signal === 'SIGINT' ? 130 : 143);
+          process.exit(128 + (osConstants.signals[signal] ?? 15));
         }
         received = signal;
         controller.abort(signal);
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      abortOnPipeClosed = () => onSignal('SIGPIPE');
       installed = { signal: controller.signal, received: () => received };
       return installed;
     },

@@ -1,3 +1,5 @@
+import { constants as osConstants } from 'node:os';
+
 /**
  * Errors a person can act on: each carries the message, an optional hint and the exit status
  * the CLI should end with. The core throws these; only src/cli turns them into an exit.
@@ -62,7 +64,8 @@ export class InterruptedError extends PieceworkError {
   readonly signal: NodeJS.Signals;
   constructor(signal: NodeJS.Signals) {
     super(`stopped by ${signal}`, {
-      exitStatus: signal === 'SIGINT' ? ExitStatus.interrupted : ExitStatus.terminated,
+      // 128 + the signal's number, as shells report it: 130 SIGINT, 141 SIGPIPE, 143 SIGTERM.
+      exitStatus: 128 + (osConstants.signals[signal] ?? 15),
     });
     this.signal = signal;
   }

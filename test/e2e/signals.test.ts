@@ -87,3 +87,14 @@ test('a STOP file drains every worker after its current chunks; stop --clear let
     workers.forEach((w) => killGroup(w));
   }
 });
+
+test('a closed stdout (`work --events | head`) stops the worker cleanly with 141', async () => {
+  const job = await makeJob('pipe', 500);
+  const { spawnSync } = await import('node:child_process');
+  const { piecework } = await import('../helpers/cli.js');
+  const result = spawnSync('bash', ['-c', 'node "$1" work "$2" --events -- cat | head -1 > /dev/null; echo "${PIPESTATUS[0]}"', 'bash', piecework, job], { encoding: 'utf8' });
+  assert.equal(result.stdout.trim(), '141', result.stderr);
+  assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), []);
+  assert.deepEqual(filesUnder(path.join(job, '.tmp')).filter((n) => !n.startsWith('.')), []);
+});
