@@ -190,14 +190,16 @@ class Worker {
   }
 
   stop(reason: NonNullable<WorkReport['stoppedBy']>): void {
-    if (this.stopReason) return;
+    // A signal while draining for a STOP file still stops the running commands.
+    if (reason === 'signal') this.killAll.abort();
+    if (this.stopReason) {
+      if (reason === 'signal') this.stopReason = 'signal';
+      return;
+    }
     this.stopReason = reason;
     this.stopping.abort();
     this.onEvent({ type: 'work:stopping', reason });
     this.log.line({ event: 'stopping', detail: reason });
-    // A signal means the host is going away: running commands are stopped too. A STOP file
-    // lets them finish.
-    if (reason === 'signal') this.killAll.abort();
   }
 
   /** A fatal error: stop everything now; the error itself is what the user will read. */

@@ -57,6 +57,10 @@ export async function createHosts(n: number): Promise<Cluster> {
   const headSshd = await startSshd({ listenAddress: `${prefix}.1`, root: shareDir });
   const hosts: NsHost[] = [];
   for (let i = 0; i < n; i++) hosts.push(await createHost(i, prefix, bridge, headSshd, shareDir));
+  // A bridge takes the lowest MAC of its ports unless given one: cutting the host that owned it
+  // would change the head's address and stall every other host's mount until ARP expires.
+  const bridgeMac = readFileSync(`/sys/class/net/${bridge}/address`, 'utf8').trim();
+  mustRun(['ip', 'link', 'set', bridge, 'address', bridgeMac]);
 
   const knownHostsPath = join(headSshd.dir, 'cluster_known_hosts');
   writeFileSync(knownHostsPath, [headSshd, ...hosts.map((h) => h.sshd)].map((s) => readFileSync(s.knownHostsPath, 'utf8')).join(''));

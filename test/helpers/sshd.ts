@@ -100,6 +100,8 @@ async function launch(a: LaunchArgs): Promise<Sshd> {
       'UseDNS no',
       'PrintMotd no',
       `Subsystem sftp internal-sftp -d ${a.root}`,
+      // sessions keep their per-user state (launch's local logs) in the test's folder, not in ~
+      `SetEnv XDG_STATE_HOME=${a.dir}/state XDG_CACHE_HOME=${a.dir}/cache`,
       // the stock 10:30:100 and 10 drop bursts of connections/channels that cluster tests make
       'MaxStartups 100',
       'MaxSessions 50',
