@@ -185,3 +185,21 @@ export function formatHost(spec: Pick<HostSpec, 'user' | 'host' | 'port'>): stri
   const host = needsBrackets ? `[${spec.host}]` : spec.host;
   return `${spec.user ? `${spec.user}@` : ''}${host}${spec.port === defaultSshPort ? '' : `:${spec.port}`}`;
 }
+
+/** How to reach a set of hosts over SSH: shared by launch and stop --now. */
+export interface HostConnectionOptions {
+  /** `--hosts` values: hosts files or comma lists. */
+  hosts?: readonly string[];
+  /** Already parsed hosts (used instead of `hosts`). */
+  hostSpecs?: readonly HostSpec[];
+  identityFiles?: readonly string[];
+  /** Agent socket; default `SSH_AUTH_SOCK`; `false` to use no agent. */
+  agent?: string | false;
+  /** Default: ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts; new keys go to the first. */
+  knownHostsFiles?: readonly string[];
+  acceptNewHostKeys?: boolean;
+  /** Hosts worked on at once (handshakes, uploads, mounts against the head's sshd). Default 8. */
+  concurrency?: number;
+  connectTimeoutMs?: number;
+  connectRetries?: number;
+}

@@ -22,7 +22,7 @@ import {
   renderBootstrap,
   type BootstrapSettings,
 } from './bootstrap.js';
-import { formatHost, resolveHosts, type HostSpec } from './hosts.js';
+import { formatHost, resolveHosts, type HostConnectionOptions, type HostSpec } from './hosts.js';
 import * as aws from './providers/aws.js';
 import type { ApplyResult, CreateOptions, ProviderName, ProviderPlan } from './providers/common.js';
 import * as gcloud from './providers/gcloud.js';
@@ -38,7 +38,7 @@ import {
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
 
-export interface LaunchOptions {
+export interface LaunchOptions extends HostConnectionOptions {
   /** The job folder, as this machine names it. */
   job: string;
   /** The user's command (argv, as given after `--`). */
@@ -48,22 +48,8 @@ export interface LaunchOptions {
   /** Lanes per host; a hosts-file `N/host` wins; default: one per CPU of the host. */
   lanes?: number;
 
-  /** `--hosts` values: hosts files or comma lists. */
-  hosts?: readonly string[];
-  /** Already parsed hosts (used instead of `hosts`). */
-  hostSpecs?: readonly HostSpec[];
-  identityFiles?: readonly string[];
-  /** Agent socket; default `SSH_AUTH_SOCK`; `false` to use no agent. */
-  agent?: string | false;
-  /** Default: ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts; new keys go to the first. */
-  knownHostsFiles?: readonly string[];
-  acceptNewHostKeys?: boolean;
   /** Record new keys hashed (default true, as Debian's ssh does). */
   hashKnownHosts?: boolean;
-  /** Hosts worked on at once (handshakes, uploads, mounts against the head's sshd). Default 8. */
-  concurrency?: number;
-  connectTimeoutMs?: number;
-  connectRetries?: number;
   /** Longest a host's bootstrap may take (mounting included). Default 180 s. */
   bootstrapTimeoutMs?: number;
   /** A started worker must stay up this long to count as started. Default 2 s. */

@@ -9,24 +9,15 @@
  */
 import type { NodeSSH } from 'node-ssh';
 import { UsageError } from '../core/errors.js';
-import { formatHost, resolveHosts, type HostSpec } from './hosts.js';
+import { formatHost, resolveHosts, type HostConnectionOptions, type HostSpec } from './hosts.js';
 import { connectHost, defaultKnownHostsFiles, loadCredentials, mapBounded, type ConnectFailureStatus } from './ssh.js';
 import { renderTemplate } from './templates.js';
 
-export interface StopOnHostsOptions {
+export interface StopOnHostsOptions extends HostConnectionOptions {
   /** The job folder as the hosts see it. */
   remoteJob: string;
   /** The job's id (job.json): also matches workers that name the folder differently. */
   jobId?: string;
-  hosts?: readonly string[];
-  hostSpecs?: readonly HostSpec[];
-  identityFiles?: readonly string[];
-  agent?: string | false;
-  knownHostsFiles?: readonly string[];
-  acceptNewHostKeys?: boolean;
-  concurrency?: number;
-  connectTimeoutMs?: number;
-  connectRetries?: number;
   /** Seconds between SIGTERM and SIGKILL. Default 10. */
   graceSeconds?: number;
   onEvent?: (event: StopEvent) => void;
