@@ -88,7 +88,8 @@ test('a dropped mount: the worker stops with a clear error and writes nothing in
   await fs.mkdir(mountpoint);
   const input = path.join(root, 'drop.txt');
   await fs.writeFile(input, Array.from({ length: 40 }, (_, i) => `${i}`).join('\n') + '\n');
-  const job = (await runPiecework(['split', input, '--lines', '1', '--into', path.join(mountpoint, 'job')])).stdout.trim();
+  // Claims held when the mount dropped cannot be released; the rerun takes them over once stale.
+  const job = (await runPiecework(['split', input, '--lines', '1', '--stale', '3', '--into', path.join(mountpoint, 'job')])).stdout.trim();
   const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', 'sleep 0.3; cat']);
   const result = collect(worker);
   try {
