@@ -1,0 +1,159 @@
+/**
+ * The worker's scheduler: which chunk each lane takes next, when to list the job again, and when
+ * the work is over. Knows the worker only through SchedulingWorker.
+ */
+import { PieceworkError } from './errors.js';
+import type { EventSink } from './events.js';
+import { watchForNewChunks } from './follow.js';
+import type { JobLayout } from './job-folder.js';
+import { readManifest, type JobManifest } from './manifest.js';
+import { listChunks, listFailures, listOutputs } from './scan.js';
+
+/** Why a worker stopped before the job was complete. */
+export type StopReason = 'stop-file' | 'signal' | 'split-incomplete';
+
+/** What the scheduler reads and calls of its worker. */
+export interface SchedulingWorker {
+  readonly layout: JobLayout;
+  manifest: JobManifest;
+  chunks: string[];
+  readonly options: { follow?: boolean };
+  readonly pollMs: number;
+  readonly onEvent: EventSink;
+  readonly stopReason: StopReason | undefined;
+  readonly stopping: AbortController;
+  readonly knownDone: Set<string>;
+  readonly exhausted: Set<string>;
+  readonly inProgress: Set<string>;
+  checkStopFile(): Promise<void>;
+  stop(reason: StopReason): void;
+}
+
+/**
+ * Hands chunks to lanes. Each pass lists the job once (chunks while the split is unfinished,
+ * outputs, failures), shuffles what is missing, and deals it out. When the queue runs dry it
+ * looks again; when only other workers' claims remain it waits and looks again, so that claims
+ * of dead workers are taken over once they go stale.
+ */
+export class Scheduler {
+  readonly #worker: SchedulingWorker;
+  #queue: string[] = [];
+  #busy = new Set<string>();
+  #scanning: Promise<void> | undefined;
+  #finished = false;
+  #lastScan = 0;
+  #lastScanMs = 0;
+  #wakeUp: (() => void) | undefined;
+  #stopFollowing: (() => void) | undefined;
+
+  constructor(worker: SchedulingWorker) {
+    this.#worker = worker;
+  }
+
+  markBusy(chunk: string): void {
+    this.#busy.add(chunk);
+  }
+
+  get listingAgeMs(): number {
+    return Date.now() - this.#lastScan;
+  }
+
+  /** A lane finished a chunk: a scan waiting for our own last chunks may look again. */
+  chunkFinished(): void {
+    if (this.#waitingForOwnChunks) this.#wakeUp?.();
+  }
+
+  #waitingForOwnChunks = false;
+
+  async next(): Promise<string | undefined> {
+    await this.#worker.checkStopFile();
+    for (;;) {
+      if (this.#worker.stopReason || this.#finished) {
+        this.#stopFollowing?.();
+        return undefined;
+      }
+      const chunk = this.#queue.pop();
+      if (chunk !== undefined) return chunk;
+      this.#scanning ??= this.#scan().finally(() => {
+        this.#scanning = undefined;
+      });
+      await this.#scanning;
+    }
+  }
+
+  async #scan(): Promise<void> {
+    const worker = this.#worker;
+    // Waiting is only needed when the last pass left work we could not take.
+    const sinceLast = Date.now() - this.#lastScan;
+    const interval = Math.max(worker.pollMs, this.#lastScanMs * 2);
+    if (this.#busy.size > 0 && sinceLast < interval) await this.#sleep(interval - sinceLast);
+    if (worker.stopReason) return;
+
+    const began = Date.now();
+    // The job marker is checked before every pass (invariant 6): a dropped mount must not look
+    // like an empty job.
+    const manifest = await readManifest(worker.layout);
+    if (manifest.id !== worker.manifest.id) {
+      throw new PieceworkError(`the job at ${worker.layout.root} was replaced by a new split while this worker ran`, { hint: 'start the worker again for the new job' });
+    }
+    const splitWasIncomplete = !worker.manifest.complete;
+    worker.manifest = manifest;
+    if (splitWasIncomplete) worker.chunks = await listChunks(worker.layout);
+    const [outputs, failures] = await Promise.all([listOutputs(worker.layout), listFailures(worker.layout)]);
+    for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
+
+    const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
+    this.#lastScan = Date.now();
+    this.#lastScanMs = this.#lastScan - began;
+    this.#busy.clear();
+    worker.onEvent({ type: 'work:pass', pending: pending.length, done: outputs.size, failed: worker.exhausted.size, busy: 0 });
+
+    if (pending.length > 0) {
+      this.#queue = shuffle(pending);
+      return;
+    }
+    if (worker.inProgress.size > 0) {
+      // Our own lanes still run the last chunks; a failure there may requeue one. Look again
+      // when one of them ends.
+      this.#waitingForOwnChunks = true;
+      await this.#sleep(worker.pollMs);
+      this.#waitingForOwnChunks = false;
+      return;
+    }
+    if (manifest.complete) {
+      this.#finished = true;
+      return;
+    }
+    if (!worker.options.follow) {
+      worker.stop('split-incomplete');
+      return;
+    }
+    worker.onEvent({ type: 'work:waiting', heldByOthers: 0, splitIncomplete: true });
+    this.#stopFollowing ??= watchForNewChunks(worker.layout, () => this.#wakeUp?.());
+    await this.#sleep(worker.pollMs);
+  }
+
+  /** Sleep, cut short by a stop, a signal or a change to the job marker. */
+  #sleep(ms: number): Promise<void> {
+    const abort = this.#worker.stopping.signal;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        abort.removeEventListener('abort', done);
+        this.#wakeUp = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      abort.addEventListener('abort', done);
+      this.#wakeUp = done;
+    });
+  }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
