@@ -5,12 +5,11 @@
 // conf's AuthInfo. Stopped (jobs cancelled, daemons and job processes killed) by runCleanups().
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, hostname } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { isAlive, killTree, listProcesses, markerEnvName, registerCleanup, runSync, runTag, sleepSync } from './cleanup.js';
-import { spawnDaemon, waitUntil } from './sshd.js';
+import { freePort, spawnDaemon, waitUntil } from './sshd.js';
 import { makeTempDir } from './tmp.js';
 
 export interface SlurmCluster {
@@ -175,14 +174,3 @@ export function slurmOutputs(logsDir: string): string[] {
   return readdirSync(logsDir).filter((n) => n.startsWith('slurm-'));
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr !== null ? resolvePort(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}

@@ -166,7 +166,8 @@ async function keygen(path: string): Promise<void> {
   await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `${runTag}-testbed`, '-f', path]);
 }
 
-async function freePort(): Promise<number> {
+/** A port nobody listens on right now (for daemons that must be told one). */
+export async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
     srv.unref();

@@ -13,12 +13,11 @@ import {
   renderCloudStartup,
   type ApplyOptions,
   type ApplyResult,
-  type CreateOptions,
-  type DeleteOptions,
+  type PlanOptions,
   type ProviderPlan,
 } from './common.js';
 
-export type AwsPlanOptions = ({ action: 'create' } & CreateOptions) | ({ action: 'delete' } & DeleteOptions);
+export type AwsPlanOptions = PlanOptions;
 
 export const defaultInstanceType = 't3.medium';
 export const tagKey = 'piecework-job';

@@ -202,3 +202,6 @@ async function runCommand(argv: string[]): Promise<CommandOutcome> {
     throw error;
   }
 }
+
+/** What every provider's plan() takes: create instances, or delete the job's. */
+export type PlanOptions = ({ action: 'create' } & CreateOptions) | ({ action: 'delete' } & DeleteOptions);

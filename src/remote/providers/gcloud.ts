@@ -15,11 +15,11 @@ import {
   type ApplyOptions,
   type ApplyResult,
   type CreateOptions,
-  type DeleteOptions,
+  type PlanOptions,
   type ProviderPlan,
 } from './common.js';
 
-export type GcloudPlanOptions = ({ action: 'create' } & CreateOptions) | ({ action: 'delete' } & DeleteOptions);
+export type GcloudPlanOptions = PlanOptions;
 
 export const defaultMachineType = 'e2-standard-2';
 /** Debian 13's own nodejs is 20.19, new enough, so nothing has to be downloaded from elsewhere. */

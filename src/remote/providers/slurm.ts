@@ -17,11 +17,11 @@ import {
   type ApplyOptions,
   type ApplyResult,
   type CreateOptions,
-  type DeleteOptions,
+  type PlanOptions,
   type ProviderPlan,
 } from './common.js';
 
-export type SlurmPlanOptions = ({ action: 'create' } & CreateOptions) | ({ action: 'delete' } & DeleteOptions);
+export type SlurmPlanOptions = PlanOptions;
 
 export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
   const tag = jobTag(options.job);
