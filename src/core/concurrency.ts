@@ -15,3 +15,29 @@ export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
   return results;
 }
+
+/**
+ * Work left to finish behind the caller's back (a skipped chunk's claim release, say), so that a
+ * lane can go on; `settled()` waits for all of it before the worker reports. Errors go to onError.
+ */
+export class WorkBehind {
+  readonly #pending = new Set<Promise<void>>();
+  readonly #onError: (error: unknown) => void;
+
+  constructor(onError: (error: unknown) => void) {
+    this.#onError = onError;
+  }
+
+  add(work: Promise<unknown>): void {
+    const tracked: Promise<void> = work.then(
+      () => {},
+      (error: unknown) => this.#onError(error),
+    );
+    this.#pending.add(tracked);
+    void tracked.finally(() => this.#pending.delete(tracked));
+  }
+
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+}

@@ -39,7 +39,8 @@ export class Heartbeat {
   readonly record: HeartbeatRecord;
   #layout: JobLayout;
   #clock: MountClock;
-  #current = new Map<number, { chunk: string; since: number }>();
+  /** Chunks whose command runs now, by chunk (a lane may also be committing its previous one). */
+  #current = new Map<string, { lane: number; since: number }>();
   #writing: Promise<void> | undefined;
   #writeStartedAt = 0;
 
@@ -51,11 +52,11 @@ export class Heartbeat {
   }
 
   chunkStarted(lane: number, chunk: string): void {
-    this.#current.set(lane, { chunk, since: this.#clock.now() });
+    this.#current.set(chunk, { lane, since: this.#clock.now() });
   }
 
-  chunkEnded(lane: number, outcome: 'done' | 'failed' | 'other'): void {
-    this.#current.delete(lane);
+  chunkEnded(chunk: string, outcome: 'done' | 'failed' | 'other'): void {
+    this.#current.delete(chunk);
     if (outcome === 'failed') this.record.failed++;
     if (outcome !== 'done') return;
     this.record.done++;
@@ -77,7 +78,7 @@ export class Heartbeat {
     if (state) this.record.state = state;
     if (exitReason) this.record.exitReason = exitReason;
     this.record.updatedAt = new Date(this.#clock.now()).toISOString();
-    this.record.current = [...this.#current].map(([lane, c]) => ({ chunk: c.chunk, lane, since: new Date(c.since).toISOString() }));
+    this.record.current = [...this.#current].map(([chunk, c]) => ({ chunk, lane: c.lane, since: new Date(c.since).toISOString() }));
     if (this.#writing) return this.#writing;
     this.#writeStartedAt = Date.now();
     const text = JSON.stringify(this.record) + '\n';

@@ -4,10 +4,10 @@
  * natural order, the missing ones, and temp files told apart by whether their writer is alive.
  */
 import { isWorkerAlive, type HeartbeatRecord } from './heartbeat.js';
-import { parseTempName, workerIdFor, type JobLayout } from './job-folder.js';
+import { parseLaneTempDir, parseTempName, workerIdFor, type JobLayout } from './job-folder.js';
 import type { JobManifest } from './manifest.js';
 import type { MountClock } from './mount-clock.js';
-import { listStaleWriteTemps, listTempFiles } from './scan.js';
+import { listLaneTempDirs, listStaleWriteTemps, listTempFiles } from './scan.js';
 import { orderChunks, scanForStatus, type ClaimState, type FailureState } from './status-scan.js';
 import { compareNatural } from './natural-order.js';
 
@@ -29,6 +29,8 @@ export interface JobState {
   leftoverTemp: string[];
   /** Temp files of live workers (chunks being written). */
   activeTemp: number;
+  /** Lane temp folders (relative to .tmp/) of workers that are not alive. */
+  leftoverTempDirs: string[];
   heartbeats: HeartbeatRecord[];
   stopRequested: boolean;
   clock: MountClock;
@@ -36,7 +38,7 @@ export interface JobState {
 }
 
 export async function inspectJob(layout: JobLayout, options: { staleSeconds?: number; clock?: MountClock } = {}): Promise<JobState> {
-  const [scan, temps] = await Promise.all([scanForStatus(layout, options), listTempFiles(layout)]);
+  const [scan, temps, laneDirs] = await Promise.all([scanForStatus(layout, options), listTempFiles(layout), listLaneTempDirs(layout)]);
   const crashedWrites = await listStaleWriteTemps(layout, scan.now, scan.staleSeconds * 1000);
   const chunks = orderChunks(scan.chunks);
   const missing = chunks.filter((c) => !scan.done.has(c));
@@ -49,6 +51,10 @@ export async function inspectJob(layout: JobLayout, options: { staleSeconds?: nu
     else leftoverTemp.push(name);
   }
   leftoverTemp.push(...crashedWrites);
+  const leftoverTempDirs = laneDirs.filter((name) => {
+    const owner = parseLaneTempDir(name);
+    return owner !== undefined && !alive.has(workerIdFor(owner.host, owner.pid));
+  });
   const byName = (a: { chunk: string }, b: { chunk: string }) => compareNatural(a.chunk, b.chunk);
   return {
     job: scan.job,
@@ -61,6 +67,7 @@ export async function inspectJob(layout: JobLayout, options: { staleSeconds?: nu
     failed: scan.failed.sort(byName),
     leftoverTemp,
     activeTemp,
+    leftoverTempDirs,
     heartbeats: scan.heartbeats,
     stopRequested: scan.stopRequested,
     clock: scan.clock,

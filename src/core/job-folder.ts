@@ -78,9 +78,18 @@ export class JobLayout {
    * out/ so that the commit is a rename. The extension is kept for commands that infer a format
    * from the output name.
    */
-  tempPath(label: string, ext = ''): string {
+  tempPath(label: string, ext = '', folder = this.tmpDir): string {
     const flat = label.replaceAll('/', '~');
-    return path.join(this.tmpDir, `${flat}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}${ext}`);
+    return path.join(folder, `${flat}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}${ext}`);
+  }
+
+  /**
+   * `.tmp/<host>.<pid>.<lane>/`: where one lane of one worker writes its temp outputs. Creating a
+   * file holds its folder's lock in the kernel for the whole create — several round trips on a
+   * network mount — so lanes sharing one folder would queue behind each other.
+   */
+  laneTempDir(workerId: string, lane: number): string {
+    return path.join(this.tmpDir, `${workerId}.${lane}`);
   }
 }
 
@@ -93,6 +102,12 @@ export const HOST = hostname().replace(/[^A-Za-z0-9_-]/g, '_') || 'host';
 
 export function workerIdFor(host: string, pid: number): string {
   return `${host}.${pid}`;
+}
+
+/** The worker of a lane's temp folder name (`<host>.<pid>.<lane>`), or undefined. */
+export function parseLaneTempDir(name: string): { host: string; pid: number } | undefined {
+  const match = /^([^./]+)\.(\d+)\.\d+$/.exec(name);
+  return match ? { host: match[1]!, pid: Number(match[2]) } : undefined;
 }
 
 export function formatChunkNumber(index: number, width: number): string {
@@ -132,7 +147,7 @@ const tempName = /^([^.]+)\.([^.]+)\.(\d+)\.[0-9a-f]{8}(?:\..*)?$/;
 
 /** The chunk and worker encoded in a temp file name, for verify's leftover report and cleanup. */
 export function parseTempName(fileName: string): { chunk: string; host: string; pid: number } | undefined {
-  const match = tempName.exec(fileName);
+  const match = tempName.exec(fileName.slice(fileName.lastIndexOf('/') + 1));
   if (!match) return undefined;
   return { chunk: match[1]!.replaceAll('~', '/'), host: match[2]!, pid: Number(match[3]) };
 }

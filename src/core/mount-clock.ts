@@ -23,20 +23,24 @@ export function fixedMountClock(offsetMs: number): MountClock {
   return { offsetMs, now: () => Date.now() + offsetMs };
 }
 
-export async function measureMountClock(probeDir: string, label: string): Promise<MountClock> {
-  const samples: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const probe = `${probeDir}/.clock-${label}-${i}`;
-    const before = Date.now();
-    await fs.writeFile(probe, '');
-    const after = Date.now();
-    const stamped = (await fs.stat(probe)).mtimeMs;
-    await fs.rm(probe, { force: true });
-    // With one-second server precision the stamp is the write time truncated: compare with
-    // the middle of the write window, then move half a second for the truncation.
-    const truncated = stamped % 1000 === 0;
-    samples.push(stamped + (truncated ? 500 : 0) - (before + after) / 2);
-  }
+export async function measureMountClock(probeDirs: string | string[], label: string): Promise<MountClock> {
+  const dirs = typeof probeDirs === 'string' ? [probeDirs] : probeDirs;
+  // Three probes at once: each is a few round trips on a mount, and each brackets its own write.
+  // In different folders when given: creates in one folder queue on its lock in the kernel.
+  const samples = await Promise.all(
+    [0, 1, 2].map(async (i) => {
+      const probe = `${dirs[i % dirs.length]}/.clock-${label}-${i}`;
+      const before = Date.now();
+      await fs.writeFile(probe, '');
+      const after = Date.now();
+      const stamped = (await fs.stat(probe)).mtimeMs;
+      await fs.unlink(probe).catch(() => {});
+      // With one-second server precision the stamp is the write time truncated: compare with
+      // the middle of the write window, then move half a second for the truncation.
+      const truncated = stamped % 1000 === 0;
+      return stamped + (truncated ? 500 : 0) - (before + after) / 2;
+    }),
+  );
   samples.sort((a, b) => a - b);
   const median = samples[1]!;
   return fixedMountClock(Math.round(median / 1000) * 1000);

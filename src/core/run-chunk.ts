@@ -19,6 +19,8 @@ import { describeExit } from './errors.js';
 
 export interface CommandTemplate {
   argv: string[];
+  /** The worker's environment, copied once rather than per chunk. */
+  env: NodeJS.ProcessEnv;
   readsInputByPlaceholder: boolean;
   writesOutputByPlaceholder: boolean;
 }
@@ -28,6 +30,7 @@ const inputPlaceholders = ['{in}', '{file}', '{files}'];
 export function prepareCommand(argv: string[]): CommandTemplate {
   return {
     argv,
+    env: { ...process.env },
     readsInputByPlaceholder: argv.some((arg) => inputPlaceholders.some((p) => arg.includes(p))),
     writesOutputByPlaceholder: argv.some((arg) => arg.includes('{out}')),
   };
@@ -89,10 +92,48 @@ export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 
   return argv;
 }
 
-export async function runChunk(template: CommandTemplate, run: ChunkInvocation): Promise<ChunkRunResult> {
+/**
+ * The command's stdin and stdout, opened before it starts. On a network mount every open is a
+ * round trip: the worker opens the next chunk's files while the current command still runs, and
+ * closes them after the command exits, off the lane's critical path.
+ */
+export interface ChunkIo {
+  /** A file descriptor, nothing, or a pipe fed from `stdinSources` (a multi-file chunk). */
+  readonly stdin: number | 'ignore' | 'pipe';
+  readonly stdinSources: string[];
+  readonly stdout: number | 'ignore';
+  close(): Promise<void>;
+}
+
+export async function openChunkIo(template: CommandTemplate, run: Pick<ChunkInvocation, 'chunkPath' | 'files' | 'tempOutput'>): Promise<ChunkIo> {
+  const handles: fs.FileHandle[] = [];
+  const close = async () => {
+    await Promise.all(handles.splice(0).map((h) => h.close().catch(() => {})));
+  };
+  const openTracked = async (file: string, flags: string) => {
+    const handle = await fs.open(file, flags);
+    handles.push(handle);
+    return handle.fd;
+  };
+  const sources = run.files ?? [run.chunkPath];
+  const readsStdin = !template.readsInputByPlaceholder;
+  // Both at once: on a mount that is one round trip of waiting instead of two.
+  const [stdin, stdout] = await Promise.allSettled([
+    readsStdin && sources.length === 1 ? openTracked(sources[0]!, 'r') : Promise.resolve(readsStdin ? ('pipe' as const) : ('ignore' as const)),
+    template.writesOutputByPlaceholder ? Promise.resolve('ignore' as const) : openTracked(run.tempOutput, 'w'),
+  ]);
+  if (stdin.status === 'rejected' || stdout.status === 'rejected') {
+    await close();
+    throw stdin.status === 'rejected' ? stdin.reason : (stdout as PromiseRejectedResult).reason;
+  }
+  return { stdin: stdin.value, stdinSources: stdin.value === 'pipe' ? sources : [], stdout: stdout.value, close };
+}
+
+/** Run the command on one chunk with its files opened by openChunkIo; the caller closes them. */
+export async function runChunk(template: CommandTemplate, run: ChunkInvocation, io: ChunkIo): Promise<ChunkRunResult> {
   const argv = buildArgv(template, run);
   const env = {
-    ...process.env,
+    ...template.env,
     PIECEWORK_IN: run.chunkPath,
     PIECEWORK_OUT: run.tempOutput,
     PIECEWORK_NAME: run.chunk,
@@ -103,32 +144,6 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation):
     PIECEWORK_LANE: String(run.lane),
     PIECEWORK_WORKER: run.worker,
   };
-
-  // Async opens: a synchronous one would stall every lane for a network round trip.
-  const opened: fs.FileHandle[] = [];
-  const open = async (file: string, flags: string): Promise<number> => {
-    const handle = await fs.open(file, flags);
-    opened.push(handle);
-    return handle.fd;
-  };
-  const closeAll = () => Promise.all(opened.splice(0).map((h) => h.close().catch(() => {})));
-  let stdin: number | 'ignore' | 'pipe' = 'ignore';
-  let stdinSources: string[] = [];
-  if (!template.readsInputByPlaceholder) {
-    const sources = run.files ?? [run.chunkPath];
-    if (sources.length === 1) stdin = await open(sources[0]!, 'r');
-    else {
-      stdin = 'pipe';
-      stdinSources = sources;
-    }
-  }
-  let stdout: number | 'ignore' = 'ignore';
-  try {
-    if (!template.writesOutputByPlaceholder) stdout = await open(run.tempOutput, 'w');
-  } catch (error) {
-    await closeAll();
-    throw error;
-  }
 
   return await new Promise((resolve) => {
     let stderrTail = '';
@@ -141,13 +156,13 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation):
       settled = true;
       for (const timer of timers) clearTimeout(timer);
       run.signal.removeEventListener('abort', onAbort);
-      void closeAll().then(() => resolve({ ...result, stderrTail, timedOut, aborted }));
+      resolve({ ...result, stderrTail, timedOut, aborted });
     };
 
     let child: ReturnType<typeof spawn>;
     try {
       // detached: the command leads its own process group, so a kill reaches its whole tree.
-      child = spawn(argv[0]!, argv.slice(1), { stdio: [stdin, stdout, 'pipe'], env, detached: true });
+      child = spawn(argv[0]!, argv.slice(1), { stdio: [io.stdin, io.stdout, 'pipe'], env, detached: true });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
       finish({ ok: false, exitCode: null, signal: null, spawnError: code, reason: spawnReason(argv[0]!, code) });
@@ -188,7 +203,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation):
       stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
       run.onStderr?.(text);
     });
-    if (stdin === 'pipe') pipeFiles(stdinSources, child.stdin!);
+    if (io.stdin === 'pipe') pipeFiles(io.stdinSources, child.stdin!);
 
     child.on('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? 'error';

@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import type { Dirent } from 'node:fs';
 import { errorCode, isMountGone, JobMissingError } from './errors.js';
-import { chunkNameOfOutput, FAILURE_SUFFIX, isChunkName, OWNER_SUFFIX, type JobLayout } from './job-folder.js';
+import { chunkNameOfOutput, FAILURE_SUFFIX, isChunkName, OWNER_SUFFIX, parseLaneTempDir, type JobLayout } from './job-folder.js';
 import { sortNatural } from './natural-order.js';
 
 /** Relative paths of the files under `dir`, group folders included; [] if it is missing. */
@@ -93,10 +93,27 @@ export async function listFailures(layout: JobLayout): Promise<Set<string>> {
   return failed;
 }
 
-/** Temp outputs of chunks (`<chunk>.<host>.<pid>.<random>`), named by their writer. */
+/**
+ * Temp outputs of chunks (`<chunk>.<host>.<pid>.<random>`, named by their writer), at the top of
+ * .tmp/ or in a lane's folder (`<host>.<pid>.<lane>/`); relative to .tmp/.
+ */
 export async function listTempFiles(layout: JobLayout): Promise<string[]> {
   const names = await listTree(layout.tmpDir);
-  return names.filter((name) => !name.startsWith('.') && !name.includes('/'));
+  return names.filter((name) => {
+    const parts = name.split('/');
+    return parts.length <= 2 && !parts[parts.length - 1]!.startsWith('.');
+  });
+}
+
+/** Lane temp folders (`<host>.<pid>.<lane>`) at the top of .tmp/. */
+export async function listLaneTempDirs(layout: JobLayout): Promise<string[]> {
+  try {
+    const entries = await fs.readdir(layout.tmpDir, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory() && parseLaneTempDir(e.name)).map((e) => e.name);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw error;
+  }
 }
 
 /**

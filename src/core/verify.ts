@@ -97,5 +97,7 @@ async function requeue(layout: JobLayout, state: JobState, bad: BadOutput[]): Pr
     await fs.rm(path.join(layout.tmpDir, name), { force: true });
     counts.temp++;
   }
+  // Dead lanes' folders, now empty. rmdir, not rm -r: a folder that filled again is left alone.
+  for (const name of state.leftoverTempDirs) await fs.rmdir(path.join(layout.tmpDir, name)).catch(() => {});
   return counts;
 }

@@ -16,12 +16,13 @@ import { Heartbeat } from './heartbeat.js';
 import { HOST, JobLayout, makeGroupFolder, workerIdFor } from './job-folder.js';
 import { readManifest, type JobManifest } from './manifest.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
-import { prepareCommand, runChunk, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
+import { openChunkIo, prepareCommand, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
 import { exists, listChunks, listOutputs } from './scan.js';
 import { WorkerLog } from './worker-log.js';
 import { PACKAGE_VERSION } from './version.js';
 import { Scheduler, type StopReason } from './scheduler.js';
-import { mapBounded } from './concurrency.js';
+import { mapBounded, WorkBehind } from './concurrency.js';
+import { LanePace, settlesWithin } from './lane-pace.js';
 
 export interface WorkOptions {
   job: string;
@@ -66,6 +67,10 @@ export interface WorkReport {
 
 /** How long a listing of out/ is taken at its word before a chunk is looked up first. */
 const LISTING_TRUST_MS = 2000;
+/** Chunks a lane may have committing behind the one it runs. */
+const MAX_COMMITS_BEHIND = 4;
+/** How long after a claim found an output already there to keep looking before claiming. */
+const LOOK_FIRST_AFTER_SKIP_MS = 10_000;
 
 /** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
 export class CommandUnavailableError extends PieceworkError {}
@@ -73,10 +78,10 @@ export class CommandUnavailableError extends PieceworkError {}
 export async function work(options: WorkOptions): Promise<WorkReport> {
   if (options.command.length === 0) throw new UsageError('no command to run', 'give the command after --, e.g. piecework work JOB -- tr a-z A-Z');
   const layout = new JobLayout(options.job);
-  const manifest = await readManifest(layout);
   const lanes = options.lanes ?? availableParallelism();
   if (!Number.isInteger(lanes) || lanes < 1) throw new UsageError(`-j ${options.lanes}: the number of lanes must be a whole number of at least 1`);
-  if (await exists(layout.stopFile)) {
+  const [manifest, stopRequested] = await Promise.all([readManifest(layout), exists(layout.stopFile)]);
+  if (stopRequested) {
     throw new PieceworkError(`the job has a STOP file, so workers take no chunk`, {
       hint: `run \`piecework stop --clear ${layout.root}\` to let workers run again`,
       exitStatus: 3,
@@ -103,6 +108,10 @@ class Worker {
   claims!: ClaimBook;
   heartbeat!: Heartbeat;
   log!: WorkerLog;
+  scheduler!: Scheduler;
+  readonly pace = new LanePace();
+  /** Claim releases of skipped chunks, finished behind the lanes. */
+  readonly behind = new WorkBehind((error) => this.fail(asError(error)));
 
   /** Set when the worker must stop taking chunks; `fatal` also ends it with an error. */
   stopReason: StopReason | undefined;
@@ -123,6 +132,10 @@ class Worker {
   done = 0;
   failedAttempts = 0;
   readonly madeOutputDirs = new Set<string>();
+  /** Each lane's own folder for temp outputs (see JobLayout.laneTempDir). */
+  readonly laneTempDirs: string[];
+  /** When a claim last found its chunk's output already there (another host finished it). */
+  #claimFoundDoneAt = 0;
 
   constructor(layout: JobLayout, manifest: JobManifest, lanes: number, options: WorkOptions) {
     this.layout = layout;
@@ -136,11 +149,15 @@ class Worker {
     this.ext = options.ext ? (options.ext.startsWith('.') ? options.ext : `.${options.ext}`) : '';
     if (this.ext.includes('/')) throw new UsageError(`--ext ${options.ext}: an extension cannot contain "/"`);
     this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
+    this.laneTempDirs = Array.from({ length: lanes }, (_, lane) => layout.laneTempDir(this.workerId, lane));
   }
 
   async run(): Promise<WorkReport> {
     const started = Date.now();
-    this.clock = await measureMountClock(this.layout.workersDir, this.workerId);
+    // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
+    const listing = listChunks(this.layout);
+    listing.catch(() => {}); // awaited below, inside the try
+    this.clock = await measureMountClock([this.layout.workersDir, this.layout.logsDir, this.layout.tmpDir], this.workerId);
     this.claims = new ClaimBook(this.layout, { staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid });
     this.log = new WorkerLog(this.layout.logPath(this.workerId), this.workerId, () => this.clock.now());
     this.heartbeat = new Heartbeat(this.layout, this.clock, {
@@ -162,11 +179,11 @@ class Worker {
 
     let failure: unknown;
     try {
-      await this.heartbeat.write('running');
-      this.chunks = await listChunks(this.layout);
+      [this.chunks] = await Promise.all([listing, this.heartbeat.write('running'), ...this.laneTempDirs.map((dir) => makeFolder(dir))]);
       this.onEvent({ type: 'work:start', job: this.layout.root, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
-      const scheduler = new Scheduler(this);
-      await Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.runLane(lane, scheduler)));
+      this.scheduler = new Scheduler(this);
+      await Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.runLane(lane)));
+      await this.behind.settled();
       if (this.fatal) throw this.fatal;
     } catch (error) {
       failure = error;
@@ -175,6 +192,8 @@ class Worker {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
     }
+    // Empty by now: every temp output was committed or removed. rmdir, not rm -r, all the same.
+    await Promise.all(this.laneTempDirs.map((dir) => fs.rmdir(dir).catch(() => {})));
 
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
@@ -239,95 +258,222 @@ class Worker {
     }
   }
 
-  async runLane(lane: number, scheduler: Scheduler): Promise<void> {
+  /**
+   * One lane: chunks run one after another, and around each runs the slow file-system work of its
+   * neighbours. Shortly before the current command is expected to end, the next chunks are
+   * claimed and opened — as many as it takes to cover the time a preparation takes: one on a local
+   * disk, a few on a slow mount — and finished chunks are committed and released while the next
+   * one runs. A lane never runs two commands at once.
+   */
+  async runLane(lane: number): Promise<void> {
+    const ready: Promise<ReadyChunk | undefined>[] = [];
+    const committing = new Set<Promise<void>>();
+    const prepareNext = () => {
+      const next = this.nextReady(lane);
+      next.catch(() => {}); // awaited in turn; a rejection must not count as unhandled meanwhile
+      ready.push(next);
+    };
+    prepareNext();
+    try {
+      for (;;) {
+        const current = await ready.shift();
+        if (!current) return;
+        if (this.stopReason) {
+          await this.drop(current);
+          return;
+        }
+        const running = this.runCommand(current, lane);
+        const aheadMs = this.pace.prepareAheadAfterMs();
+        if (aheadMs !== undefined && !(await settlesWithin(running, aheadMs))) {
+          while (ready.length < this.pace.prepareDepth() && !this.stopReason) prepareNext();
+        }
+        const result = await running;
+        // Commits overlap as well, a few at most: each holds its claim until its rename is done.
+        if (committing.size >= MAX_COMMITS_BEHIND) await Promise.race(committing);
+        const commit = this.finish(current, result, lane).catch((error: unknown) => this.fail(asError(error)));
+        committing.add(commit);
+        void commit.finally(() => committing.delete(commit));
+        // A command that cannot start at all ends the worker: let that land before the next chunk.
+        if (result.result.spawnError !== undefined) await commit;
+        if (this.stopReason) return; // chunks readied ahead are dropped below
+        if (ready.length === 0) prepareNext();
+      }
+    } catch (error) {
+      this.fail(asError(error));
+    } finally {
+      for (const next of ready.splice(0)) {
+        const early = await next.catch(() => undefined);
+        if (early) await this.drop(early);
+      }
+      await Promise.all(committing);
+    }
+  }
+
+  /** The next chunk this lane can run, claimed and with its files open; undefined at the end. */
+  async nextReady(lane: number): Promise<ReadyChunk | undefined> {
+    const scheduler = this.scheduler;
     for (;;) {
       const chunk = await scheduler.next();
-      if (chunk === undefined) return;
+      if (chunk === undefined) return undefined;
       this.inProgress.add(chunk);
+      let prepared: ReadyChunk | undefined;
       try {
-        await this.processChunk(chunk, lane, scheduler);
-      } catch (error) {
-        if (error instanceof Error) this.fail(error);
-        else this.fail(new Error(String(error)));
+        prepared = await this.prepare(chunk, lane);
       } finally {
-        this.inProgress.delete(chunk);
-        scheduler.chunkFinished();
+        if (!prepared) {
+          this.inProgress.delete(chunk);
+          scheduler.chunkFinished();
+        }
       }
+      if (prepared) return prepared;
     }
   }
 
-  /** check → claim → check again → run → commit → release. */
-  async processChunk(chunk: string, lane: number, scheduler: Scheduler): Promise<void> {
-    // An old listing (sshfs caches one for 20 s) misses what other hosts finished since: one
-    // lookup before claiming is cheaper than a claim, a lookup and a release.
-    if (scheduler.listingAgeMs > LISTING_TRUST_MS && (await exists(this.layout.outputPath(chunk, this.ext)))) {
+  /** check → claim → check again → open its files. Undefined when the chunk is not ours to run. */
+  async prepare(chunk: string, lane: number): Promise<ReadyChunk | undefined> {
+    const began = Date.now();
+    // An old listing (sshfs caches one for 20 s) misses what other hosts finished since. While
+    // claims keep finding outputs already there, one lookup before claiming is cheaper than a
+    // claim, a lookup and a release; otherwise it would be a wasted round trip per chunk.
+    const lookFirst = this.scheduler.listingAgeMs > LISTING_TRUST_MS && Date.now() - this.#claimFoundDoneAt < LOOK_FIRST_AFTER_SKIP_MS;
+    if (lookFirst && (await exists(this.layout.outputPath(chunk, this.ext)))) {
       this.knownDone.add(chunk);
       this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
-      return;
+      return undefined;
     }
-    const claim = await this.claims.claim(chunk, lane);
-    if (!claim) {
-      scheduler.markBusy(chunk);
-      return;
-    }
-    this.heartbeat.chunkStarted(lane, chunk);
-    let outcome: 'done' | 'failed' | 'other' = 'other';
+    // The chunk's files are opened while it is being claimed, on the bet that it will run, which
+    // it almost always does: the temp output has a unique name in this lane's own folder, so an
+    // early open harms no one and is undone if the bet is lost.
+    const temp = this.layout.tempPath(chunk, this.ext, this.laneTempDirs[lane]);
+    const opening = this.openFiles(chunk, temp);
+    opening.catch(() => {}); // awaited below
+    const discardFiles = async () => {
+      const opened = await opening.catch(() => undefined);
+      if (!opened?.io) return;
+      await opened.io.close();
+      await fs.unlink(temp).catch(() => {});
+    };
+    let claim: Claim | undefined;
     try {
-      // Both looked up after every claim, at once (one round trip of latency on a mount): the
-      // listing was a hint, and can be 20 s old on sshfs — a missed failure record would let a
-      // chunk run past its retry limit.
-      const [outputExists, previous] = await Promise.all([exists(this.layout.outputPath(chunk, this.ext)), readFailure(this.layout, chunk)]);
+      claim = await this.claims.claim(chunk, lane);
+    } finally {
+      if (!claim) this.behind.add(discardFiles());
+    }
+    if (!claim) {
+      this.scheduler.markBusy(chunk);
+      return undefined;
+    }
+    // After the claim, the output and the failure record are looked up again, at once (one round
+    // trip of latency on a mount): the listing was a hint, and can be 20 s old on sshfs; a missed
+    // failure record would let a chunk run past its retry limit.
+    const [lookups, opened] = await Promise.allSettled([Promise.all([exists(this.layout.outputPath(chunk, this.ext)), readFailure(this.layout, chunk)]), opening]);
+    if (lookups.status === 'rejected' || opened.status === 'rejected') {
+      await discardFiles().catch(() => {});
+      await claim.release().catch(() => {});
+      throw lookups.status === 'rejected' ? lookups.reason : (opened as PromiseRejectedResult).reason;
+    }
+    const [outputExists, previous] = lookups.value;
+    if (outputExists || (previous && isExhausted(previous))) {
       if (outputExists) {
         this.knownDone.add(chunk);
-        this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'output-exists' });
-        return;
-      }
-      if (previous && isExhausted(previous)) {
-        this.exhausted.add(chunk);
-        this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: 'failed-for-good' });
-        return;
-      }
-      outcome = await this.attempt(chunk, lane, claim, (previous?.attempts ?? 0) + 1);
-    } finally {
-      this.heartbeat.chunkEnded(lane, outcome);
-      await claim.release();
+        this.#claimFoundDoneAt = Date.now();
+      } else this.exhausted.add(chunk);
+      this.onEvent({ type: 'chunk:skipped', chunk, lane, reason: outputExists ? 'output-exists' : 'failed-for-good' });
+      this.behind.add(discardFiles().then(() => claim.release()));
+      return undefined;
+    }
+    this.pace.recordPrepare(Date.now() - began);
+    return { chunk, claim, attempt: (previous?.attempts ?? 0) + 1, temp, ...opened.value };
+  }
+
+  /** Open a chunk's input and temp output; an error other than a dropped mount is kept, not thrown. */
+  async openFiles(chunk: string, temp: string): Promise<Pick<ReadyChunk, 'files' | 'io' | 'openError'>> {
+    let files: string[] | undefined;
+    try {
+      files = this.manifest.split.mode === 'files' ? await this.readFileList(chunk) : undefined;
+      const open = () => openChunkIo(this.template, { chunkPath: this.layout.chunkPath(chunk), files, tempOutput: temp });
+      const io = await open().catch(async (error: unknown) => {
+        // The lane's folder went (a `verify --requeue` that took this worker for dead): again.
+        if (errorCode(error) !== 'ENOENT' || (error as NodeJS.ErrnoException).path !== temp) throw error;
+        await makeFolder(path.dirname(temp));
+        return open();
+      });
+      return { files, io, openError: undefined };
+    } catch (error) {
+      if (isMountGone(error)) throw error;
+      // Recorded as this attempt's failure when the lane gets to it (an input may be missing).
+      return { files, io: undefined, openError: error };
     }
   }
 
-  async attempt(chunk: string, lane: number, claim: Claim, attempt: number): Promise<'done' | 'failed' | 'other'> {
+  /** Run the command of a ready chunk. Never throws: what happened is in the result. */
+  async runCommand(ready: ReadyChunk, lane: number): Promise<ChunkOutcome> {
+    const { chunk, claim, attempt } = ready;
     this.onEvent({ type: 'chunk:claimed', chunk, lane, attempt });
+    this.heartbeat.chunkStarted(lane, chunk);
     const started = Date.now();
-    const temp = this.layout.tempPath(chunk, this.ext);
     const stopChunk = new AbortController();
     const onKillAll = () => stopChunk.abort();
     this.killAll.signal.addEventListener('abort', onKillAll);
     if (this.killAll.signal.aborted) stopChunk.abort();
     claim.onLost(() => stopChunk.abort());
-
-    let result: ChunkRunResult;
     try {
-      const files = this.manifest.split.mode === 'files' ? await this.readFileList(chunk) : undefined;
-      result = await runChunk(this.template, {
-        chunk,
-        chunkPath: this.layout.chunkPath(chunk),
-        files,
-        tempOutput: temp,
-        job: this.layout.root,
-        attempt,
-        lane,
-        worker: this.workerId,
-        timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
-        signal: stopChunk.signal,
-      });
+      if (claim.lost) return { result: { ok: false, exitCode: null, signal: null, timedOut: false, aborted: true, stderrTail: '', reason: claim.lost.message }, ms: 0 };
+      if (ready.openError !== undefined || !ready.io) return { result: couldNotStart(ready.openError, chunk), ms: Date.now() - started };
+      const result = await runChunk(
+        this.template,
+        {
+          chunk,
+          chunkPath: this.layout.chunkPath(chunk),
+          files: ready.files,
+          tempOutput: ready.temp,
+          job: this.layout.root,
+          attempt,
+          lane,
+          worker: this.workerId,
+          timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
+          signal: stopChunk.signal,
+        },
+        ready.io,
+      );
+      const ms = Date.now() - started;
+      if (result.ok) this.pace.recordRun(ms);
+      return { result, ms };
     } catch (error) {
-      if (isMountGone(error)) throw error;
-      const code = errorCode(error);
-      const reason = code === 'ENOENT' ? `input missing: ${(error as NodeJS.ErrnoException).path ?? chunk}` : `could not start the chunk: ${(error as Error).message}`;
-      result = { ok: false, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail: '', reason };
+      return { result: couldNotStart(error, chunk), ms: Date.now() - started };
     } finally {
       this.killAll.signal.removeEventListener('abort', onKillAll);
     }
-    const ms = Date.now() - started;
+  }
+
+  /** After the command: commit or record the failure, then release the claim. */
+  async finish(ready: ReadyChunk, { result, ms }: ChunkOutcome, lane: number): Promise<void> {
+    let outcome: 'done' | 'failed' | 'other' = 'other';
+    try {
+      await ready.io?.close();
+      outcome = await this.settle(ready, result, ms, lane);
+    } finally {
+      this.heartbeat.chunkEnded(ready.chunk, outcome);
+      try {
+        await ready.claim.release();
+      } finally {
+        this.inProgress.delete(ready.chunk);
+        this.scheduler.chunkFinished();
+      }
+    }
+  }
+
+  /** A ready chunk that will not run (the worker is stopping): close, clean up, release. */
+  async drop(ready: ReadyChunk): Promise<void> {
+    await ready.io?.close();
+    await fs.rm(ready.temp, { force: true }).catch(() => {});
+    await ready.claim.release().catch(() => {});
+    this.inProgress.delete(ready.chunk);
+  }
+
+  async settle(ready: ReadyChunk, initial: ChunkRunResult, ms: number, lane: number): Promise<'done' | 'failed' | 'other'> {
+    const { chunk, claim, attempt, temp } = ready;
+    let result = initial;
 
     if (claim.lost || (result.aborted && !result.timedOut)) {
       await fs.rm(temp, { force: true });
@@ -450,6 +596,44 @@ class Worker {
       stoppedBy: this.stopReason,
       ms: Date.now() - started,
     };
+  }
+}
+
+/** A chunk claimed, looked up again and with its files open: ready for its lane to run. */
+interface ReadyChunk {
+  chunk: string;
+  claim: Claim;
+  attempt: number;
+  /** The input files of a --files chunk. */
+  files: string[] | undefined;
+  temp: string;
+  io: ChunkIo | undefined;
+  /** Why its files could not be opened: recorded as the attempt's failure, like a command's. */
+  openError: unknown;
+}
+
+interface ChunkOutcome {
+  result: ChunkRunResult;
+  ms: number;
+}
+
+/** A chunk whose command could not be started: an input missing, or the spawn itself failed. */
+function couldNotStart(error: unknown, chunk: string): ChunkRunResult {
+  const code = errorCode(error);
+  const reason = code === 'ENOENT' ? `input missing: ${(error as NodeJS.ErrnoException).path ?? chunk}` : `could not start the chunk: ${(error as Error)?.message ?? String(error)}`;
+  return { ok: false, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail: '', reason };
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** mkdir of one folder whose parent must exist (never `-p`: invariant 6); there already is fine. */
+async function makeFolder(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir);
+  } catch (error) {
+    if (errorCode(error) !== 'EEXIST') throw error;
   }
 }
 
