@@ -1,6 +1,10 @@
 /**
  * The CLI: yargs set up once, every command registered, and the one place where errors become
  * exit statuses. `main(argv, context)` is what tests call; `runCli` is what the bin shim calls.
+ *
+ * Every command pays at start-up for what this file imports, so a command module keeps only its
+ * yargs definition (and light helpers) at the top; its handler imports the core it runs. In the
+ * bundles those imports become chunks (dist/local/) or lazily run modules (dist/piecework.mjs).
  */
 import yargs from 'yargs';
 import type { Argv } from 'yargs';
@@ -22,7 +26,7 @@ const EPILOGUE = `Exit status: 0 success; 1 failure (chunks failed for good, a c
 Docs and examples: the README, and \`piecework COMMAND --help\`.`;
 
 export function createParser(argv: string[]): Argv {
-  return yargs(argv)
+  const parser = yargs(argv)
     .scriptName('piecework')
     .usage('$0 COMMAND JOB [options] [-- COMMAND ARGS…]\n\nSpread a batch job over many machines that share a folder.')
     .command([splitCommand, workCommand, verifyCommand, mergeCommand, stopCommand, launchCommand, statusCommand, dashboardCommand, completionCommand])
@@ -39,6 +43,21 @@ export function createParser(argv: string[]): Argv {
     .version(PACKAGE_VERSION)
     .help()
     .wrap(Math.min(110, process.stdout.columns ?? 100));
+  skipHelpCache(parser);
+  return parser;
+}
+
+/**
+ * yargs lays out a command's whole help every time the command runs (usage.cacheHelpMessage, so
+ * that a handler could still call showHelp() later); measuring the text loads string-width's
+ * emoji tables and an Intl.Segmenter, ~40 ms of every start. No handler shows help, and --help
+ * lays it out anew, so the cache is switched off. Internal API: if a yargs update renames it,
+ * this does nothing and commands are only slower (test/cli/startup.test.ts notices).
+ */
+function skipHelpCache(parser: Argv): void {
+  const internal = parser as unknown as { getInternalMethods?(): { getUsageInstance?(): { cacheHelpMessage?: () => void } } };
+  const usage = internal.getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
 export async function main(argv: string[], context: CliContext = processContext()): Promise<number> {

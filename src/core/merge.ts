@@ -8,7 +8,6 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { execa } from 'execa';
 import { IncompleteJobError, PieceworkError, UsageError, errorCode } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure } from './failures.js';
@@ -177,6 +176,8 @@ async function copyInto(file: string, sink: Writable): Promise<number> {
 }
 
 async function runReducer(argv: string[], files: string[], sink: Writable, layout: JobLayout): Promise<void> {
+  // Loaded only for a reducer: a plain merge starts without execa.
+  const { execa } = await import('execa');
   let args = argv.slice(1);
   let listFile: string | undefined;
   if (argv.some((a) => a.includes('{list}'))) {

@@ -1,9 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { merge } from '../../core/merge.js';
 import { UsageError } from '../../core/errors.js';
 import { formatBytes } from '../../core/units.js';
 import { getContext } from '../context.js';
-import { humanEvents } from '../report/events.js';
 import { commandAfterDashes } from '../args.js';
 
 interface MergeArgs {
@@ -39,6 +37,8 @@ const command: CommandModule<object, MergeArgs> = {
     if (argv.reduce && reduce.length === 0) throw new UsageError('--reduce needs a command after --', 'e.g. piecework merge JOB --reduce -- sort -m');
     if (!argv.reduce && reduce.length > 0) throw new UsageError('a command after -- needs --reduce', 'e.g. piecework merge JOB --reduce -- sort -m');
     const { signal } = argv.follow ? context.signals() : { signal: undefined };
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const [{ merge }, { humanEvents }] = await Promise.all([import('../../core/merge.js'), import('../report/events.js')]);
     const reporter = humanEvents(context.stderr, context.env, { interactive: context.interactive && Boolean(argv.output), quiet: argv.quiet });
     const result = await merge({
       job: argv.job!,

@@ -1,10 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { split } from '../../core/split.js';
 import { UsageError } from '../../core/errors.js';
 import { parseSize, formatBytes } from '../../core/units.js';
 import type { SplitMode } from '../../core/manifest.js';
 import { getContext } from '../context.js';
-import { humanEvents } from '../report/events.js';
 import { positiveInt, positiveSeconds, nonNegativeInt } from '../args.js';
 
 interface SplitArgs {
@@ -59,6 +57,8 @@ const command: CommandModule<object, SplitArgs> = {
     if (mode !== 'files' && inputs.length === 0 && (context.stdin as { isTTY?: boolean }).isTTY) {
       throw new UsageError('no input given and stdin is a terminal', 'name input files, or pipe data in: cat data | piecework split - --into JOB');
     }
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const [{ split }, { humanEvents }] = await Promise.all([import('../../core/split.js'), import('../report/events.js')]);
     const reporter = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
     const result = await split({
       into: argv.into!,

@@ -1,7 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { jobStatus } from '../../core/status.js';
 import { JobLayout } from '../../core/job-folder.js';
-import { mountClockFor } from '../../core/inspect.js';
 import { getContext } from '../context.js';
 import { positiveSeconds } from '../args.js';
 import { useColor } from '../report/format.js';
@@ -34,6 +32,8 @@ const command: CommandModule<object, StatusArgs> = {
       .epilogue('The report is read from the job folder only (heartbeats in workers/, claims, outputs, failure records), so it works from any host that mounts the job.\nExit status: 0 (whatever the progress); 4 no job at that path.'),
   handler: async (argv) => {
     const context = getContext();
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const [{ jobStatus }, { mountClockFor }] = await Promise.all([import('../../core/status.js'), import('../../core/inspect.js')]);
     const layout = new JobLayout(argv.job!);
     const options = { staleSeconds: positiveSeconds(argv.stale, '--stale'), clock: await mountClockFor(layout), failureCache: new Map() };
     const intervalMs = (positiveSeconds(argv.interval, '--interval') ?? 2) * 1000;

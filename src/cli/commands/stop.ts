@@ -3,7 +3,6 @@ import type { CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 import { JobLayout } from '../../core/job-folder.js';
 import { readManifest } from '../../core/manifest.js';
-import { requestStop } from '../../core/stop.js';
 // Types only: the remote layer (node-ssh and all) is loaded only for --now.
 import type { HostStopResult, StopOnHostsOptions } from '../../remote/stop.js';
 import { positiveInt, positiveSeconds } from '../args.js';
@@ -50,6 +49,8 @@ const command: CommandModule<object, StopArgs> = {
     if (argv.now && argv.clear) throw new UsageError('--now and --clear do not go together');
     if (argv.now && !argv.hosts?.length) throw new UsageError('--now needs --hosts: the hosts whose workers to end', 'piecework stop JOB --now --hosts lab-hosts.txt');
     if (!argv.now && argv.hosts?.length) throw new UsageError('--hosts goes with --now', 'without --now, the STOP file alone reaches every worker');
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const { requestStop } = await import('../../core/stop.js');
     if (!argv.now) {
       const result = await requestStop(argv.job!, { clear: argv.clear });
       if (result.cleared) context.stderr.write(`stop: STOP file removed; workers may run on ${result.job}\n`);

@@ -1,9 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { verify, type VerifyReport } from '../../core/verify.js';
+import type { VerifyReport } from '../../core/verify.js';
 import { ExitStatus } from '../../core/errors.js';
 import { formatDuration } from '../../core/units.js';
 import { getContext } from '../context.js';
-import { humanEvents } from '../report/events.js';
 import { paint, plural, useColor } from '../report/format.js';
 import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
 
@@ -35,6 +34,8 @@ const command: CommandModule<object, VerifyArgs> = {
       .epilogue('Exit status: 0 complete (and valid with --check); 3 incomplete; 1 bad outputs found by --check.'),
   handler: async (argv) => {
     const context = getContext();
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const [{ verify }, { humanEvents }] = await Promise.all([import('../../core/verify.js'), import('../report/events.js')]);
     const reporter = humanEvents(context.stderr, context.env, { interactive: context.interactive });
     const report = await verify({
       job: argv.job!,

@@ -1,9 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { work, type WorkReport } from '../../core/work.js';
+import type { WorkReport } from '../../core/work.js';
 import { ExitStatus, InterruptedError } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { getContext } from '../context.js';
-import { humanEvents, jsonEvents } from '../report/events.js';
 import { commandAfterDashes, nonNegativeInt, positiveInt, positiveSeconds } from '../args.js';
 import { plural } from '../report/format.js';
 
@@ -46,6 +45,8 @@ const command: CommandModule<object, WorkArgs> = {
   handler: async (argv) => {
     const context = getContext();
     const { signal, received } = context.signals();
+    // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const [{ work }, { humanEvents, jsonEvents }] = await Promise.all([import('../../core/work.js'), import('../report/events.js')]);
     const human = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
     const sinks: EventSink[] = [human];
     if (argv.events) sinks.push(jsonEvents(context.stdout));

@@ -1,0 +1,85 @@
+// A lane claims and opens its next chunks before the current command ends, and commits behind it.
+// These tests try to catch the pipeline doing more than it may: two commands at once in a lane,
+// more commands than lanes, or claims and temp files left behind by chunks readied but never run.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
+import { filesUnder } from '../helpers/job.js';
+
+const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-lanes-${process.pid}-`));
+after(() => fs.rm(root, { recursive: true, force: true }));
+
+async function makeJob(name: string, count: number): Promise<string> {
+  const input = path.join(root, `${name}.txt`);
+  await fs.writeFile(input, Array.from({ length: count }, (_, i) => `${i}`).join('\n') + '\n');
+  return (await runPiecework(['split', input, '--lines', '1', '--into', path.join(root, name)])).stdout.trim();
+}
+
+const foldersUnder = (dir: string) => readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+
+test('a lane runs one command at a time, and never more commands run at once than lanes', async () => {
+  const job = await makeJob('overlap', 120);
+  const log = path.join(root, 'overlap.log');
+  // Short chunks, so that every lane readies its next chunks ahead from its second chunk on.
+  const script = `echo "$PIECEWORK_LANE start $(date +%s%N)" >> ${log}; cat; echo "$PIECEWORK_LANE end $(date +%s%N)" >> ${log}`;
+  const work = await runPiecework(['work', job, '-j', '3', '--', 'sh', '-c', script]);
+  assert.equal(work.code, 0, work.stderr);
+
+  const events = readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [lane, kind, ns] = line.split(' ');
+      return { lane: Number(lane), kind: kind!, at: BigInt(ns!) };
+    })
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : a.kind === 'end' ? -1 : 1));
+  assert.equal(events.length, 240, 'every chunk started and ended once');
+  const runningInLane = new Map<number, number>();
+  let running = 0;
+  let most = 0;
+  for (const event of events) {
+    const delta = event.kind === 'start' ? 1 : -1;
+    runningInLane.set(event.lane, (runningInLane.get(event.lane) ?? 0) + delta);
+    assert.ok(runningInLane.get(event.lane)! <= 1, `lane ${event.lane} ran two commands at once`);
+    running += delta;
+    most = Math.max(most, running);
+  }
+  assert.ok(most <= 3, `${most} commands ran at once with 3 lanes`);
+  assert.equal(filesUnder(path.join(job, 'out')).length, 120);
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'every claim released, readied ones too');
+  assert.deepEqual(filesUnder(path.join(job, '.tmp')), [], 'no temp output left');
+  assert.deepEqual(foldersUnder(path.join(job, '.tmp')), [], "the lanes' temp folders are removed");
+});
+
+test('at a STOP, chunks readied ahead are released unrun: no claim, temp file or lane folder is left', async () => {
+  const job = await makeJob('stopahead', 400);
+  const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', 'sleep 0.02; cat']);
+  const result = collect(worker);
+  try {
+    const until = Date.now() + 30_000;
+    while (filesUnder(path.join(job, 'out')).length < 30) {
+      assert.ok(Date.now() < until, 'the worker made progress');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await runPiecework(['stop', job])).code, 0);
+    const stopped = await result;
+    assert.equal(stopped.code, 3, stopped.stderr);
+    const done = filesUnder(path.join(job, 'out')).length;
+    assert.ok(done < 400, `${done} outputs: the worker stopped early`);
+    assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'no claim left, readied ones included');
+    assert.deepEqual(filesUnder(path.join(job, '.tmp')), [], 'no temp output left');
+    assert.deepEqual(foldersUnder(path.join(job, '.tmp')), []);
+    assert.deepEqual(filesUnder(path.join(job, 'failed')), [], 'nothing readied ahead was counted as failed');
+
+    assert.equal((await runPiecework(['stop', '--clear', job])).code, 0);
+    const rerun = await runPiecework(['work', job, '-j', '2', '--', 'cat']);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    const merged = await runPiecework(['merge', job]);
+    assert.equal(merged.stdout, Array.from({ length: 400 }, (_, i) => `${i}\n`).join(''), 'each chunk exactly once, in order');
+  } finally {
+    killGroup(worker);
+  }
+});
