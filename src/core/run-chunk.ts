@@ -13,12 +13,16 @@
  * hot path it costs about half as much per spawn and the data never passes through node.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, promises as fs } from 'node:fs';
+import { accessSync, constants, createReadStream, promises as fs, statSync } from 'node:fs';
+import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { describeExit } from './errors.js';
+import type { StderrCapture } from './stderr-capture.js';
 
 export interface CommandTemplate {
   argv: string[];
+  /** What to execute: argv[0] looked up in PATH once, not by every spawn (see resolveExecutable). */
+  file: string;
   /** The worker's environment, copied once rather than per chunk. */
   env: NodeJS.ProcessEnv;
   readsInputByPlaceholder: boolean;
@@ -30,10 +34,33 @@ const inputPlaceholders = ['{in}', '{file}', '{files}'];
 export function prepareCommand(argv: string[]): CommandTemplate {
   return {
     argv,
+    file: resolveExecutable(argv[0] ?? '', process.env.PATH),
     env: { ...process.env },
     readsInputByPlaceholder: argv.some((arg) => inputPlaceholders.some((p) => arg.includes(p))),
     writesOutputByPlaceholder: argv.some((arg) => arg.includes('{out}')),
   };
+}
+
+/**
+ * The full path of a command name, searched in PATH as execvp would; the name itself when it has a
+ * slash or a placeholder, or is not found (the spawn then fails as it would have: exit 127). Once
+ * per worker: otherwise each spawn tries every PATH folder before the right one, in the child,
+ * while the worker waits for the exec.
+ */
+export function resolveExecutable(name: string, searchPath: string | undefined): string {
+  if (name === '' || name.includes('/') || name.includes('{')) return name;
+  for (const dir of (searchPath ?? '').split(':')) {
+    const candidate = path.join(dir || '.', name);
+    try {
+      if (statSync(candidate).isFile()) {
+        accessSync(candidate, constants.X_OK);
+        return path.isAbsolute(candidate) ? candidate : name;
+      }
+    } catch {
+      // not here
+    }
+  }
+  return name;
 }
 
 export interface ChunkInvocation {
@@ -49,8 +76,8 @@ export interface ChunkInvocation {
   timeoutMs: number | undefined;
   /** Aborting kills the command's whole process group (claim lost, worker stopping). */
   signal: AbortSignal;
-  /** Called with each piece of the command's stderr, for the worker log. */
-  onStderr?: (text: string) => void;
+  /** The lane's stderr file: emptied before the command starts, its tail read if it fails. */
+  stderr: StderrCapture;
 }
 
 export interface ChunkRunResult {
@@ -66,6 +93,8 @@ export interface ChunkRunResult {
 }
 
 const STDERR_TAIL_BYTES = 4096;
+/** How often a running command's stderr file is checked for size. */
+const STDERR_CHECK_MS = 5000;
 const KILL_GRACE_MS = 3000;
 
 function substitute(arg: string, values: Record<string, string>): string {
@@ -145,8 +174,8 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
     PIECEWORK_WORKER: run.worker,
   };
 
-  return await new Promise((resolve) => {
-    let stderrTail = '';
+  run.stderr.reset();
+  const result = await new Promise<Omit<ChunkRunResult, 'stderrTail'>>((resolve) => {
     let timedOut = false;
     let aborted = false;
     let settled = false;
@@ -156,13 +185,13 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
       settled = true;
       for (const timer of timers) clearTimeout(timer);
       run.signal.removeEventListener('abort', onAbort);
-      resolve({ ...result, stderrTail, timedOut, aborted });
+      resolve({ ...result, timedOut, aborted });
     };
 
     let child: ReturnType<typeof spawn>;
     try {
       // detached: the command leads its own process group, so a kill reaches its whole tree.
-      child = spawn(argv[0]!, argv.slice(1), { stdio: [io.stdin, io.stdout, 'pipe'], env, detached: true });
+      child = spawn(template.file, argv.slice(1), { argv0: argv[0], stdio: [io.stdin, io.stdout, run.stderr.fd], env, detached: true });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
       finish({ ok: false, exitCode: null, signal: null, spawnError: code, reason: spawnReason(argv[0]!, code) });
@@ -197,38 +226,27 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
       timer.unref();
       timers.push(timer);
     }
-
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => {
-      stderrTail = (stderrTail + text).slice(-STDERR_TAIL_BYTES);
-      run.onStderr?.(text);
-    });
+    const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
+    sizeCheck.unref();
+    timers.push(sizeCheck);
     if (io.stdin === 'pipe') pipeFiles(io.stdinSources, child.stdin!);
 
     child.on('error', (error: NodeJS.ErrnoException) => {
       const code = error.code ?? 'error';
       finish({ ok: false, exitCode: null, signal: null, spawnError: code, reason: spawnReason(argv[0]!, code) });
     });
-    // 'exit', not 'close': a background grandchild holding stderr open must not hang the chunk.
     child.on('exit', (exitCode, signal) => {
       // Whatever the command left running in its group would write into a chunk we are done with.
       killGroup('SIGKILL');
-      const settle = () => {
-        const ok = exitCode === 0 && !timedOut && !aborted;
-        let reason = describeExit(exitCode, signal);
-        if (timedOut) reason = `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${reason})`;
-        finish({ ok, exitCode, signal, reason });
-      };
-      // Give the last stderr bytes a moment to arrive.
-      if (child.stderr!.readableEnded) settle();
-      else {
-        child.stderr!.once('end', settle);
-        const late = setTimeout(settle, 200);
-        late.unref();
-        timers.push(late);
-      }
+      const ok = exitCode === 0 && !timedOut && !aborted;
+      let reason = describeExit(exitCode, signal);
+      if (timedOut) reason = `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${reason})`;
+      finish({ ok, exitCode, signal, reason });
     });
   });
+  // Read only when it will be kept: a failure record carries the tail, a success nothing.
+  const stderrTail = result.ok ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+  return { ...result, stderrTail };
 }
 
 function spawnReason(command: string, code: string): string {

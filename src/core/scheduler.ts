@@ -38,7 +38,12 @@ export interface SchedulingWorker {
 export class Scheduler {
   readonly #worker: SchedulingWorker;
   #queue: string[] = [];
-  #busy = new Set<string>();
+  /**
+   * Chunks another worker held when we tried them, and when to try again. A mark outlives the
+   * passes that start meanwhile: clearing it at each pass let lanes that share one scheduler
+   * retry a held chunk hundreds of times a second.
+   */
+  #busyUntil = new Map<string, number>();
   #scanning: Promise<void> | undefined;
   #finished = false;
   #lastScan = 0;
@@ -50,8 +55,9 @@ export class Scheduler {
     this.#worker = worker;
   }
 
+  /** Another worker holds this chunk: leave it until the next poll (its claim may go stale). */
   markBusy(chunk: string): void {
-    this.#busy.add(chunk);
+    this.#busyUntil.set(chunk, Date.now() + this.#retryIntervalMs());
   }
 
   get listingAgeMs(): number {
@@ -81,14 +87,14 @@ export class Scheduler {
     }
   }
 
+  /** How long to leave chunks others hold, and so how often to list a job we only wait on. */
+  #retryIntervalMs(): number {
+    // A pass over a huge job costs seconds: never spend more than half the time listing.
+    return Math.max(this.#worker.pollMs, this.#lastScanMs * 2);
+  }
+
   async #scan(): Promise<void> {
     const worker = this.#worker;
-    // Waiting is only needed when the last pass left work we could not take.
-    const sinceLast = Date.now() - this.#lastScan;
-    const interval = Math.max(worker.pollMs, this.#lastScanMs * 2);
-    if (this.#busy.size > 0 && sinceLast < interval) await this.#sleep(interval - sinceLast);
-    if (worker.stopReason) return;
-
     const began = Date.now();
     // The job marker is checked before every pass (invariant 6): a dropped mount must not look
     // like an empty job.
@@ -103,13 +109,23 @@ export class Scheduler {
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
 
     const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
-    this.#lastScan = Date.now();
-    this.#lastScanMs = this.#lastScan - began;
-    this.#busy.clear();
-    worker.onEvent({ type: 'work:pass', pending: pending.length, done: outputs.size, failed: worker.exhausted.size, busy: 0 });
+    const now = Date.now();
+    for (const [chunk, until] of this.#busyUntil) if (until <= now || outputs.has(chunk)) this.#busyUntil.delete(chunk);
+    const takeable = pending.filter((c) => !this.#busyUntil.has(c));
+    this.#lastScan = now;
+    this.#lastScanMs = now - began;
+    worker.onEvent({ type: 'work:pass', pending: pending.length, done: outputs.size, failed: worker.exhausted.size, busy: pending.length - takeable.length });
 
+    if (takeable.length > 0) {
+      this.#queue = shuffle(takeable);
+      return;
+    }
     if (pending.length > 0) {
-      this.#queue = shuffle(pending);
+      // Only chunks other workers hold: wait, then look again — they finish them, or their
+      // claims go stale and are taken over.
+      worker.onEvent({ type: 'work:waiting', heldByOthers: pending.length, splitIncomplete: false });
+      const soonest = Math.min(...[...this.#busyUntil.values()]);
+      await this.#sleep(Math.max(soonest - Date.now(), 50));
       return;
     }
     if (worker.inProgress.size > 0) {

@@ -23,6 +23,7 @@ import { PACKAGE_VERSION } from './version.js';
 import { Scheduler, type StopReason } from './scheduler.js';
 import { mapBounded, WorkBehind } from './concurrency.js';
 import { LanePace, settlesWithin } from './lane-pace.js';
+import { StderrCapture } from './stderr-capture.js';
 
 export interface WorkOptions {
   job: string;
@@ -134,6 +135,8 @@ class Worker {
   readonly madeOutputDirs = new Set<string>();
   /** Each lane's own folder for temp outputs (see JobLayout.laneTempDir). */
   readonly laneTempDirs: string[];
+  /** Each lane's file for its commands' stderr. */
+  stderrFiles: StderrCapture[] = [];
   /** When a claim last found its chunk's output already there (another host finished it). */
   #claimFoundDoneAt = 0;
 
@@ -179,7 +182,8 @@ class Worker {
 
     let failure: unknown;
     try {
-      [this.chunks] = await Promise.all([listing, this.heartbeat.write('running'), ...this.laneTempDirs.map((dir) => makeFolder(dir))]);
+      const stderrFiles = Promise.all(this.laneTempDirs.map(() => StderrCapture.open()));
+      [this.chunks, this.stderrFiles] = await Promise.all([listing, stderrFiles, this.heartbeat.write('running'), ...this.laneTempDirs.map((dir) => makeFolder(dir))]);
       this.onEvent({ type: 'work:start', job: this.layout.root, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
       this.scheduler = new Scheduler(this);
       await Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.runLane(lane)));
@@ -193,7 +197,7 @@ class Worker {
       this.options.signal?.removeEventListener('abort', onAbort);
     }
     // Empty by now: every temp output was committed or removed. rmdir, not rm -r, all the same.
-    await Promise.all(this.laneTempDirs.map((dir) => fs.rmdir(dir).catch(() => {})));
+    await Promise.all([...this.laneTempDirs.map((dir) => fs.rmdir(dir).catch(() => {})), ...this.stderrFiles.map((file) => file.close().catch(() => {}))]);
 
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
@@ -275,9 +279,12 @@ class Worker {
     };
     prepareNext();
     try {
-      for (;;) {
-        const current = await ready.shift();
-        if (!current) return;
+      while (ready.length > 0) {
+        // The first ready, not the first asked for: a preparation waiting for this worker's own
+        // last chunks to end must not hold up one of those chunks queued behind it.
+        const index = await Promise.race(ready.map((next, i) => next.then(() => i, () => i)));
+        const current = await ready.splice(index, 1)[0]!;
+        if (!current) continue; // nothing left to take; chunks readied meanwhile still run
         if (this.stopReason) {
           await this.drop(current);
           return;
@@ -433,6 +440,7 @@ class Worker {
           worker: this.workerId,
           timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
           signal: stopChunk.signal,
+          stderr: this.stderrFiles[lane]!,
         },
         ready.io,
       );

@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -58,6 +58,16 @@ test('random SIGKILLs of whole worker process groups: the job still completes, n
   // Killed workers leave temp files; verify reports them and --requeue clears them.
   const verify = await runPiecework(['verify', job, '--requeue']);
   assert.equal(verify.code, 0, verify.stderr);
-  assert.deepEqual(filesUnder(path.join(job, '.tmp')), []);
+  // Chunk temps of dead workers go at once. A heartbeat write cut by a kill (a dot-file) goes
+  // once it is older than the stale period: until then it cannot be told from a live write.
+  assert.deepEqual(filesUnder(path.join(job, '.tmp')).filter((name) => !path.basename(name).startsWith('.')), []);
+  // Lane folders of killed workers stay (empty) until their heartbeats go stale; the workers that
+  // ran to the end removed theirs.
+  const laneFolders = readdirSync(path.join(job, '.tmp'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const finishers = new Set(live.map((w) => String(w.child.pid)));
+  for (const folder of laneFolders) {
+    assert.ok(!finishers.has(folder.split('.')[1]!), `${folder}: a worker that exited cleanly left its lane folder`);
+    assert.deepEqual(readdirSync(path.join(job, '.tmp', folder)), [], `${folder} is empty`);
+  }
   assert.ok(kills >= 8, `${kills} kills happened`);
 });

@@ -83,3 +83,27 @@ test('at a STOP, chunks readied ahead are released unrun: no claim, temp file or
     killGroup(worker);
   }
 });
+
+test('a worker left with only chunks another worker holds waits quietly: a pass per poll, not a busy loop', async () => {
+  const job = await makeJob('held', 20);
+  // A live claim of another worker: a fresh lock folder, well inside the stale period.
+  await fs.mkdir(path.join(job, 'locks', '000007'));
+  const worker = startPiecework(['work', job, '-j', '2', '--events', '-q', '--', 'cat']);
+  const result = collect(worker);
+  try {
+    const until = Date.now() + 20_000;
+    while (filesUnder(path.join(job, 'out')).length < 19) {
+      assert.ok(Date.now() < until, 'the other chunks are done');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 6000));
+  } finally {
+    killGroup(worker, 'SIGTERM');
+  }
+  const events = (await result).stdout.trim().split('\n').map((line) => JSON.parse(line) as { type: string; heldByOthers?: number });
+  const passes = events.filter((e) => e.type === 'work:pass').length;
+  assert.ok(passes <= 6, `${passes} passes over the job in ~6 s of waiting`);
+  assert.ok(events.some((e) => e.type === 'work:waiting' && e.heldByOthers === 1), 'says what it waits for');
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'the held claim was not touched');
+  assert.ok(readdirSync(path.join(job, 'locks')).includes('000007'), "the other worker's claim is still there");
+});
