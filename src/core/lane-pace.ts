@@ -21,6 +21,11 @@ export class LanePace {
   #runMs: number | undefined;
   #prepareMs: number | undefined;
 
+  /** The running average of a command's time in this worker; undefined before the first. */
+  get typicalRunMs(): number | undefined {
+    return this.#runMs;
+  }
+
   recordRun(ms: number): void {
     this.#runMs = average(this.#runMs, ms);
   }

@@ -9,6 +9,11 @@ import type { JobLayout } from './job-folder.js';
 import { readManifest, type JobManifest } from './manifest.js';
 import { listChunks, listFailures, listOutputs } from './scan.js';
 
+/** Never look up held chunks' outputs more often than this, whatever the chunks' length. */
+const HELD_LOOKUP_MIN_MS = 100;
+/** Held chunks looked up per round: about one per lane in the cluster; the rest take turns. */
+const MAX_HELD_LOOKUPS = 64;
+
 /** Why a worker stopped before the job was complete. */
 export type StopReason = 'stop-file' | 'signal' | 'split-incomplete';
 
@@ -25,6 +30,10 @@ export interface SchedulingWorker {
   readonly knownDone: Set<string>;
   readonly exhausted: Set<string>;
   readonly inProgress: Set<string>;
+  /** How long this worker's commands usually take; undefined before the first has ended. */
+  readonly typicalRunMs: number | undefined;
+  /** Whether a chunk has its output, by a lookup of that one name (no listing). */
+  outputExists(chunk: string): Promise<boolean>;
   checkStopFile(): Promise<void>;
   stop(reason: StopReason): void;
 }
@@ -124,8 +133,7 @@ export class Scheduler {
       // Only chunks other workers hold: wait, then look again — they finish them, or their
       // claims go stale and are taken over.
       worker.onEvent({ type: 'work:waiting', heldByOthers: pending.length, splitIncomplete: false });
-      const soonest = Math.min(...[...this.#busyUntil.values()]);
-      await this.#sleep(Math.max(soonest - Date.now(), 50));
+      await this.#waitForHeldChunks(pending);
       return;
     }
     if (worker.inProgress.size > 0) {
@@ -147,6 +155,34 @@ export class Scheduler {
     worker.onEvent({ type: 'work:waiting', heldByOthers: 0, splitIncomplete: true });
     this.#stopFollowing ??= watchForNewChunks(worker.layout, () => this.#wakeUp?.());
     await this.#sleep(worker.pollMs);
+  }
+
+  /**
+   * Wait while others hold the last chunks, looking up their outputs one by one every so often:
+   * a listing can be 20 s old on sshfs, and so can the lock a finished worker removed, so neither
+   * would show promptly that the job is done. The lookups run about twice per typical command
+   * (a few round trips for a few names), so a worker leaves soon after the last output lands;
+   * claims are tried again only when their busy marks expire.
+   */
+  async #waitForHeldChunks(pending: string[]): Promise<void> {
+    const worker = this.#worker;
+    const retryAt = Math.min(...pending.map((c) => this.#busyUntil.get(c) ?? 0));
+    const lookEveryMs = Math.min(worker.pollMs, Math.max(HELD_LOOKUP_MIN_MS, (worker.typicalRunMs ?? worker.pollMs) / 2));
+    let waiting = pending;
+    while (!worker.stopReason) {
+      const untilRetry = retryAt - Date.now();
+      if (untilRetry <= 0) return;
+      await this.#sleep(Math.min(untilRetry, lookEveryMs));
+      if (worker.stopReason) return;
+      const found = await Promise.all(waiting.slice(0, MAX_HELD_LOOKUPS).map(async (chunk) => ((await worker.outputExists(chunk)) ? chunk : undefined)));
+      const done = found.filter((c): c is string => c !== undefined);
+      for (const chunk of done) {
+        worker.knownDone.add(chunk);
+        this.#busyUntil.delete(chunk);
+      }
+      if (done.length > 0) return; // a pass now shows whether anything is left to wait for
+      if (waiting.length > MAX_HELD_LOOKUPS) waiting = [...waiting.slice(MAX_HELD_LOOKUPS), ...waiting.slice(0, MAX_HELD_LOOKUPS)];
+    }
   }
 
   /** Sleep, cut short by a stop, a signal or a change to the job marker. */

@@ -237,6 +237,14 @@ class Worker {
     this.killAll.abort();
   }
 
+  get typicalRunMs(): number | undefined {
+    return this.pace.typicalRunMs;
+  }
+
+  outputExists(chunk: string): Promise<boolean> {
+    return exists(this.layout.outputPath(chunk, this.ext));
+  }
+
   #stopCheckedAt = 0;
 
   /** Look for a STOP file before taking a chunk — at most once a second, not per chunk. */

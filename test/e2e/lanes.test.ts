@@ -107,3 +107,38 @@ test('a worker left with only chunks another worker holds waits quietly: a pass 
   assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'the held claim was not touched');
   assert.ok(readdirSync(path.join(job, 'locks')).includes('000007'), "the other worker's claim is still there");
 });
+
+test('a worker waiting on the last chunk another worker holds leaves soon after its output lands, not a poll later', async () => {
+  const job = await makeJob('held-done', 10);
+  // Another worker's claim that stays in place, as a removed lock can seem to on sshfs (its
+  // attributes cached for 20 s): only a lookup of the output shows that the chunk is done.
+  await fs.mkdir(path.join(job, 'locks', '000004'));
+  const worker = startPiecework(['work', job, '-j', '2', '--events', '-q', '--', 'cat']);
+  const result = collect(worker);
+  const exitedAt = result.then(() => Date.now());
+  let landedAt = 0;
+  try {
+    const until = Date.now() + 20_000;
+    while (filesUnder(path.join(job, 'out')).length < 9) {
+      assert.ok(Date.now() < until, 'the other chunks are done');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const temp = path.join(job, '.tmp', 'other-worker.000004');
+    await fs.writeFile(temp, '4\n');
+    await fs.rename(temp, path.join(job, 'out', '000004'));
+    landedAt = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const exited = await Promise.race([exitedAt, new Promise<undefined>((r) => (timer = setTimeout(r, 20_000)))]);
+    clearTimeout(timer);
+    assert.ok(exited !== undefined, 'the worker ended');
+  } finally {
+    killGroup(worker, 'SIGTERM');
+  }
+  const { code, stderr } = await result;
+  assert.equal(code, 0, stderr);
+  // The worker's poll is 5 s here; its lookups of the held chunk's output run every 100 ms.
+  const waitedMs = (await exitedAt) - landedAt;
+  assert.ok(waitedMs < 3000, `left ${waitedMs} ms after the last output landed`);
+  assert.ok(readdirSync(path.join(job, 'locks')).includes('000004'), "the other worker's claim was not touched");
+});
