@@ -214,6 +214,11 @@ rm -f "$fifo" "$pid_file"
 command -v mkfifo >/dev/null 2>&1 || fail 15 "mkfifo is not installed on $(uname -n) (coreutils)"
 mkfifo "$fifo"
 
+# The worker runs the one-file bundle, an ES module: libuv's thread pool is sized before its code
+# runs, so here, as bin/piecework does locally (4 threads queue a worker's mount calls).
+UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-64}
+export UV_THREADPOOL_SIZE
+
 # The supervisor: runs the worker in a session of its own (setsid) with its output on a pipe
 # that tee copies to the job's log and to the local one (tee keeps writing to the local one
 # when the shared one fails), writes the worker's pid, waits, and ends both logs with

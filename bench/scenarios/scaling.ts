@@ -46,12 +46,14 @@ export const scaling: Scenario = {
       // A fresh name each run: sshfs caches listings for 20 s.
       const pwJob = `pw-${r}`;
       await runTimed([pieceworkBin, 'split', input, '--into', join(share, pwJob), '--lines', '1', '-q']);
-      // Each host runs the one-file bundle, as `launch` would copy it there.
+      // Each host runs the one-file bundle, as `launch` would copy it there, with the thread
+      // pool launch's bootstrap gives it.
       const timelines = cluster.hosts.map(() => newTimeline());
       const started = performance.now();
       const pwRuns = cluster.hosts.map((host, i) =>
         runTogether([[process.execPath, pieceworkBundle, 'work', join(mounts[i]!.mountPoint, pwJob), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
           enterPid: host.anchorPid,
+          env: { UV_THREADPOOL_SIZE: '64' },
           onLine: (line) => record(timelines[i]!, line, performance.now() - started),
           usage: true,
         }).then(([res]) => {
@@ -93,6 +95,7 @@ export const scaling: Scenario = {
         cluster.hosts.map((host, i) =>
           runTogether([[process.execPath, pieceworkBundle, 'work', join(counters[i]!.mount.mountPoint, 'prof'), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
             enterPid: host.anchorPid,
+            env: { UV_THREADPOOL_SIZE: '64' },
             onLine: (line) => record(profTimelines[i]!, line, performance.now() - profStart),
           }),
         ),

@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import type { Argv } from 'yargs';
 import { createParser } from '../../src/cli/main.js';
 import { processContext, setContext } from '../../src/cli/context.js';
-import { repoRoot, runPiecework } from '../helpers/cli.js';
+import { collect, killGroup, repoRoot, runPiecework, startPiecework } from '../helpers/cli.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-startup-${process.pid}-`));
 after(() => fs.rm(root, { recursive: true, force: true }));
@@ -130,4 +130,29 @@ test('the one-file bundle runs on its own: split, work, merge from a copy; launc
   // launch loads the SSH layer even for a dry run: bundled CommonJS that reads __dirname.
   const dry = execFileSync(process.execPath, [path.join(repoRoot, 'dist/piecework.mjs'), 'launch', job, '--hosts', 'a,b', '--dry-run', '--', 'cat'], { encoding: 'utf8' });
   assert.match(dry, /^# ---- a: sh -s with this script on stdin ----$/m);
+});
+
+test("a worker's file calls get a thread pool sized for a mount (64 threads, not libuv's 4), unless the user sized it", async () => {
+  const threadsOf = async (name: string, env: Record<string, string>): Promise<number> => {
+    const job = await makeJob(name);
+    const worker = startPiecework(['work', job, '-j', '1', '-q', '--', 'sh', '-c', 'cat; sleep 30'], { env });
+    const result = collect(worker);
+    try {
+      // The pool starts at the first file call; by the time a command runs it has long started.
+      const until = Date.now() + 20_000;
+      while (!(await fs.readdir(path.join(job, '.tmp')).then((dirs) => dirs.length > 0))) {
+        assert.ok(Date.now() < until, 'the worker started its first chunk');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const status = readFileSync(`/proc/${worker.pid}/status`, 'utf8');
+      return Number(/^Threads:\s+(\d+)/m.exec(status)![1]);
+    } finally {
+      killGroup(worker, 'SIGKILL');
+      await result;
+    }
+  };
+  const sized = await threadsOf('pool-default', {});
+  assert.ok(sized >= 64, `${sized} threads`);
+  const userSized = await threadsOf('pool-user', { UV_THREADPOOL_SIZE: '2' });
+  assert.ok(userSized < 20, `${userSized} threads with UV_THREADPOOL_SIZE=2`);
 });
