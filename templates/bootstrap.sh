@@ -216,7 +216,7 @@ mkfifo "$fifo"
 
 # The worker runs the one-file bundle, an ES module: libuv's thread pool is sized before its code
 # runs, so here, as bin/piecework does locally (4 threads queue a worker's mount calls).
-UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-64}
+UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-16}
 export UV_THREADPOOL_SIZE
 
 # The supervisor: runs the worker in a session of its own (setsid) with its output on a pipe

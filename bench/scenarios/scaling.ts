@@ -53,7 +53,7 @@ export const scaling: Scenario = {
       const pwRuns = cluster.hosts.map((host, i) =>
         runTogether([[process.execPath, pieceworkBundle, 'work', join(mounts[i]!.mountPoint, pwJob), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
           enterPid: host.anchorPid,
-          env: { UV_THREADPOOL_SIZE: '64' },
+          env: { UV_THREADPOOL_SIZE: '16' },
           onLine: (line) => record(timelines[i]!, line, performance.now() - started),
           usage: true,
         }).then(([res]) => {
@@ -95,7 +95,7 @@ export const scaling: Scenario = {
         cluster.hosts.map((host, i) =>
           runTogether([[process.execPath, pieceworkBundle, 'work', join(counters[i]!.mount.mountPoint, 'prof'), '-j', String(LANES), '--events', '-q', '--', 'sleep', String(SLEEP_S)]], {
             enterPid: host.anchorPid,
-            env: { UV_THREADPOOL_SIZE: '64' },
+            env: { UV_THREADPOOL_SIZE: '16' },
             onLine: (line) => record(profTimelines[i]!, line, performance.now() - profStart),
           }),
         ),
