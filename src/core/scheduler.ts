@@ -12,7 +12,12 @@ import { listChunks, listFailures, listOutputs } from './scan.js';
 /** Never look up held chunks' outputs more often than this, whatever the chunks' length. */
 const HELD_LOOKUP_MIN_MS = 100;
 /** Held chunks looked up per round: about one per lane in the cluster; the rest take turns. */
-const MAX_HELD_LOOKUPS = 64;
+const MAX_HELD_LOOKUPS = 16;
+/**
+ * At most one lookup per this many ms on average: many held chunks (claims of a dead host, not
+ * yet stale) must not turn forty waiting workers into a load on the file server.
+ */
+const HELD_LOOKUP_SPACING_MS = 20;
 
 /** Why a worker stopped before the job was complete. */
 export type StopReason = 'stop-file' | 'signal' | 'split-incomplete';
@@ -161,27 +166,29 @@ export class Scheduler {
    * Wait while others hold the last chunks, looking up their outputs one by one every so often:
    * a listing can be 20 s old on sshfs, and so can the lock a finished worker removed, so neither
    * would show promptly that the job is done. The lookups run about twice per typical command
-   * (a few round trips for a few names), so a worker leaves soon after the last output lands;
-   * claims are tried again only when their busy marks expire.
+   * (a few round trips for a few names; more names, more spaced), so a worker leaves soon after
+   * the last output lands; claims are tried again only when their busy marks expire.
    */
   async #waitForHeldChunks(pending: string[]): Promise<void> {
     const worker = this.#worker;
     const retryAt = Math.min(...pending.map((c) => this.#busyUntil.get(c) ?? 0));
-    const lookEveryMs = Math.min(worker.pollMs, Math.max(HELD_LOOKUP_MIN_MS, (worker.typicalRunMs ?? worker.pollMs) / 2));
+    const batch = Math.min(pending.length, MAX_HELD_LOOKUPS);
+    const halfACommand = Math.min(worker.pollMs, (worker.typicalRunMs ?? worker.pollMs) / 2);
+    const lookEveryMs = Math.max(HELD_LOOKUP_MIN_MS, halfACommand, batch * HELD_LOOKUP_SPACING_MS);
     let waiting = pending;
     while (!worker.stopReason) {
       const untilRetry = retryAt - Date.now();
       if (untilRetry <= 0) return;
       await this.#sleep(Math.min(untilRetry, lookEveryMs));
       if (worker.stopReason) return;
-      const found = await Promise.all(waiting.slice(0, MAX_HELD_LOOKUPS).map(async (chunk) => ((await worker.outputExists(chunk)) ? chunk : undefined)));
+      const found = await Promise.all(waiting.slice(0, batch).map(async (chunk) => ((await worker.outputExists(chunk)) ? chunk : undefined)));
       const done = found.filter((c): c is string => c !== undefined);
       for (const chunk of done) {
         worker.knownDone.add(chunk);
         this.#busyUntil.delete(chunk);
       }
       if (done.length > 0) return; // a pass now shows whether anything is left to wait for
-      if (waiting.length > MAX_HELD_LOOKUPS) waiting = [...waiting.slice(MAX_HELD_LOOKUPS), ...waiting.slice(0, MAX_HELD_LOOKUPS)];
+      if (waiting.length > batch) waiting = [...waiting.slice(batch), ...waiting.slice(0, batch)];
     }
   }
 
