@@ -138,7 +138,7 @@ test("a worker's file calls get a thread pool sized for a mount (16 threads, not
     const worker = startPiecework(['work', job, '-j', '1', '-q', '--', 'sh', '-c', 'cat; sleep 30'], { env });
     const result = collect(worker);
     try {
-      // The pool starts at the first file call; by the time a command runs it has long started.
+      // The pool starts at the first file call: by the time the lane's folder exists, it has.
       const until = Date.now() + 20_000;
       while (!(await fs.readdir(path.join(job, '.tmp')).then((dirs) => dirs.length > 0))) {
         assert.ok(Date.now() < until, 'the worker started its first chunk');
@@ -147,7 +147,8 @@ test("a worker's file calls get a thread pool sized for a mount (16 threads, not
       const status = readFileSync(`/proc/${worker.pid}/status`, 'utf8');
       return Number(/^Threads:\s+(\d+)/m.exec(status)![1]);
     } finally {
-      killGroup(worker, 'SIGKILL');
+      // SIGTERM: the worker ends its command too (which leads a process group of its own).
+      killGroup(worker, 'SIGTERM');
       await result;
     }
   };
