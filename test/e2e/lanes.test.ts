@@ -7,16 +7,13 @@ import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
-import { filesUnder } from '../helpers/job.js';
+import { filesUnder, lineJob } from '../helpers/job.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-lanes-${process.pid}-`));
 after(() => fs.rm(root, { recursive: true, force: true }));
 
-async function makeJob(name: string, count: number): Promise<string> {
-  const input = path.join(root, `${name}.txt`);
-  await fs.writeFile(input, Array.from({ length: count }, (_, i) => `${i}`).join('\n') + '\n');
-  return (await runPiecework(['split', input, '--lines', '1', '--into', path.join(root, name)])).stdout.trim();
-}
+const makeJob = (name: string, count: number) => lineJob(root, name, count);
 
 const foldersUnder = (dir: string) => readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
 
@@ -59,11 +56,7 @@ test('at a STOP, chunks readied ahead are released unrun: no claim, temp file or
   const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', 'sleep 0.02; cat']);
   const result = collect(worker);
   try {
-    const until = Date.now() + 30_000;
-    while (filesUnder(path.join(job, 'out')).length < 30) {
-      assert.ok(Date.now() < until, 'the worker made progress');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUntil(() => filesUnder(path.join(job, 'out')).length >= 30, 30_000, 'the worker made progress');
     assert.equal((await runPiecework(['stop', job])).code, 0);
     const stopped = await result;
     assert.equal(stopped.code, 3, stopped.stderr);
@@ -91,11 +84,7 @@ test('a worker left with only chunks another worker holds waits quietly: a pass 
   const worker = startPiecework(['work', job, '-j', '2', '--events', '-q', '--', 'cat']);
   const result = collect(worker);
   try {
-    const until = Date.now() + 20_000;
-    while (filesUnder(path.join(job, 'out')).length < 19) {
-      assert.ok(Date.now() < until, 'the other chunks are done');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUntil(() => filesUnder(path.join(job, 'out')).length >= 19, 20_000, 'the other chunks are done');
     await new Promise((r) => setTimeout(r, 6000));
   } finally {
     killGroup(worker, 'SIGTERM');
@@ -118,18 +107,16 @@ test('a worker waiting on the last chunk another worker holds leaves soon after 
   const exitedAt = result.then(() => Date.now());
   let landedAt = 0;
   try {
-    const until = Date.now() + 20_000;
-    while (filesUnder(path.join(job, 'out')).length < 9) {
-      assert.ok(Date.now() < until, 'the other chunks are done');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitUntil(() => filesUnder(path.join(job, 'out')).length >= 9, 20_000, 'the other chunks are done');
     await new Promise((r) => setTimeout(r, 500));
     const temp = path.join(job, '.tmp', 'other-worker.000004');
     await fs.writeFile(temp, '4\n');
     await fs.rename(temp, path.join(job, 'out', '000004'));
     landedAt = Date.now();
     let timer: NodeJS.Timeout | undefined;
-    const exited = await Promise.race([exitedAt, new Promise<undefined>((r) => (timer = setTimeout(r, 20_000)))]);
+    const exited = await Promise.race([exitedAt, new Promise<undefined>((r) => {
+      timer = setTimeout(() => r(undefined), 20_000);
+    })]);
     clearTimeout(timer);
     assert.ok(exited !== undefined, 'the worker ended');
   } finally {

@@ -5,24 +5,13 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
-import { filesUnder } from '../helpers/job.js';
+import { filesUnder, lineJob } from '../helpers/job.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-signals-${process.pid}-`));
 after(() => fs.rm(root, { recursive: true, force: true }));
 
-async function makeJob(name: string, count: number): Promise<string> {
-  const input = path.join(root, `${name}.txt`);
-  await fs.writeFile(input, Array.from({ length: count }, (_, i) => `${i}`).join('\n') + '\n');
-  return (await runPiecework(['split', input, '--lines', '1', '--into', path.join(root, name)])).stdout.trim();
-}
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const makeJob = (name: string, count: number) => lineJob(root, name, count);
 
 const claimsOf = (job: string) => filesUnder(path.join(job, 'locks')).filter((n) => n.endsWith('.owner'));
 
@@ -32,7 +21,7 @@ test('SIGTERM: the worker stops its commands, releases its claims, removes temp 
   const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', `sleep 120; echo ${marker}`]);
   const done = collect(worker);
   try {
-    await waitFor('two claims', () => claimsOf(job).length === 2);
+    await waitUntil(() => claimsOf(job).length === 2, 20_000, 'two claims');
     const signalled = Date.now();
     process.kill(worker.pid!, 'SIGTERM');
     const result = await done;
@@ -54,7 +43,7 @@ test('SIGINT exits 130', async () => {
   const worker = startPiecework(['work', job, '-j', '1', '--', 'sleep', '120']);
   const done = collect(worker);
   try {
-    await waitFor('a claim', () => claimsOf(job).length === 1);
+    await waitUntil(() => claimsOf(job).length === 1, 20_000, 'a claim');
     process.kill(worker.pid!, 'SIGINT');
     assert.equal((await done).code, 130);
   } finally {
@@ -67,7 +56,7 @@ test('a STOP file drains every worker after its current chunks; stop --clear let
   const workers = [1, 2].map(() => startPiecework(['work', job, '-j', '1', '--', 'sh', '-c', 'sleep 1.5; cat']));
   const results = workers.map(collect);
   try {
-    await waitFor('claims from both workers', () => claimsOf(job).length === 2);
+    await waitUntil(() => claimsOf(job).length === 2, 20_000, 'claims from both workers');
     const stop = await runPiecework(['stop', job]);
     assert.equal(stop.code, 0);
     assert.match(stop.stderr, /2 live workers will exit after their current chunks/);

@@ -7,6 +7,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { isAlive, killTree, markerEnv, registerCleanup, runTag } from './cleanup.js';
 import { makeTempDir } from './tmp.js';
+import { waitUntil } from './wait.js';
+
+export { waitUntil };
 
 export interface SshdOptions {
   /** Default: a free port (probed on loopback; a fresh namespace has every port free anyway). */
@@ -198,11 +201,3 @@ export function spawnDaemon(argv: readonly string[], logPath: string, env: Recor
   return { pid, stop: () => handle.run() };
 }
 
-export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
