@@ -1,6 +1,7 @@
 /** Argument helpers shared by the command modules. */
 import type { Arguments } from 'yargs';
 import { UsageError } from '../core/errors.js';
+import { checkDuration } from '../core/units.js';
 
 /** The user's command: everything after `--`, untouched (no shell, no re-quoting). */
 export function commandAfterDashes(argv: Arguments): string[] {
@@ -26,5 +27,5 @@ export function positiveSeconds(value: unknown, flag: string): number | undefine
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} ${String(value)}: must be a number of seconds above 0`);
-  return n;
+  return checkDuration(n, flag);
 }

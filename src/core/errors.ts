@@ -51,6 +51,13 @@ export class JobMissingError extends PieceworkError {
   }
 }
 
+/** `split --force` replaced the job (another id) while this command worked on it. */
+export class JobReplacedError extends PieceworkError {
+  constructor(location: string, who: string) {
+    super(`the job at ${location} was replaced by a new split while ${who} ran`, { hint: 'start it again for the new job' });
+  }
+}
+
 export class IncompleteJobError extends PieceworkError {
   readonly missing: number;
   constructor(message: string, missing: number, hint?: string) {

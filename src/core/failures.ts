@@ -3,11 +3,8 @@
  * at every attempt. Only `verify --requeue` removes it (invariant 7); an output made by a later
  * attempt wins over the record, which then stays as history.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { writeFileAtomic } from './atomic-write.js';
-import { errorCode } from './errors.js';
-import { makeGroupFolder, type JobLayout } from './job-folder.js';
+import type { JobStore } from './store/job-store.js';
+import { FAILURE_SUFFIX } from './store/layout.js';
 
 export interface FailureRecord {
   chunk: string;
@@ -31,25 +28,33 @@ export function isExhausted(record: FailureRecord): boolean {
   return record.attempts >= record.maxAttempts;
 }
 
-export async function readFailure(layout: JobLayout, chunk: string): Promise<FailureRecord | undefined> {
+export async function readFailure(store: JobStore, chunk: string): Promise<FailureRecord | undefined> {
+  const data = await store.read('failed', chunk + FAILURE_SUFFIX);
+  if (data === undefined) return undefined;
   try {
-    return JSON.parse(await fs.readFile(layout.failurePath(chunk), 'utf8')) as FailureRecord;
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
-    // A damaged record must not stop the job: treat it as one failed attempt we know nothing of.
-    if (error instanceof SyntaxError) return undefined;
-    throw error;
+    const record = JSON.parse(data.toString('utf8')) as Partial<FailureRecord>;
+    if (Number.isInteger(record.attempts) && Number.isInteger(record.maxAttempts) && typeof record.reason === 'string') return record as FailureRecord;
+  } catch {
+    // damaged: below
   }
+  // A record we cannot read still proves the chunk failed before; starting its count again
+  // could retry it forever. It counts as failed for good until `verify --requeue` clears it.
+  return {
+    chunk,
+    attempts: 1,
+    maxAttempts: 1,
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    reason: `its failure record failed/${chunk}${FAILURE_SUFFIX} is damaged (counted as failed for good; verify --requeue clears it)`,
+    stderrTail: '',
+    host: '?',
+    worker: '?',
+    at: new Date(0).toISOString(),
+    command: [],
+  };
 }
 
-export async function writeFailure(layout: JobLayout, record: FailureRecord): Promise<void> {
-  const file = layout.failurePath(record.chunk);
-  const write = () => writeFileAtomic(file, JSON.stringify(record, null, 2) + '\n', { tempDir: layout.tmpDir });
-  try {
-    await write();
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error;
-    await makeGroupFolder(layout.failedDir, path.dirname(file));
-    await write();
-  }
+export async function writeFailure(store: JobStore, record: FailureRecord): Promise<void> {
+  await store.write('failed', record.chunk + FAILURE_SUFFIX, JSON.stringify(record, null, 2) + '\n');
 }

@@ -3,10 +3,9 @@
  * seconds. status reads them for per-host throughput and liveness; times are by the mount's
  * clock so that readers on other hosts can compare them with their own view of that clock.
  */
-import { promises as fs } from 'node:fs';
-import { writeFileAtomic } from './atomic-write.js';
-import type { JobLayout } from './job-folder.js';
-import type { MountClock } from './mount-clock.js';
+import type { JobStore } from './store/job-store.js';
+import { HEARTBEAT_SUFFIX } from './store/layout.js';
+import type { MountClock } from './store/mount-clock.js';
 
 export type WorkerState = 'running' | 'draining' | 'waiting' | 'exited' | 'failed';
 
@@ -37,15 +36,15 @@ const RECENT_MINUTES = 15;
 
 export class Heartbeat {
   readonly record: HeartbeatRecord;
-  #layout: JobLayout;
+  #store: JobStore;
   #clock: MountClock;
   /** Chunks whose command runs now, by chunk (a lane may also be committing its previous one). */
   #current = new Map<string, { lane: number; since: number }>();
   #writing: Promise<void> | undefined;
   #writeStartedAt = 0;
 
-  constructor(layout: JobLayout, clock: MountClock, base: Omit<HeartbeatRecord, 'state' | 'startedAt' | 'updatedAt' | 'done' | 'failed' | 'recent' | 'current' | 'clockOffsetMs'>) {
-    this.#layout = layout;
+  constructor(store: JobStore, clock: MountClock, base: Omit<HeartbeatRecord, 'state' | 'startedAt' | 'updatedAt' | 'done' | 'failed' | 'recent' | 'current' | 'clockOffsetMs'>) {
+    this.#store = store;
     this.#clock = clock;
     const now = new Date(clock.now()).toISOString();
     this.record = { ...base, state: 'running', startedAt: now, updatedAt: now, clockOffsetMs: clock.offsetMs, done: 0, failed: 0, recent: [], current: [] };
@@ -82,31 +81,25 @@ export class Heartbeat {
     if (this.#writing) return this.#writing;
     this.#writeStartedAt = Date.now();
     const text = JSON.stringify(this.record) + '\n';
-    this.#writing = writeFileAtomic(this.#layout.heartbeatPath(this.record.worker), text, { tempDir: this.#layout.tmpDir }).finally(() => {
+    this.#writing = this.#store.write('workers', this.record.worker + HEARTBEAT_SUFFIX, text).finally(() => {
       this.#writing = undefined;
     });
     return this.#writing;
   }
 }
 
-export async function readHeartbeats(layout: JobLayout): Promise<HeartbeatRecord[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(layout.workersDir);
-  } catch {
-    return [];
-  }
+export async function readHeartbeats(store: JobStore): Promise<HeartbeatRecord[]> {
+  const names = (await store.list('workers').catch(() => [])).filter((e) => !e.directory && e.name.endsWith(HEARTBEAT_SUFFIX) && !e.name.startsWith('.') && !e.name.includes('/'));
   const records: HeartbeatRecord[] = [];
   await Promise.all(
-    names
-      .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
-      .map(async (name) => {
-        try {
-          records.push(JSON.parse(await fs.readFile(`${layout.workersDir}/${name}`, 'utf8')) as HeartbeatRecord);
-        } catch {
-          // Half-visible or damaged records are skipped; the next beat replaces them.
-        }
-      }),
+    names.map(async ({ name }) => {
+      try {
+        const data = await store.read('workers', name);
+        if (data) records.push(JSON.parse(data.toString('utf8')) as HeartbeatRecord);
+      } catch {
+        // Half-visible or damaged records are skipped; the next beat replaces them.
+      }
+    }),
   );
   return records;
 }

@@ -3,21 +3,22 @@
  * file written atomically. Read-only on the job, so it runs from any host that sees the folder.
  * Memory stays bounded whatever the size: outputs are streamed, never loaded whole.
  */
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { IncompleteJobError, PieceworkError, UsageError, errorCode } from './errors.js';
+import { IncompleteJobError, JobReplacedError, PieceworkError, UsageError, errorCode } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure } from './failures.js';
-import { JobLayout } from './job-folder.js';
-import { readManifest } from './manifest.js';
-import { listChunks, listOutputs } from './scan.js';
-import { FOLLOW_POLL_MS } from './follow.js';
+import { chunkNames, outputName, readManifest, type JobManifest } from './manifest.js';
+import { confirmOutputs } from './scan.js';
+import { FOLLOW_POLL_MS, checkSplitAlive } from './follow.js';
+import type { JobStore } from './store/job-store.js';
+import { withJobStore, type JobTarget } from './store/open-store.js';
 
-export interface MergeOptions {
-  job: string;
+export interface MergeOptions extends JobTarget {
   /** Write here (atomically: temp file + rename) instead of `stdout`. */
   output?: string;
   stdout?: Writable;
@@ -43,16 +44,21 @@ export interface MergeResult {
 
 const READ_SIZE = 4 * 1024 * 1024;
 
-export async function merge(options: MergeOptions): Promise<MergeResult> {
-  const layout = new JobLayout(options.job);
+export function merge(options: MergeOptions): Promise<MergeResult> {
+  return withJobStore(options, (store) => mergeJob(store, options));
+}
+
+async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeResult> {
   const onEvent = options.onEvent ?? ignoreEvents;
   if (options.reduce && options.follow) throw new UsageError('--reduce and --follow cannot be used together', 'a reducer needs every output at once');
-  const manifest = await readManifest(layout);
+  const manifest = await readManifest(store);
+  if (options.output) refuseTargetInsideJob(store, options.output);
   const select = (names: string[]) => (options.group ? names.filter((c) => c.startsWith(`${options.group}/`)) : names);
-  let chunks = select(await listChunks(layout));
-  if (options.group && chunks.length === 0) throw new UsageError(`the job has no group "${options.group}"`, 'list the groups with `ls JOB/chunks`');
-  const outputs = await listOutputs(layout);
-  const missing = chunks.filter((c) => !outputs.has(c));
+  let chunks = select(chunkNames(manifest));
+  if (options.group && chunks.length === 0 && manifest.complete) throw new UsageError(`the job has no group "${options.group}"`, `its groups: ${manifest.groups.map((g) => g.name || '(top level)').join(', ')}`);
+  // Every chunk the listing calls missing is looked up before the merge skips it or refuses.
+  const done = options.follow ? new Set<string>() : await confirmOutputs(store, manifest, chunks);
+  const missing = chunks.filter((c) => !done.has(c));
 
   if (!options.partial && !options.follow && (missing.length > 0 || !manifest.complete)) {
     const what = !manifest.complete ? `the split of this job has not finished (${chunks.length} chunks so far)` : `${missing.length} of ${chunks.length} chunks have no output yet`;
@@ -63,26 +69,24 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
   let bytes = 0;
   let merged = 0;
   try {
+    const ordered = chunks.filter((c) => done.has(c)).map((c) => outputName(manifest, c));
+    const localPaths = ordered.map((name) => store.localPath('out', name));
+    const allLocal = localPaths.every((p): p is string => p !== undefined);
     if (options.reduce) {
-      const ordered = chunks.filter((c) => outputs.has(c)).map((c) => path.join(layout.outDir, outputs.get(c)!));
-      await runReducer(options.reduce, ordered, sink.stream, layout);
+      if (!allLocal) throw new UsageError(`--reduce gives the reducer local paths: ${store.location} is not a folder on this host`, 'run the merge where the job folder is mounted');
+      await runReducer(options.reduce, localPaths, sink.stream);
       merged = ordered.length;
-    } else if (!options.follow && sink.fd !== undefined) {
-      const ordered = chunks.filter((c) => outputs.has(c)).map((c) => path.join(layout.outDir, outputs.get(c)!));
-      bytes = await catInto(ordered, sink.fd, (done) => onEvent({ type: 'merge:progress', outputs: done, totalOutputs: ordered.length, bytes: 0 }));
+    } else if (!options.follow && sink.fd !== undefined && allLocal) {
+      bytes = await catInto(localPaths, sink.fd, (count) => onEvent({ type: 'merge:progress', outputs: count, totalOutputs: ordered.length, bytes: 0 }));
       merged = ordered.length;
     } else if (!options.follow) {
-      const total = chunks.filter((c) => outputs.has(c)).length;
-      for (const chunk of chunks) {
-        const relative = outputs.get(chunk);
-        if (relative === undefined) continue;
-        bytes += await copyInto(path.join(layout.outDir, relative), sink.stream);
+      for (const name of ordered) {
+        bytes += await copyInto(store, name, sink.stream);
         merged++;
-        if (merged % 64 === 0 || merged === total) onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: total, bytes });
+        if (merged % 64 === 0 || merged === ordered.length) onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: ordered.length, bytes });
       }
     } else {
-      ({ merged, bytes } = await follow(layout, chunks, select, options, sink.stream, onEvent));
-      chunks = select(await listChunks(layout));
+      ({ merged, bytes, chunks } = await follow(store, manifest, select, options, sink.stream, onEvent));
     }
     await sink.commit();
   } catch (error) {
@@ -90,6 +94,16 @@ export async function merge(options: MergeOptions): Promise<MergeResult> {
     throw error;
   }
   return { outputs: merged, missing: chunks.length - merged, bytes, target: options.output ?? '-' };
+}
+
+/** A target inside the job would be read back as an output, or removed with the job (invariant 7). */
+function refuseTargetInsideJob(store: JobStore, output: string): void {
+  const root = store.localPath('top', '');
+  if (root === undefined) return;
+  const relative = path.relative(root, path.resolve(output));
+  if (relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative))) {
+    throw new UsageError(`-o ${output} is inside the job folder`, 'write the merged result outside the job (e.g. -o result.tsv next to it)');
+  }
 }
 
 interface Sink {
@@ -147,9 +161,10 @@ async function catInto(files: string[], fd: number, onBatch: (done: number) => v
       let text = '';
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (text += d));
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve('') : resolve(text.trim() || `cat exited ${code}`)));
+      child.on('close', (code, signal) => (code === 0 ? resolve('') : resolve(signal === 'SIGPIPE' ? 'Broken pipe' : text.trim() || `cat exited ${code ?? signal}`)));
     });
     if (stderr) {
+      // The reader closed its end (`merge | head`): not an error, as it is not for cat itself.
       if (/Broken pipe/i.test(stderr)) throw Object.assign(new Error('EPIPE'), { code: 'EPIPE' });
       throw new PieceworkError(`merge failed: ${stderr}`, { hint: 'an output may have been removed during the merge (verify --requeue?); run the merge again' });
     }
@@ -160,28 +175,30 @@ async function catInto(files: string[], fd: number, onBatch: (done: number) => v
   return Math.max(0, after - before);
 }
 
-async function copyInto(file: string, sink: Writable): Promise<number> {
+async function copyInto(store: JobStore, name: string, sink: Writable): Promise<number> {
   let bytes = 0;
-  const source = createReadStream(file, { highWaterMark: READ_SIZE });
+  const source = await store.readStream('out', name);
+  if (!source) throw new PieceworkError(`out/${name} disappeared during the merge`, { hint: 'something removed an output (verify --requeue?); run the merge again' });
   try {
     for await (const data of source as AsyncIterable<Buffer>) {
       bytes += data.length;
       if (!sink.write(data)) await once(sink, 'drain');
     }
   } catch (error) {
-    if (errorCode(error) === 'ENOENT') throw new PieceworkError(`${file} disappeared during the merge`, { hint: 'something removed an output (verify --requeue?); run the merge again' });
+    if (errorCode(error) === 'ENOENT') throw new PieceworkError(`out/${name} disappeared during the merge`, { hint: 'something removed an output (verify --requeue?); run the merge again' });
     throw error;
   }
   return bytes;
 }
 
-async function runReducer(argv: string[], files: string[], sink: Writable, layout: JobLayout): Promise<void> {
+async function runReducer(argv: string[], files: string[], sink: Writable): Promise<void> {
   // Loaded only for a reducer: a plain merge starts without execa.
   const { execa } = await import('execa');
   let args = argv.slice(1);
   let listFile: string | undefined;
   if (argv.some((a) => a.includes('{list}'))) {
-    listFile = layout.tempPath('merge-list');
+    // Outside the job folder: nothing in the job is the merge's, so nothing there can be cut off.
+    listFile = path.join(tmpdir(), `piecework-merge-list.${process.pid}.${randomBytes(4).toString('hex')}`);
     await fs.writeFile(listFile, files.join('\n') + '\n');
     args = args.map((a) => a.replaceAll('{list}', listFile!));
   } else {
@@ -195,7 +212,7 @@ async function runReducer(argv: string[], files: string[], sink: Writable, layou
     const result = await child;
     await new Promise((resolve) => (child.stdout.readableEnded ? resolve(undefined) : child.stdout.once('end', resolve)));
     if (result.failed) {
-      const why = result.code === 'ENOENT' ? `reducer not found: ${argv[0]}` : `the reducer ${argv[0]} failed (${result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`})`;
+      const why = result.code === 'ENOENT' ? `reducer not found: ${argv[0]}` : `the reducer ${argv[0]} ${result.signal ? `was killed by ${result.signal}` : `failed (exit ${result.exitCode})`}`;
       throw new PieceworkError(why, { hint: 'nothing was written to the target' });
     }
   } finally {
@@ -203,28 +220,32 @@ async function runReducer(argv: string[], files: string[], sink: Writable, layou
   }
 }
 
-/** Emit each output as soon as it and every output before it exist. */
+/**
+ * Emit each output as soon as it and every output before it exist. Each pass reads job.json: a
+ * replaced job (another id) ends the follow, and so does a split that stopped without finishing.
+ */
 async function follow(
-  layout: JobLayout,
-  initialChunks: string[],
+  store: JobStore,
+  initial: JobManifest,
   select: (names: string[]) => string[],
   options: MergeOptions,
   sink: Writable,
   onEvent: EventSink,
-): Promise<{ merged: number; bytes: number }> {
-  let chunks = initialChunks;
+): Promise<{ merged: number; bytes: number; chunks: string[] }> {
+  let manifest = initial;
+  let chunks = select(chunkNames(manifest));
   let merged = 0;
   let bytes = 0;
   let index = 0;
   const pollMs = options.pollMs ?? FOLLOW_POLL_MS;
   for (;;) {
     if (options.signal?.aborted) break;
-    const outputs = await listOutputs(layout);
     while (index < chunks.length) {
       const chunk = chunks[index]!;
-      const relative = outputs.get(chunk);
-      if (relative === undefined) {
-        const failure = await readFailure(layout, chunk);
+      const name = outputName(manifest, chunk);
+      // One lookup of the next name, not a listing: it answers at once on sshfs.
+      if (!(await store.lookup('out', name))) {
+        const failure = await readFailure(store, chunk);
         if (failure && isExhausted(failure) && !options.partial) {
           throw new PieceworkError(`chunk ${chunk} failed for good, so the merge cannot go on in order`, { hint: 'see `piecework verify JOB`; add --partial to skip failed chunks' });
         }
@@ -234,19 +255,20 @@ async function follow(
         }
         break;
       }
-      bytes += await copyInto(path.join(layout.outDir, relative), sink);
+      bytes += await copyInto(store, name, sink);
       merged++;
       index++;
       onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: chunks.length, bytes });
     }
-    const manifest = await readManifest(layout);
-    if (index >= chunks.length && manifest.complete) {
-      chunks = select(await listChunks(layout));
-      if (index >= chunks.length) break;
-      continue;
+    const current = await readManifest(store);
+    if (current.id !== initial.id) {
+      throw new JobReplacedError(store.location, `merge --follow (${merged} outputs of the old job were written)`);
     }
-    if (!manifest.complete) chunks = select(await listChunks(layout));
+    manifest = current;
+    chunks = select(chunkNames(manifest));
+    if (index >= chunks.length && manifest.complete) break;
+    if (!manifest.complete) await checkSplitAlive(store, manifest);
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
-  return { merged, bytes };
+  return { merged, bytes, chunks };
 }

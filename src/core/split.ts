@@ -13,10 +13,14 @@ import type { Readable } from 'node:stream';
 import fg from 'fast-glob';
 import { errorCode, PieceworkError, UsageError } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
-import { chunkWidthFor, formatChunkNumber, groupNameFrom, JobLayout, MIN_CHUNK_WIDTH, PROTOCOL_VERSION } from './job-folder.js';
-import { readManifest, writeManifest, type JobManifest, type SplitMode } from './manifest.js';
+import { chunkWidthFor, formatChunkNumber, groupNameFrom, JobLayout, MIN_CHUNK_WIDTH, PROTOCOL_VERSION } from './store/layout.js';
+import { readManifest, writeManifest, type ChunkGroup, type JobManifest, type SplitMode } from './manifest.js';
 import { compareNatural } from './natural-order.js';
-import { exists } from './scan.js';
+import { PosixJobStore } from './store/posix-store.js';
+
+async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(() => true, () => false);
+}
 
 export interface SplitOptions {
   into: string;
@@ -30,6 +34,8 @@ export interface SplitOptions {
   /** Put all chunks in this group folder. */
   group?: string;
   force?: boolean;
+  /** Output extension, with or without its dot. */
+  ext?: string;
   staleSeconds?: number;
   retries?: number;
   stdin?: Readable;
@@ -53,13 +59,14 @@ export async function split(options: SplitOptions): Promise<SplitResult> {
   const started = Date.now();
   const onEvent = options.onEvent ?? ignoreEvents;
   if (!Number.isInteger(options.size) || options.size < 1) throw new UsageError(`the ${options.mode} per chunk must be a positive whole number`);
-  const layout = new JobLayout(options.into);
+  const store = new PosixJobStore(options.into);
+  const layout = store.layout;
   const sources = options.mode === 'files' ? [] : await resolveInputs(options.inputs);
   const fileList = options.mode === 'files' ? await resolveFileItems(options.inputs, layout.root) : [];
   if (options.mode === 'chunks' && sources.some((s) => s.kind === 'stdin')) {
     throw new UsageError('--chunks needs to know the input size, so it cannot read stdin', 'use --lines or --bytes for stdin, or save the input to a file first');
   }
-  await prepareJobFolder(layout, options.force ?? false);
+  await prepareJobFolder(store, options.force ?? false);
 
   const manifest: JobManifest = {
     protocol: PROTOCOL_VERSION,
@@ -72,12 +79,14 @@ export async function split(options: SplitOptions): Promise<SplitResult> {
       inputs: options.mode === 'files' ? options.inputs : sources.map((s) => s.label),
       grouping: options.group ? 'named' : options.groupPerFile ? 'per-file' : 'none',
     },
+    groups: [],
+    ext: normalizeExt(options.ext),
     chunkCount: 0,
     complete: false,
     staleSeconds: options.staleSeconds ?? DEFAULT_STALE_SECONDS,
     retries: options.retries ?? DEFAULT_RETRIES,
   };
-  await writeManifest(layout, manifest);
+  await writeManifest(store, manifest);
 
   const totalBytes = sources.every((s) => s.size !== undefined) ? sources.reduce((sum, s) => sum + (s.size ?? 0), 0) : undefined;
   onEvent({ type: 'split:start', job: layout.root, totalBytes, inputs: sources.length || fileList.length });
@@ -88,7 +97,8 @@ export async function split(options: SplitOptions): Promise<SplitResult> {
     if (Date.now() - lastManifestWrite < 1000) return;
     lastManifestWrite = Date.now();
     manifest.chunkCount = count;
-    await writeManifest(layout, manifest);
+    manifest.groups = writer.groupRecords();
+    await writeManifest(store, manifest);
   };
   const writer = new ChunkWriter(layout, onEvent, totalBytes, announceChunks);
   try {
@@ -111,14 +121,16 @@ export async function split(options: SplitOptions): Promise<SplitResult> {
   } catch (error) {
     await writer.abort();
     manifest.chunkCount = writer.chunksWritten;
-    await writeManifest(layout, manifest).catch(() => {});
+    manifest.groups = writer.groupRecords();
+    await writeManifest(store, manifest).catch(() => {});
     throw splitFailure(error, writer.chunksWritten);
   }
 
   manifest.chunkCount = writer.chunksWritten;
+  manifest.groups = writer.groupRecords();
   manifest.complete = true;
   manifest.completedAt = new Date().toISOString();
-  await writeManifest(layout, manifest);
+  await writeManifest(store, manifest);
   onEvent({ type: 'split:done', job: layout.root, chunks: writer.chunksWritten, bytes: writer.bytesWritten, ms: Date.now() - started });
   return { job: layout.root, chunks: writer.chunksWritten, bytes: writer.bytesWritten, groups: writer.groups };
 }
@@ -229,7 +241,8 @@ async function writeFileListChunks(writer: ChunkWriter, files: string[], perChun
   await writer.finishGroup();
 }
 
-async function prepareJobFolder(layout: JobLayout, force: boolean): Promise<void> {
+async function prepareJobFolder(store: PosixJobStore, force: boolean): Promise<void> {
+  const layout = store.layout;
   let entries: string[] = [];
   try {
     entries = await fs.readdir(layout.root);
@@ -243,7 +256,7 @@ async function prepareJobFolder(layout: JobLayout, force: boolean): Promise<void
       const what = isJob ? `a job already exists at ${layout.root}` : `${layout.root} is not empty`;
       let detail = '';
       if (isJob) {
-        const manifest = await readManifest(layout).catch(() => undefined);
+        const manifest = await readManifest(store).catch(() => undefined);
         if (manifest) detail = ` (${manifest.chunkCount} chunks, split ${manifest.complete ? 'complete' : 'unfinished'})`;
       }
       throw new UsageError(what + detail, isJob ? 'choose another --into, or add --force to replace that job (its chunks and outputs are deleted)' : 'choose an empty or new folder for --into, or add --force');
@@ -396,7 +409,15 @@ class ChunkWriter {
     this.#announce = announce;
   }
 
+  readonly #records: ChunkGroup[] = [];
+
+  /** The groups written so far, as the manifest records them. */
+  groupRecords(): ChunkGroup[] {
+    return this.#records.map((g) => ({ ...g }));
+  }
+
   startGroup(group: string, width: number): void {
+    this.#records.push({ name: group, count: 0, width });
     this.#group = group;
     this.#width = width;
     this.#index = 0;
@@ -429,6 +450,7 @@ class ChunkWriter {
     if (this.#group && this.#index === 0) await fs.mkdir(path.dirname(this.#layout.chunkPath(relative)), { recursive: true });
     await fs.rename(this.#tempPath, this.#layout.chunkPath(relative));
     this.#index++;
+    this.#records[this.#records.length - 1]!.count++;
     this.chunksWritten++;
     this.chunkBytes = 0;
     this.chunkLines = 0;
@@ -451,4 +473,11 @@ class ChunkWriter {
       await fs.rm(this.#tempPath, { force: true }).catch(() => {});
     }
   }
+}
+
+function normalizeExt(ext: string | undefined): string {
+  if (!ext) return '';
+  const withDot = ext.startsWith('.') ? ext : `.${ext}`;
+  if (withDot.includes('/') || withDot === '.') throw new UsageError(`--ext ${ext}: an extension is a dot and a name, without "/"`);
+  return withDot;
 }

@@ -5,19 +5,16 @@
  * a fast path), no temp-file listing, and bounded concurrency for the per-file reads (claims and
  * failure records) so that 100 000 failed chunks cannot run the process out of file handles.
  */
-import { promises as fs } from 'node:fs';
-import { errorCode } from './errors.js';
 import { isExhausted, readFailure } from './failures.js';
 import { readHeartbeats, type HeartbeatRecord } from './heartbeat.js';
-import { isChunkName, workerIdFor, type JobLayout } from './job-folder.js';
 import { mapBounded } from './concurrency.js';
-import { fixedMountClock, measureMountClock } from './mount-clock.js';
-import type { OwnerRecord } from './claim.js';
-import { readManifest, type JobManifest } from './manifest.js';
-import type { MountClock } from './mount-clock.js';
-import { sortNatural } from './natural-order.js';
-import { readOwnerRecord } from './claim.js';
-import { exists, listClaims, listFailures, listOutputs, listTree } from './scan.js';
+import { chunkNames, outputName, readManifest, type JobManifest } from './manifest.js';
+import { compareNatural, sortNatural } from './natural-order.js';
+import { confirmOutputs, listClaims, listedOutputs, listFailures } from './scan.js';
+import type { JobStore } from './store/job-store.js';
+import { OWNER_SUFFIX, workerIdFor } from './store/layout.js';
+import { fixedMountClock, type MountClock } from './store/mount-clock.js';
+import { parseOwnerRecord, type OwnerRecord } from './store/owner-record.js';
 
 export interface ClaimState {
   chunk: string;
@@ -38,9 +35,9 @@ export interface FailureState {
 }
 
 /** The mount's clock if we may write a probe there; otherwise ours (a read-only view). */
-export async function mountClockFor(layout: JobLayout): Promise<MountClock> {
+export async function mountClockFor(store: JobStore): Promise<MountClock> {
   try {
-    return await measureMountClock(layout.tmpDir, workerIdFor('inspect', process.pid));
+    return await store.measureClock(workerIdFor('inspect', process.pid));
   } catch {
     return fixedMountClock(0);
   }
@@ -53,12 +50,10 @@ export interface StatusScan {
   /** When the scan started, by the mount's clock (ms). */
   now: number;
   staleSeconds: number;
-  /** Chunk names in listing order (see orderChunks). */
+  /** The job's chunk names, from the manifest, in natural order. */
   chunks: string[];
-  /** Chunks that have an output. */
+  /** Chunks that have their output (out/<chunk><ext>). */
   done: Set<string>;
-  /** chunk → output path relative to out/ (outputs of chunks that no longer exist included). */
-  outputs: Map<string, string>;
   /** Claims of chunks that have no output yet, split by freshness. */
   running: ClaimState[];
   stale: ClaimState[];
@@ -83,37 +78,39 @@ export interface ScanOptions {
 
 /** Per-file reads in flight at once: enough to hide a mount's latency, far from the fd limit. */
 const READ_CONCURRENCY = 32;
+/**
+ * Up to this many chunks the listing calls missing are looked up one by one before a scan reports
+ * them (a listing can be 20 s old); beyond it the counts are a progress estimate that the next
+ * scan corrects, and verify is the command that proves completeness.
+ */
+const CONFIRM_MISSING_UP_TO = 2000;
 
-export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}): Promise<StatusScan> {
-  const manifest = await readManifest(layout);
-  const clock = options.clock ?? (await mountClockFor(layout));
+export async function scanForStatus(store: JobStore, options: ScanOptions = {}): Promise<StatusScan> {
+  const manifest = await readManifest(store);
+  const clock = options.clock ?? (await mountClockFor(store));
   const staleSeconds = options.staleSeconds ?? manifest.staleSeconds;
   const now = clock.now();
-  const [names, outputs, claims, failures, allHeartbeats, stopRequested] = await Promise.all([
-    listTree(layout.chunksDir),
-    listOutputs(layout),
-    listClaims(layout),
-    listFailures(layout),
-    readHeartbeats(layout),
-    exists(layout.stopFile),
+  const chunks = chunkNames(manifest);
+  const chunkSet = new Set(chunks);
+  const [listed, claims, failures, allHeartbeats, stopFile] = await Promise.all([
+    listedOutputs(store, manifest, chunks),
+    listClaims(store, chunkSet),
+    listFailures(store, chunkSet),
+    readHeartbeats(store),
+    store.lookup('top', 'STOP'),
   ]);
+  const unlisted = chunks.length - listed.size;
+  const done = unlisted > 0 && unlisted <= CONFIRM_MISSING_UP_TO ? await confirmOutputs(store, manifest, chunks, { listed }) : listed;
   // A worker still running for a job that `split --force` replaced is not this job's worker.
   const heartbeats = allHeartbeats.filter((h) => h.jobId === manifest.id);
-  const chunks = names.filter(isChunkName);
-  const done = new Set<string>();
-  for (const chunk of chunks) if (outputs.has(chunk)) done.add(chunk);
 
   const running: ClaimState[] = [];
   const stale: ClaimState[] = [];
   await mapBounded([...claims].filter((c) => !done.has(c)), READ_CONCURRENCY, async (chunk) => {
-    let mtimeMs: number;
-    try {
-      mtimeMs = (await fs.stat(layout.lockPath(chunk))).mtimeMs;
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return; // released since the listing
-      throw error;
-    }
-    const claim: ClaimState = { chunk, ageSeconds: Math.max(0, (now - mtimeMs) / 1000), owner: await readOwnerRecord(layout.ownerPath(chunk)) };
+    const info = await store.lookup('locks', chunk);
+    if (!info?.directory) return; // released since the listing
+    const owner = parseOwnerRecord((await store.read('locks', chunk + OWNER_SUFFIX))?.toString('utf8'));
+    const claim: ClaimState = { chunk, ageSeconds: Math.max(0, (now - info.mtimeMs) / 1000), owner };
     (claim.ageSeconds > staleSeconds ? stale : running).push(claim);
   });
 
@@ -127,13 +124,20 @@ export async function scanForStatus(layout: JobLayout, options: ScanOptions = {}
       failed.push(known);
       return;
     }
-    const r = await readFailure(layout, chunk);
+    const r = await readFailure(store, chunk);
     if (!r) return;
-    const state: FailureState = { chunk: r.chunk, attempts: r.attempts, maxAttempts: r.maxAttempts, final: isExhausted(r), reason: r.reason, host: r.host, at: r.at, stderrTail: r.stderrTail };
+    const state: FailureState = { chunk, attempts: r.attempts, maxAttempts: r.maxAttempts, final: isExhausted(r), reason: r.reason, host: r.host, at: r.at, stderrTail: r.stderrTail };
     failed.push(state);
     if (state.final) cache?.set(chunk, state);
   });
-  return { job: layout.root, manifest, clock, now, staleSeconds, chunks, done, outputs, running, stale, failed, heartbeats, stopRequested };
+  // Reads finish in any order; reports list chunks in the job's order.
+  for (const list of [running, stale, failed]) list.sort((a, b) => compareNatural(a.chunk, b.chunk));
+  return { job: store.location, manifest, clock, now, staleSeconds, chunks, done, running, stale, failed, heartbeats, stopRequested: stopFile !== undefined };
+}
+
+/** The output name of each done chunk (for verify's validator and merge). */
+export function outputsOf(scan: Pick<StatusScan, 'manifest' | 'chunks' | 'done'>): { chunk: string; output: string }[] {
+  return scan.chunks.filter((c) => scan.done.has(c)).map((chunk) => ({ chunk, output: outputName(scan.manifest, chunk) }));
 }
 
 /**

@@ -4,7 +4,8 @@
  * same size at 1 000 000 chunks (lists are capped; their full lengths are in `counts`).
  */
 import type { ClaimState, FailureState } from './inspect.js';
-import { JobLayout } from './job-folder.js';
+import type { JobStore } from './store/job-store.js';
+import { openJobStore } from './store/open-store.js';
 import { hostTable, rateOf, throughputByMinute, RATE_WINDOW_MINUTES, type HostStatus } from './status-rates.js';
 import { scanForStatus, type ScanOptions, type StatusScan } from './status-scan.js';
 
@@ -40,9 +41,13 @@ export interface JobStatus {
   throughput: { minute: number; done: number }[];
 }
 
-export async function jobStatus(job: string | JobLayout, options: StatusOptions = {}): Promise<JobStatus> {
-  const layout = typeof job === 'string' ? new JobLayout(job) : job;
-  return summarizeStatus(await scanForStatus(layout, options), options);
+export async function jobStatus(job: string | JobStore, options: StatusOptions = {}): Promise<JobStatus> {
+  const store = typeof job === 'string' ? await openJobStore(job) : job;
+  try {
+    return summarizeStatus(await scanForStatus(store, options), options);
+  } finally {
+    if (typeof job === 'string') await store.close();
+  }
 }
 
 export function summarizeStatus(scan: StatusScan, options: { listLimit?: number } = {}): JobStatus {

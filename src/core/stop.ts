@@ -2,12 +2,11 @@
  * stop: a STOP file in the job asks every worker on every host to take no new chunk and to exit
  * after its current ones. Workers look for it every few seconds.
  */
-import { promises as fs } from 'node:fs';
-import { writeFileAtomic } from './atomic-write.js';
-import { HOST, JobLayout } from './job-folder.js';
 import { readManifest } from './manifest.js';
 import { isWorkerAlive, readHeartbeats } from './heartbeat.js';
 import { mountClockFor } from './inspect.js';
+import { HOST, STOP_FILE } from './store/layout.js';
+import { withJobStore, type JobTarget } from './store/open-store.js';
 
 export interface StopResult {
   job: string;
@@ -16,16 +15,17 @@ export interface StopResult {
   cleared: boolean;
 }
 
-export async function requestStop(job: string, options: { clear?: boolean; reason?: string } = {}): Promise<StopResult> {
-  const layout = new JobLayout(job);
-  const manifest = await readManifest(layout);
-  if (options.clear) {
-    await fs.rm(layout.stopFile, { force: true });
-  } else {
-    const record = { requestedAt: new Date().toISOString(), host: HOST, pid: process.pid, reason: options.reason ?? 'piecework stop' };
-    await writeFileAtomic(layout.stopFile, JSON.stringify(record) + '\n', { tempDir: layout.tmpDir });
-  }
-  const clock = await mountClockFor(layout);
-  const live = (await readHeartbeats(layout)).filter((h) => isWorkerAlive(h, clock.now(), manifest.staleSeconds * 1000));
-  return { job: layout.root, liveWorkers: live.map((h) => h.worker), cleared: options.clear ?? false };
+export function requestStop(target: JobTarget, options: { clear?: boolean; reason?: string } = {}): Promise<StopResult> {
+  return withJobStore(target, async (store) => {
+    const manifest = await readManifest(store);
+    if (options.clear) {
+      await store.remove('top', STOP_FILE);
+    } else {
+      const record = { requestedAt: new Date().toISOString(), host: HOST, pid: process.pid, reason: options.reason ?? 'piecework stop', jobId: manifest.id };
+      await store.write('top', STOP_FILE, JSON.stringify(record) + '\n');
+    }
+    const clock = await mountClockFor(store);
+    const live = (await readHeartbeats(store)).filter((h) => h.jobId === manifest.id && isWorkerAlive(h, clock.now(), manifest.staleSeconds * 1000));
+    return { job: store.location, liveWorkers: live.map((h) => h.worker), cleared: options.clear ?? false };
+  });
 }

@@ -32,3 +32,13 @@ export function formatDuration(ms: number): string {
   if (h < 48) return `${h}h${String(m % 60).padStart(2, '0')}m`;
   return `${Math.floor(h / 24)}d${String(h % 24).padStart(2, '0')}h`;
 }
+
+/** The longest a timer can wait (2^31 − 1 ms): node fires a longer one at once. */
+export const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration in seconds a timer can hold: above 0, at most MAX_TIMER_SECONDS (about 24.8 days). */
+export function checkDuration(seconds: number, flag: string): number {
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`${flag} ${seconds}: must be a number of seconds above 0`);
+  if (seconds > MAX_TIMER_SECONDS) throw new UsageError(`${flag} ${seconds}: at most ${MAX_TIMER_SECONDS} seconds (about 24 days)`, 'a timer cannot wait longer; leave the flag out for no limit');
+  return seconds;
+}

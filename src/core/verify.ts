@@ -1,20 +1,22 @@
 /**
  * verify: is the job complete and valid? Reports missing, running, stale, failed and leftover
  * temp files; optionally runs a validator on every output; with `requeue`, removes what blocks a
- * redo — bad outputs, stale claims, exhausted failure records, crash leftovers — and nothing else.
+ * redo — bad outputs, stale claims of dead holders, exhausted failure records, leftovers of
+ * writers known to be gone — and nothing else (invariants 7 and 10).
  */
 import { availableParallelism } from 'node:os';
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { execa } from 'execa';
 import { ignoreEvents, type EventSink } from './events.js';
-import { JobLayout } from './job-folder.js';
 import { inspectJob, isComplete, type JobState } from './inspect.js';
-import { UsageError } from './errors.js';
+import { PieceworkError, UsageError } from './errors.js';
+import { outputName } from './manifest.js';
 import { compareNatural } from './natural-order.js';
+import type { JobStore } from './store/job-store.js';
+import { withJobStore, type JobTarget } from './store/open-store.js';
+import { FAILURE_SUFFIX, OWNER_SUFFIX } from './store/layout.js';
+import { REQUEUE_RECORD, type RequeueRecord } from './requeue-record.js';
+import { HOST } from './store/layout.js';
 
-export interface VerifyOptions {
-  job: string;
+export interface VerifyOptions extends JobTarget {
   /** Validator argv run on every output; {out}, {name}, {in} are replaced, else the output is its stdin. */
   check?: string[];
   checkLanes?: number;
@@ -36,68 +38,107 @@ export interface VerifyReport {
   requeued?: { outputs: number; claims: number; failures: number; temp: number };
 }
 
-export async function verify(options: VerifyOptions): Promise<VerifyReport> {
-  const layout = new JobLayout(options.job);
+/** The validator could not judge: not found, not executable, killed. Proves nothing (invariant 10). */
+export class CheckNotRunError extends PieceworkError {}
+
+export function verify(options: VerifyOptions): Promise<VerifyReport> {
+  return withJobStore(options, (store) => verifyJob(store, options));
+}
+
+async function verifyJob(store: JobStore, options: VerifyOptions): Promise<VerifyReport> {
   if (options.check && options.check.length === 0) throw new UsageError('--check needs a command', 'e.g. --check -- python3 -m json.tool {out}');
-  const state = await inspectJob(layout, { staleSeconds: options.staleSeconds });
-  const bad = options.check ? await checkOutputs(layout, state, options.check, options.checkLanes ?? availableParallelism(), options.onEvent ?? ignoreEvents) : [];
+  const state = await inspectJob(store, { staleSeconds: options.staleSeconds });
+  const bad = options.check ? await checkOutputs(store, state, options.check, options.checkLanes ?? availableParallelism(), options.onEvent ?? ignoreEvents) : [];
   const report: VerifyReport = { state, complete: isComplete(state) && bad.length === 0, bad };
-  if (options.requeue) report.requeued = await requeue(layout, state, bad);
+  if (options.requeue) report.requeued = await requeue(store, state, bad);
   return report;
 }
 
-async function checkOutputs(layout: JobLayout, state: JobState, argv: string[], lanes: number, onEvent: EventSink): Promise<BadOutput[]> {
+async function checkOutputs(store: JobStore, state: JobState, argv: string[], lanes: number, onEvent: EventSink): Promise<BadOutput[]> {
+  // Loaded only for --check.
+  const { execa } = await import('execa');
   const usesOutput = argv.some((a) => a.includes('{out}'));
-  const items = [...state.outputs].map(([chunk, relative]) => ({ chunk, output: path.join(layout.outDir, relative) }));
+  const items = state.chunks.filter((c) => state.done.has(c)).map((chunk) => ({ chunk, output: outputName(state.manifest, chunk) }));
   const bad: BadOutput[] = [];
   let checked = 0;
   let nextIndex = 0;
+  let cannotRun: CheckNotRunError | undefined;
   const lane = async () => {
-    while (nextIndex < items.length) {
+    while (nextIndex < items.length && !cannotRun) {
       const item = items[nextIndex++]!;
-      const args = argv.map((a) => a.replaceAll('{out}', item.output).replaceAll('{name}', item.chunk).replaceAll('{in}', layout.chunkPath(item.chunk)));
+      const output = store.localPath('out', item.output);
+      const input = store.localPath('chunks', item.chunk);
+      if (output === undefined || input === undefined) throw new UsageError(`--check runs validators on local files: ${store.location} is not a folder on this host`, 'run verify --check where the job folder is mounted');
+      const args = argv.map((a) => a.replaceAll('{out}', output).replaceAll('{name}', item.chunk).replaceAll('{in}', input));
       const result = await execa(args[0]!, args.slice(1), {
         reject: false,
-        stdin: usesOutput ? 'ignore' : { file: item.output },
+        stdin: usesOutput ? 'ignore' : { file: output },
         stdout: 'ignore',
         stderr: 'pipe',
-        env: { PIECEWORK_OUT: item.output, PIECEWORK_NAME: item.chunk, PIECEWORK_IN: layout.chunkPath(item.chunk) },
+        env: { PIECEWORK_OUT: output, PIECEWORK_NAME: item.chunk, PIECEWORK_IN: input },
       });
       if (result.failed) {
         const tail = String(result.stderr ?? '').trim().split('\n').slice(-1)[0] ?? '';
-        const why = result.code === 'ENOENT' ? `validator not found: ${args[0]}` : result.signal ? `killed by ${result.signal}` : `exit ${result.exitCode}`;
-        bad.push({ chunk: item.chunk, output: item.output, reason: tail ? `${why}: ${tail}` : why });
+        const notRun = validatorDidNotRun(result, args[0]!);
+        if (notRun) {
+          cannotRun ??= new CheckNotRunError(`the validator did not run on ${item.chunk}: ${notRun}${tail ? ` (${tail})` : ''}`, {
+            hint: 'nothing was judged bad and nothing was removed; fix the validator command (is it installed, on PATH, executable?) and run verify again',
+          });
+          return;
+        }
+        bad.push({ chunk: item.chunk, output: item.output, reason: tail ? `exit ${result.exitCode}: ${tail}` : `exit ${result.exitCode}` });
       }
       checked++;
       if (checked % 100 === 0 || checked === items.length) onEvent({ type: 'check:progress', checked, total: items.length, bad: bad.length });
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
+  if (cannotRun) throw cannotRun;
   return bad.sort((a, b) => compareNatural(a.chunk, b.chunk));
 }
 
-async function requeue(layout: JobLayout, state: JobState, bad: BadOutput[]): Promise<NonNullable<VerifyReport['requeued']>> {
+/**
+ * Why a validator's run proves nothing about the output, or undefined when it judged: a spawn
+ * error, a signal (killed: OOM, a timeout, Ctrl-C), or the shell's 126/127 (not executable, not
+ * found) — an exit status a validator does not give for a bad output.
+ */
+function validatorDidNotRun(result: { code?: string; signal?: string; exitCode?: number }, command: string): string | undefined {
+  if (result.code === 'ENOENT') return `validator not found: ${command}`;
+  if (result.code === 'EACCES') return `validator not executable: ${command}`;
+  if (result.signal) return `it was killed by ${result.signal}`;
+  if (result.exitCode === 127) return 'it exited 127 (command not found)';
+  if (result.exitCode === 126) return 'it exited 126 (command not executable)';
+  if (result.exitCode === undefined) return 'it could not be started';
+  return undefined;
+}
+
+async function requeue(store: JobStore, state: JobState, bad: BadOutput[]): Promise<NonNullable<VerifyReport['requeued']>> {
   const counts = { outputs: 0, claims: 0, failures: 0, temp: 0 };
+  const removedOutputs: string[] = [];
   for (const item of bad) {
-    await fs.rm(item.output, { force: true });
-    counts.outputs++;
+    if (await store.remove('out', item.output)) {
+      counts.outputs++;
+      removedOutputs.push(item.chunk);
+    }
+  }
+  // Workers trust outputs they confirmed once; this record tells them some went again.
+  if (removedOutputs.length > 0) {
+    const record: RequeueRecord = { at: new Date(state.clock.now()).toISOString(), host: HOST, pid: process.pid, chunks: removedOutputs.slice(0, 10_000), more: removedOutputs.length > 10_000 };
+    await store.write('top', REQUEUE_RECORD, JSON.stringify(record) + '\n');
   }
   for (const claim of state.stale) {
     // The owner record first: a lock without one is harmless, an owner without a lock misleads.
-    await fs.rm(layout.ownerPath(claim.chunk), { force: true });
-    await fs.rm(layout.lockPath(claim.chunk), { recursive: true, force: true });
-    counts.claims++;
+    await store.remove('locks', claim.chunk + OWNER_SUFFIX);
+    if (await store.removeFolder('locks', claim.chunk)) counts.claims++;
   }
   for (const failure of state.failed) {
     if (!failure.final) continue;
-    await fs.rm(layout.failurePath(failure.chunk), { force: true });
-    counts.failures++;
+    if (await store.remove('failed', failure.chunk + FAILURE_SUFFIX)) counts.failures++;
   }
   for (const name of state.leftoverTemp) {
-    await fs.rm(path.join(layout.tmpDir, name), { force: true });
-    counts.temp++;
+    if (await store.remove('tmp', name)) counts.temp++;
   }
   // Dead lanes' folders, now empty. rmdir, not rm -r: a folder that filled again is left alone.
-  for (const name of state.leftoverTempDirs) await fs.rmdir(path.join(layout.tmpDir, name)).catch(() => {});
+  for (const name of state.leftoverTempDirs) await store.removeFolder('tmp', name);
   return counts;
 }

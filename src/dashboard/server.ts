@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { errorCode, PieceworkError } from '../core/errors.js';
-import { JobLayout } from '../core/job-folder.js';
+import { openJobStore } from '../core/store/open-store.js';
 import { PAGE_CSS, PAGE_HTML } from './page.js';
 import { PAGE_SCRIPT } from './page-script.js';
 import { SnapshotSource } from './snapshot.js';
@@ -32,7 +32,7 @@ const LOOPBACK = '127.0.0.1';
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
 
 export async function startDashboard(options: DashboardOptions): Promise<Dashboard> {
-  const source = new SnapshotSource(new JobLayout(options.job), { staleSeconds: options.staleSeconds, minAgeMs: options.cacheMs });
+  const source = new SnapshotSource(await openJobStore(options.job), { staleSeconds: options.staleSeconds, minAgeMs: options.cacheMs });
   await source.get(); // a missing job fails here, before anything listens
   const host = options.host ?? LOOPBACK;
   const files: Record<string, [string, string]> = {

@@ -4,9 +4,9 @@
  * as the scan took, if longer), then the next request starts a new scan and is answered with
  * the previous snapshot until it ends. Many tabs never multiply the load on the mount.
  */
-import type { JobLayout } from '../core/job-folder.js';
+import type { JobStore } from '../core/store/job-store.js';
 import { mountClockFor, type FailureState } from '../core/inspect.js';
-import type { MountClock } from '../core/mount-clock.js';
+import type { MountClock } from '../core/store/mount-clock.js';
 import { summarizeStatus, type JobStatus } from '../core/status.js';
 import { scanForStatus } from '../core/status-scan.js';
 import { chunkGrid, type ChunkGrid } from './grid.js';
@@ -30,7 +30,7 @@ interface Scan {
 }
 
 export class SnapshotSource {
-  readonly #layout: JobLayout;
+  readonly #store: JobStore;
   readonly #staleSeconds: number | undefined;
   readonly #minAgeMs: number;
   #clock: Promise<MountClock> | undefined;
@@ -40,8 +40,8 @@ export class SnapshotSource {
   #history: DashboardSnapshot['history'] = [];
   readonly #failureCache = new Map<string, FailureState>();
 
-  constructor(layout: JobLayout, options: { staleSeconds?: number; minAgeMs?: number } = {}) {
-    this.#layout = layout;
+  constructor(store: JobStore, options: { staleSeconds?: number; minAgeMs?: number } = {}) {
+    this.#store = store;
     this.#staleSeconds = options.staleSeconds;
     this.#minAgeMs = options.minAgeMs ?? 1500;
   }
@@ -81,8 +81,8 @@ export class SnapshotSource {
   async #scan(): Promise<DashboardSnapshot> {
     const started = Date.now();
     // Measured once: it writes probe files, and the mount's clock offset does not drift fast.
-    this.#clock ??= mountClockFor(this.#layout);
-    const scan = await scanForStatus(this.#layout, { staleSeconds: this.#staleSeconds, clock: await this.#clock, failureCache: this.#failureCache });
+    this.#clock ??= mountClockFor(this.#store);
+    const scan = await scanForStatus(this.#store, { staleSeconds: this.#staleSeconds, clock: await this.#clock, failureCache: this.#failureCache });
     const status = summarizeStatus(scan);
     const grid = chunkGrid(scan);
     if (this.#history.length === 0) this.#history = historyFromHeartbeats(status);

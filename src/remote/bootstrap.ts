@@ -3,7 +3,7 @@
  * output lines and exit statuses back into typed results. Used over SSH (launch.ts) and embedded
  * in the cloud startup scripts and the Slurm array script (providers/).
  */
-import { JobLayout } from '../core/job-folder.js';
+import { JobLayout } from '../core/store/layout.js';
 import { quoteArgv } from './quote.js';
 import { renderTemplate, type TemplateValues } from './templates.js';
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { PieceworkError, errorCode } from '../core/errors.js';
-import { JobLayout } from '../core/job-folder.js';
+import { JobLayout } from '../core/store/layout.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { parseMountSource, type MountSpec } from './bootstrap.js';
 import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';

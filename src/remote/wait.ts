@@ -7,8 +7,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { JobMissingError } from '../core/errors.js';
 import { mountClockFor } from '../core/inspect.js';
-import { JobLayout } from '../core/job-folder.js';
-import type { MountClock } from '../core/mount-clock.js';
+import { openJobStore } from '../core/store/open-store.js';
+import type { MountClock } from '../core/store/mount-clock.js';
 import { jobStatus, type JobStatus } from '../core/status.js';
 
 export interface FollowOptions {
@@ -39,7 +39,7 @@ export interface FollowOutcome {
 }
 
 export async function followJob(job: string, options: FollowOptions = {}): Promise<FollowOutcome> {
-  const layout = new JobLayout(job);
+  const store = await openJobStore(job);
   const intervalMs = options.intervalMs ?? 2000;
   const startupMs = options.startupMs ?? 60_000;
   const started = Date.now();
@@ -55,10 +55,10 @@ export async function followJob(job: string, options: FollowOptions = {}): Promi
     try {
       // The mount's clock is measured (a probe file) once a minute, not on every read.
       if (!clock || Date.now() - clockAt > 60_000) {
-        clock = await mountClockFor(layout);
+        clock = await mountClockFor(store);
         clockAt = Date.now();
       }
-      status = await jobStatus(layout, { clock });
+      status = await jobStatus(store, { clock });
       errorsInARow = 0;
     } catch (error) {
       // A scan racing with workers (a file renamed under it) is retried; a job that is gone is not.

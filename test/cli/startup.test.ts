@@ -71,7 +71,7 @@ function modulesLoadedBy(argv: string[]): Set<string> {
 }
 
 const heavy = ['node-ssh', 'execa', 'fast-glob', 'proper-lockfile', 'chokidar', 'cli-progress'];
-const commandCores = ['src/core/split.ts', 'src/core/work.ts', 'src/core/verify.ts', 'src/core/merge.ts', 'src/core/status.ts', 'src/core/stop.ts', 'src/remote/launch.ts', 'src/dashboard/server.ts'];
+const commandCores = ['src/core/split.ts', 'src/core/work/worker.ts', 'src/core/verify.ts', 'src/core/merge.ts', 'src/core/status.ts', 'src/core/stop.ts', 'src/remote/launch.ts', 'src/dashboard/server.ts'];
 const none = (loaded: Set<string>, names: string[]) => assert.deepEqual(names.filter((n) => loaded.has(n)), [], 'loaded, but not needed');
 
 test('--version loads no command layer and no heavy package', () => {
@@ -91,8 +91,8 @@ test('merge loads its core but not execa (only a reducer needs it), SSH, globbin
 test('a worker loads its core but not SSH, execa, globbing or the other commands', async () => {
   const job = await makeJob('work');
   const loaded = modulesLoadedBy(['work', job, '-j', '1', '-q', '--', 'cat']);
-  assert.ok(loaded.has('src/core/work.ts'));
-  none(loaded, ['node-ssh', 'execa', 'fast-glob', ...commandCores.filter((c) => c !== 'src/core/work.ts')]);
+  assert.ok(loaded.has('src/core/work/worker.ts'));
+  none(loaded, ['node-ssh', 'execa', 'fast-glob', ...commandCores.filter((c) => c !== 'src/core/work/worker.ts')]);
 });
 
 test('running a command does not lay out its help text (yargs help cache off); --help still prints it', async () => {

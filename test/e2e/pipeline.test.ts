@@ -38,9 +38,9 @@ test('split prints the job path; work, verify and merge give the serial result',
 test('placeholders: {in}, {out}, {name} and the PIECEWORK_* environment', async () => {
   const input = path.join(root, 'p.txt');
   await fs.writeFile(input, 'a\nb\nc\n');
-  const job = (await runPiecework(['split', input, '--into', path.join(root, 'pjob'), '--lines', '1'])).stdout.trim();
+  const job = (await runPiecework(['split', input, '--into', path.join(root, 'pjob'), '--lines', '1', '--ext', '.txt'])).stdout.trim();
   const script = 'printf "%s %s %s|" "$1" "$PIECEWORK_NAME" "$PIECEWORK_ATTEMPT" > "$2"; cat "$3" >> "$2"';
-  const work = await runPiecework(['work', job, '-j', '2', '--ext', '.txt', '--', 'sh', '-c', script, 'sh', '{name}', '{out}', '{in}']);
+  const work = await runPiecework(['work', job, '-j', '2', '--', 'sh', '-c', script, 'sh', '{name}', '{out}', '{in}']);
   assert.equal(work.code, 0, work.stderr);
   assert.deepEqual(filesUnder(path.join(job, 'out')), ['000000.txt', '000001.txt', '000002.txt']);
   const merged = await runPiecework(['merge', job]);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LanePace, PREPARE_AHEAD_MAX_RUN_MS, settlesWithin } from '../../src/core/lane-pace.js';
+import { LanePace, PREPARE_AHEAD_MAX_RUN_MS, settlesWithin } from '../../src/core/work/lane-pace.js';
 
 test('no chunk is readied ahead before a command has finished once: its length is unknown', () => {
   const pace = new LanePace();

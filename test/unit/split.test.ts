@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { split } from '../../src/core/split.js';
 import { readManifest } from '../../src/core/manifest.js';
-import { JobLayout } from '../../src/core/job-folder.js';
+import { PosixJobStore } from '../../src/core/store/posix-store.js';
 import { PieceworkError, UsageError } from '../../src/core/errors.js';
 import { concatChunks, filesUnder } from '../helpers/job.js';
 
@@ -43,7 +43,7 @@ test('--lines: every chunk has N lines but the last; together they are the input
     assert.deepEqual(concatChunks(job), data);
     const chunks = chunkContents(job);
     for (const chunk of chunks.slice(0, -1)) assert.equal(chunk.toString().split('\n').length - 1, 100);
-    const manifest = await readManifest(new JobLayout(job));
+    const manifest = await readManifest(new PosixJobStore(job));
     assert.equal(manifest.complete, true);
     assert.equal(manifest.chunkCount, 11);
   }
@@ -132,7 +132,7 @@ test('a split that fails half-way leaves a job marked unfinished, never one that
     },
   });
   await assert.rejects(split({ into: job, inputs: ['-'], mode: 'lines', size: 1, stdin: failing }), (e: unknown) => e instanceof PieceworkError && /input went away/.test(e.message));
-  const manifest = await readManifest(new JobLayout(job));
+  const manifest = await readManifest(new PosixJobStore(job));
   assert.equal(manifest.complete, false);
   assert.equal(filesUnder(path.join(job, '.tmp')).length, 0, 'no half-written chunk left behind');
 });

@@ -4,13 +4,14 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { split } from '../../src/core/split.js';
-import { JobLayout } from '../../src/core/job-folder.js';
-import { writeFileAtomic } from '../../src/core/atomic-write.js';
+import { JobLayout } from '../../src/core/store/layout.js';
+import { PosixJobStore } from '../../src/core/store/posix-store.js';
+import { writeFileAtomic } from '../../src/core/store/atomic-write.js';
 import { readManifest } from '../../src/core/manifest.js';
 import { writeFailure, type FailureRecord } from '../../src/core/failures.js';
-import { ClaimBook, type Claim } from '../../src/core/claim.js';
+import type { Claim } from '../../src/core/store/job-store.js';
 import type { HeartbeatRecord } from '../../src/core/heartbeat.js';
-import type { MountClock } from '../../src/core/mount-clock.js';
+import type { MountClock } from '../../src/core/store/mount-clock.js';
 import { JobMissingError } from '../../src/core/errors.js';
 import { jobStatus } from '../../src/core/status.js';
 import type { FailureState } from '../../src/core/inspect.js';
@@ -18,6 +19,7 @@ import type { FailureState } from '../../src/core/inspect.js';
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-status-${process.pid}-`));
 const job = path.join(root, 'job');
 const layout = new JobLayout(job);
+const store = new PosixJobStore(job);
 const MINUTE = 60_000;
 // The mount's "now" for every reader in this file: half a minute into a minute, so the
 // per-minute buckets and the rate window are easy to reason about.
@@ -55,21 +57,22 @@ before(async () => {
   const input = path.join(root, 'in.txt');
   await fs.writeFile(input, Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n') + '\n');
   await split({ into: job, inputs: [input], mode: 'lines', size: 1 });
-  jobId = (await readManifest(layout)).id;
+  jobId = (await readManifest(store)).id;
   for (let i = 0; i < 8; i++) await fs.writeFile(layout.outputPath(`00000${i}`), 'out\n');
 
   // A live claim, taken the way workers take it; and a stale one whose holder went silent.
-  liveClaim = await new ClaimBook(layout, { staleMs: 60_000, updateMs: 15_000 }, { offsetMs: 0, now: Date.now }, { workerId: 'hostA.1', host: 'hostA', pid: 1 }).claim('000010', 0);
+  const claims = await store.claims({ staleMs: 60_000, updateMs: 15_000 }, { offsetMs: 0, now: Date.now }, { workerId: 'hostA.1', host: 'hostA', pid: 1, bootId: '' });
+  liveClaim = await claims.claim('000010', 0);
   await fs.mkdir(layout.lockPath('000011'));
   await fs.writeFile(layout.ownerPath('000011'), `${'f'.repeat(32)}\n${JSON.stringify({ token: 'f'.repeat(32), worker: 'hostC.3', host: 'hostC', pid: 3, lane: 1, chunk: '000011', claimedAt: iso(now - 20 * MINUTE) })}\n`);
   const silentSince = new Date(now - 10 * MINUTE); // by the mount's clock, which status reads
   await fs.utimes(layout.lockPath('000011'), silentSince, silentSince);
 
-  await writeFailure(layout, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
-  await writeFailure(layout, failure('000013', 3, 'exit 1', now - 2 * MINUTE));
-  await writeFailure(layout, failure('000014', 1, 'killed by SIGKILL', now - MINUTE));
+  await writeFailure(store, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
+  await writeFailure(store, failure('000013', 3, 'exit 1', now - 2 * MINUTE));
+  await writeFailure(store, failure('000014', 1, 'killed by SIGKILL', now - MINUTE));
   // A failure record left behind by a chunk a later attempt finished: history, not a failure.
-  await writeFailure(layout, failure('000001', 1, 'exit 2', now - 4 * MINUTE));
+  await writeFailure(store, failure('000001', 1, 'exit 2', now - 4 * MINUTE));
 
   const thisMinute = Math.floor(now / MINUTE) * MINUTE;
   const records = [
@@ -154,9 +157,9 @@ test('a repeating reader keeps records of chunks failed for good, re-reads retry
   await jobStatus(job, { clock, failureCache });
   assert.deepEqual([...failureCache.keys()].sort(), ['000012', '000013']);
   // A final record is not read again (workers never touch it again)…
-  await writeFailure(layout, { ...failure('000012', 3, 'exit 1', now), reason: 'rewritten' });
+  await writeFailure(store, { ...failure('000012', 3, 'exit 1', now), reason: 'rewritten' });
   // …a retrying one is, and a removed one (verify --requeue) is forgotten.
-  await writeFailure(layout, failure('000014', 2, 'killed by SIGKILL', now));
+  await writeFailure(store, failure('000014', 2, 'killed by SIGKILL', now));
   await fs.rm(layout.failurePath('000013'));
   try {
     const status = await jobStatus(job, { clock, failureCache });
@@ -164,8 +167,8 @@ test('a repeating reader keeps records of chunks failed for good, re-reads retry
     assert.equal(status.recentFailures.find((f) => f.chunk === '000014')!.attempts, 2);
     assert.deepEqual([...failureCache.keys()], ['000012']);
   } finally {
-    await writeFailure(layout, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
-    await writeFailure(layout, failure('000013', 3, 'exit 1', now - 2 * MINUTE));
-    await writeFailure(layout, failure('000014', 1, 'killed by SIGKILL', now - MINUTE));
+    await writeFailure(store, failure('000012', 3, 'exit 1', now - 3 * MINUTE));
+    await writeFailure(store, failure('000013', 3, 'exit 1', now - 2 * MINUTE));
+    await writeFailure(store, failure('000014', 1, 'killed by SIGKILL', now - MINUTE));
   }
 });

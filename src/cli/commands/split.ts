@@ -16,6 +16,7 @@ interface SplitArgs {
   group?: string;
   groupByFile?: boolean;
   force?: boolean;
+  ext?: string;
   stale?: number;
   retries?: number;
   quiet?: boolean;
@@ -36,6 +37,7 @@ const command: CommandModule<object, SplitArgs> = {
       .option('per-chunk', { type: 'number', describe: 'With --files: files listed per chunk (default 1)' })
       .option('group', { type: 'string', describe: 'Put the chunks under chunks/NAME/' })
       .option('group-by-file', { type: 'boolean', describe: 'Give each input file its own group folder' })
+      .option('ext', { type: 'string', describe: 'Output extension of every chunk (out/000000.json with --ext .json); workers cannot change it' })
       .option('force', { type: 'boolean', describe: 'Replace an existing job at --into (deletes its chunks and outputs)' })
       .option('stale', { type: 'number', describe: 'Seconds after which a claim not refreshed is taken over (default 60)' })
       .option('retries', { type: 'number', describe: 'Retries of a failing chunk before it fails for good (default 2)' })
@@ -68,6 +70,7 @@ const command: CommandModule<object, SplitArgs> = {
       group: argv.group,
       groupPerFile: argv.groupByFile,
       force: argv.force,
+      ext: argv.ext,
       staleSeconds: positiveSeconds(argv.stale, '--stale'),
       retries: nonNegativeInt(argv.retries, '--retries'),
       stdin: context.stdin as unknown as import('node:stream').Readable,

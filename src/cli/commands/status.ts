@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { JobLayout } from '../../core/job-folder.js';
 import { getContext } from '../context.js';
 import { positiveSeconds } from '../args.js';
 import { useColor } from '../report/format.js';
@@ -33,15 +32,15 @@ const command: CommandModule<object, StatusArgs> = {
   handler: async (argv) => {
     const context = getContext();
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
-    const [{ jobStatus }, { mountClockFor }] = await Promise.all([import('../../core/status.js'), import('../../core/inspect.js')]);
-    const layout = new JobLayout(argv.job!);
-    const options = { staleSeconds: positiveSeconds(argv.stale, '--stale'), clock: await mountClockFor(layout), failureCache: new Map() };
+    const [{ jobStatus }, { mountClockFor }, { openJobStore }] = await Promise.all([import('../../core/status.js'), import('../../core/inspect.js'), import('../../core/store/open-store.js')]);
+    const store = await openJobStore(argv.job!);
+    const options = { staleSeconds: positiveSeconds(argv.stale, '--stale'), clock: await mountClockFor(store), failureCache: new Map() };
     const intervalMs = (positiveSeconds(argv.interval, '--interval') ?? 2) * 1000;
     const screen = reportScreen(context.stdout, { inPlace: Boolean(argv.watch) });
     const colored = useColor(context.stdout, context.env);
     const signal = argv.watch ? context.signals().signal : undefined;
     await repeatEvery(intervalMs, signal, async () => {
-      const status = await jobStatus(layout, options);
+      const status = await jobStatus(store, options);
       if (argv.json) context.stdout.write(JSON.stringify(status) + '\n');
       else screen.show(renderStatus(status, colored));
       return Boolean(argv.watch) && !status.complete;

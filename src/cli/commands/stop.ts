@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
-import { JobLayout } from '../../core/job-folder.js';
 import { readManifest } from '../../core/manifest.js';
 // Types only: the remote layer (node-ssh and all) is loaded only for --now.
 import type { HostStopResult, StopOnHostsOptions } from '../../remote/stop.js';
@@ -52,13 +51,14 @@ const command: CommandModule<object, StopArgs> = {
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
     const { requestStop } = await import('../../core/stop.js');
     if (!argv.now) {
-      const result = await requestStop(argv.job!, { clear: argv.clear });
+      const result = await requestStop({ job: argv.job! }, { clear: argv.clear });
       if (result.cleared) context.stderr.write(`stop: STOP file removed; workers may run on ${result.job}\n`);
       else context.stderr.write(`stop: STOP file written; ${plural(result.liveWorkers.length, 'live worker')} will exit after their current chunks\n`);
       return;
     }
 
-    const manifest = await readManifest(new JobLayout(argv.job!));
+    const { openJobStore } = await import('../../core/store/open-store.js');
+    const manifest = await readManifest(await openJobStore(argv.job!));
     if (argv.remoteJob !== undefined && !argv.remoteJob.startsWith('/')) throw new UsageError(`--remote-job ${argv.remoteJob}: give the job folder's absolute path on the hosts`);
     const options: StopOnHostsOptions = { remoteJob: argv.remoteJob ?? resolve(argv.job!), jobId: manifest.id, hosts: argv.hosts! };
     if (argv.identity?.length) options.identityFiles = argv.identity;
@@ -78,7 +78,7 @@ const command: CommandModule<object, StopArgs> = {
     // stops them at once. The STOP file then reaches the workers of hosts not named here.
     const { stopOnHosts } = await import('../../remote/stop.js');
     const report = await stopOnHosts(options);
-    const result = await requestStop(argv.job!, { reason: 'piecework stop --now' });
+    const result = await requestStop({ job: argv.job! }, { reason: 'piecework stop --now' });
     if (argv.json) context.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     context.stderr.write(stopTable(report.hosts));
     const ended = report.hosts.reduce((n, h) => n + h.found.length, 0);

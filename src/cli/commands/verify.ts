@@ -61,7 +61,7 @@ function toJson(report: VerifyReport) {
     complete: report.complete,
     splitComplete: s.manifest.complete,
     chunks: s.chunks.length,
-    done: s.outputs.size,
+    done: s.done.size,
     missing: s.missing,
     running: s.running,
     stale: s.stale,

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import type { WorkReport } from '../../core/work.js';
+import type { WorkReport } from '../../core/work/worker.js';
 import { ExitStatus, InterruptedError } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { getContext } from '../context.js';
@@ -46,7 +46,7 @@ const command: CommandModule<object, WorkArgs> = {
     const context = getContext();
     const { signal, received } = context.signals();
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
-    const [{ work }, { humanEvents, jsonEvents }] = await Promise.all([import('../../core/work.js'), import('../report/events.js')]);
+    const [{ work }, { humanEvents, jsonEvents }] = await Promise.all([import('../../core/work/worker.js'), import('../report/events.js')]);
     const human = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
     const sinks: EventSink[] = [human];
     if (argv.events) sinks.push(jsonEvents(context.stdout));

@@ -5,7 +5,7 @@
  */
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { JobLayout } from '../../core/job-folder.js';
+import { JobLayout } from '../../core/store/layout.js';
 import { UsageError } from '../../core/errors.js';
 import { renderBootstrap } from '../bootstrap.js';
 import { renderTemplate } from '../templates.js';

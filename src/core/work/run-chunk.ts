@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, createReadStream, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { describeExit } from './errors.js';
+import { describeExit } from '../errors.js';
 import type { StderrCapture } from './stderr-capture.js';
 
 export interface CommandTemplate {

@@ -2,12 +2,12 @@
  * The worker's scheduler: which chunk each lane takes next, when to list the job again, and when
  * the work is over. Knows the worker only through SchedulingWorker.
  */
-import { PieceworkError } from './errors.js';
-import type { EventSink } from './events.js';
-import { watchForNewChunks } from './follow.js';
-import type { JobLayout } from './job-folder.js';
-import { readManifest, type JobManifest } from './manifest.js';
-import { listChunks, listFailures, listOutputs } from './scan.js';
+import type { EventSink } from '../events.js';
+import { checkSplitAlive, watchForNewChunks } from '../follow.js';
+import { chunkNames, readManifest, type JobManifest } from '../manifest.js';
+import { listedOutputs, listFailures } from '../scan.js';
+import type { JobStore } from '../store/job-store.js';
+import { JobReplacedError } from '../errors.js';
 
 /** Never look up held chunks' outputs more often than this, whatever the chunks' length. */
 const HELD_LOOKUP_MIN_MS = 100;
@@ -24,7 +24,7 @@ export type StopReason = 'stop-file' | 'signal' | 'split-incomplete';
 
 /** What the scheduler reads and calls of its worker. */
 export interface SchedulingWorker {
-  readonly layout: JobLayout;
+  readonly store: JobStore;
   manifest: JobManifest;
   chunks: string[];
   readonly options: { follow?: boolean };
@@ -112,14 +112,13 @@ export class Scheduler {
     const began = Date.now();
     // The job marker is checked before every pass (invariant 6): a dropped mount must not look
     // like an empty job.
-    const manifest = await readManifest(worker.layout);
-    if (manifest.id !== worker.manifest.id) {
-      throw new PieceworkError(`the job at ${worker.layout.root} was replaced by a new split while this worker ran`, { hint: 'start the worker again for the new job' });
-    }
-    const splitWasIncomplete = !worker.manifest.complete;
+    const manifest = await readManifest(worker.store);
+    if (manifest.id !== worker.manifest.id) throw new JobReplacedError(worker.store.location, 'this worker');
+    // The manifest names the chunks (invariant 8): a chunk file deleted by hand is still a chunk.
+    if (manifest.chunkCount !== worker.manifest.chunkCount || manifest.groups.length !== worker.manifest.groups.length) worker.chunks = chunkNames(manifest);
     worker.manifest = manifest;
-    if (splitWasIncomplete) worker.chunks = await listChunks(worker.layout);
-    const [outputs, failures] = await Promise.all([listOutputs(worker.layout), listFailures(worker.layout)]);
+    const chunkSet = new Set(worker.chunks);
+    const [outputs, failures] = await Promise.all([listedOutputs(worker.store, manifest, worker.chunks), listFailures(worker.store, chunkSet)]);
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
 
     const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
@@ -158,7 +157,8 @@ export class Scheduler {
       return;
     }
     worker.onEvent({ type: 'work:waiting', heldByOthers: 0, splitIncomplete: true });
-    this.#stopFollowing ??= watchForNewChunks(worker.layout, () => this.#wakeUp?.());
+    await checkSplitAlive(worker.store, manifest);
+    this.#stopFollowing ??= await watchForNewChunks(worker.store, () => this.#wakeUp?.());
     await this.#sleep(worker.pollMs);
   }
 

@@ -18,41 +18,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
-import { errorCode } from './errors.js';
-import { makeGroupFolder, type JobLayout } from './job-folder.js';
+import { errorCode } from '../errors.js';
+import type { Claim as StoreClaim, ClaimOwner, Claims, ClaimSettings } from './job-store.js';
+import type { JobLayout } from './layout.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
+import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
 
-export interface ClaimSettings {
-  staleMs: number;
-  updateMs: number;
-}
-
-export interface ClaimIdentity {
-  workerId: string;
-  host: string;
-  pid: number;
-}
-
-export interface OwnerRecord {
-  token: string;
-  worker: string;
-  host: string;
-  pid: number;
-  lane: number;
-  chunk: string;
-  /** ISO time by the mount's clock. */
-  claimedAt: string;
-}
-
-const TOKEN_LENGTH = 32;
-export const OWNER_RECORD_DELAY_MS = 1000;
-
-export function defaultUpdateMs(staleMs: number): number {
-  // Leave room for an sshfs attribute cache (20 s) and clock rounding within the stale period.
-  return Math.max(1000, Math.floor(staleMs / 4));
-}
-
-export class Claim {
+export class Claim implements StoreClaim {
   readonly chunk: string;
   readonly token: string;
   readonly claimedAt: number;
@@ -149,18 +121,20 @@ export class Claim {
   }
 }
 
-export class ClaimBook {
+export class ClaimBook implements Claims {
   readonly layout: JobLayout;
   readonly settings: ClaimSettings;
-  readonly identity: ClaimIdentity;
+  readonly identity: ClaimOwner;
+  readonly #makeGroupFolder: (group: string) => Promise<void>;
   readonly clock: MountClock;
   readonly #fs: ReturnType<typeof mountTimeFs>;
   /** Lock paths we lost: removing them would delete the new holder's claim. */
   readonly #abandoned = new Set<string>();
   readonly #madeDirs = new Set<string>();
 
-  constructor(layout: JobLayout, settings: ClaimSettings, clock: MountClock, identity: ClaimIdentity) {
+  constructor(layout: JobLayout, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner, makeGroupFolder: (group: string) => Promise<void>) {
     this.layout = layout;
+    this.#makeGroupFolder = makeGroupFolder;
     this.settings = settings;
     this.identity = identity;
     this.clock = clock;
@@ -198,6 +172,7 @@ export class ClaimBook {
       worker: this.identity.workerId,
       host: this.identity.host,
       pid: this.identity.pid,
+      bootId: this.identity.bootId,
       lane,
       chunk,
       claimedAt: new Date(this.clock.now()).toISOString(),
@@ -223,15 +198,15 @@ export class ClaimBook {
       // A grouped chunk's lock folder (locks/<group>/) is made on first use.
       if (errorCode(error) !== 'ENOENT') throw error;
       const parent = path.dirname(lockPath);
-      if (this.#madeDirs.has(parent)) throw error;
-      await makeGroupFolder(this.layout.locksDir, parent);
+      if (this.#madeDirs.has(parent) || parent === this.layout.locksDir) throw error;
+      await this.#makeGroupFolder(path.relative(this.layout.locksDir, parent).split(path.sep).join('/'));
       this.#madeDirs.add(parent);
       return await lockfile.lock(lockPath, options);
     }
   }
 }
 
-export async function readOwnerToken(ownerPath: string): Promise<string | undefined> {
+async function readOwnerToken(ownerPath: string): Promise<string | undefined> {
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(ownerPath, 'r');
@@ -244,15 +219,5 @@ export async function readOwnerToken(ownerPath: string): Promise<string | undefi
     throw error;
   } finally {
     await handle?.close();
-  }
-}
-
-export async function readOwnerRecord(ownerPath: string): Promise<OwnerRecord | undefined> {
-  try {
-    const text = await fs.readFile(ownerPath, 'utf8');
-    const json = text.slice(text.indexOf('\n') + 1).trim();
-    return JSON.parse(json) as OwnerRecord;
-  } catch {
-    return undefined;
   }
 }

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { HOST } from './layout.js';
 
 export interface AtomicWriteOptions {
   /** Folder for the temp file; must be on the same file system as the destination. */
@@ -16,14 +17,19 @@ export interface AtomicWriteOptions {
 
 export async function writeFileAtomic(destination: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   const tempDir = options.tempDir ?? path.dirname(destination);
-  const temp = path.join(tempDir, `.${path.basename(destination)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  // `.<name>.<host>.<pid>.<random>`: whoever finds it after a crash can tell whether its writer lives.
+  const temp = path.join(tempDir, `.${path.basename(destination)}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}`);
   const handle = await fs.open(temp, 'w');
   try {
     await handle.writeFile(data);
+    // An fsync error is a write error (the data may not be on disk): never swallowed.
     if (options.durable) await handle.sync();
-  } finally {
-    await handle.close();
+  } catch (error) {
+    await handle.close().catch(() => {});
+    await fs.rm(temp, { force: true }).catch(() => {});
+    throw error;
   }
+  await handle.close();
   try {
     await fs.rename(temp, destination);
   } catch (error) {

@@ -1,14 +1,14 @@
 /**
- * The one seam for the coordination medium: every path inside a job folder is made here, and
- * nothing else concatenates job paths. The layout is normative (DESIGN.md, "The job folder"):
- * commands on other hosts, possibly at other versions, read and write exactly these names.
+ * The names of a job folder. The layout is normative (DESIGN.md, "The job folder"): commands on
+ * other hosts, possibly at other versions, read and write exactly these names. Pure naming — the
+ * stores do the I/O; the remote layer uses JobLayout to name paths as other hosts see them.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: job.json names the chunk set (`groups`) and the output extension (`ext`). */
+export const PROTOCOL_VERSION = 2;
 
 /** Chunk numbers are zero-padded to at least this width so that `ls` sorts them. */
 export const MIN_CHUNK_WIDTH = 6;
@@ -36,6 +36,11 @@ export class JobLayout {
     this.workersDir = path.join(this.root, 'workers');
     this.logsDir = path.join(this.root, 'logs');
     this.stopFile = path.join(this.root, 'STOP');
+  }
+
+  /** The folder of an area (see job-store.ts). */
+  areaDir(area: 'chunks' | 'out' | 'tmp' | 'locks' | 'failed' | 'workers' | 'logs' | 'top'): string {
+    return AREA_DIRS[area](this);
   }
 
   /** Every folder a job has; split creates them all so workers never race to make them. */
@@ -79,8 +84,7 @@ export class JobLayout {
    * from the output name.
    */
   tempPath(label: string, ext = '', folder = this.tmpDir): string {
-    const flat = label.replaceAll('/', '~');
-    return path.join(folder, `${flat}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}${ext}`);
+    return path.join(folder, tempName(label, ext));
   }
 
   /**
@@ -93,12 +97,30 @@ export class JobLayout {
   }
 }
 
+const AREA_DIRS = {
+  chunks: (l: JobLayout) => l.chunksDir,
+  out: (l: JobLayout) => l.outDir,
+  tmp: (l: JobLayout) => l.tmpDir,
+  locks: (l: JobLayout) => l.locksDir,
+  failed: (l: JobLayout) => l.failedDir,
+  workers: (l: JobLayout) => l.workersDir,
+  logs: (l: JobLayout) => l.logsDir,
+  top: (l: JobLayout) => l.root,
+};
+
+/** At the top of the job: when present, workers take no new chunk (`piecework stop`). */
+export const STOP_FILE = 'STOP';
 export const OWNER_SUFFIX = '.owner';
 export const FAILURE_SUFFIX = '.json';
 export const HEARTBEAT_SUFFIX = '.json';
 
 /** This host's name as it appears in file names: no separators, no dots (they delimit fields). */
 export const HOST = hostname().replace(/[^A-Za-z0-9_-]/g, '_') || 'host';
+
+/** A temp file's name: `<label>.<host>.<pid>.<random>[<ext>]`, so its writer can be told. */
+export function tempName(label: string, ext = ''): string {
+  return `${label.replaceAll('/', '~')}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}${ext}`;
+}
 
 export function workerIdFor(host: string, pid: number): string {
   return `${host}.${pid}`;
@@ -143,30 +165,19 @@ export function isChunkName(relative: string): boolean {
   return /^\d+$/.test(base);
 }
 
-const tempName = /^([^.]+)\.([^.]+)\.(\d+)\.[0-9a-f]{8}(?:\..*)?$/;
+const tempNamePattern = /^([^.]+)\.([^.]+)\.(\d+)\.[0-9a-f]{8}(?:\..*)?$/;
+/** An atomic write's temp (store/atomic-write.ts): `.<name>.<host>.<pid>.<random>`. */
+const writeTempPattern = /^\.(.+)\.([A-Za-z0-9_-]+)\.(\d+)\.[0-9a-f]{8}$/;
+
+/** The writer of an atomic write's temp file, or undefined for names that say nothing of it. */
+export function parseWriteTempName(fileName: string): { host: string; pid: number } | undefined {
+  const match = writeTempPattern.exec(fileName);
+  return match ? { host: match[2]!, pid: Number(match[3]) } : undefined;
+}
 
 /** The chunk and worker encoded in a temp file name, for verify's leftover report and cleanup. */
 export function parseTempName(fileName: string): { chunk: string; host: string; pid: number } | undefined {
-  const match = tempName.exec(fileName.slice(fileName.lastIndexOf('/') + 1));
+  const match = tempNamePattern.exec(fileName.slice(fileName.lastIndexOf('/') + 1));
   if (!match) return undefined;
   return { chunk: match[1]!.replaceAll('~', '/'), host: match[2]!, pid: Number(match[3]) };
-}
-
-/**
- * Make a group folder below one of the job's folders (out/layer03, locks/layer03…) without ever
- * making the job folder itself: if the mount dropped, `mkdir -p` would quietly rebuild a job
- * skeleton in the bare mountpoint (invariant 6). Folders are made one level at a time.
- */
-export async function makeGroupFolder(jobFolder: string, target: string): Promise<void> {
-  const relative = path.relative(jobFolder, target);
-  if (relative === '' || relative.startsWith('..')) return;
-  let current = jobFolder;
-  for (const segment of relative.split(path.sep)) {
-    current = path.join(current, segment);
-    try {
-      await fs.mkdir(current);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-  }
 }

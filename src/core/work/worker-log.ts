@@ -2,9 +2,10 @@
  * logs/<worker>.log: one writer per file, so no locking. Lines are buffered and appended in
  * batches — on a network mount each write is a round trip.
  */
-import { promises as fs } from 'node:fs';
+import type { JobStore } from '../store/job-store.js';
 
 export class WorkerLog {
+  #store: JobStore;
   #file: string;
   #pending: string[] = [];
   #flushing: Promise<void> = Promise.resolve();
@@ -12,7 +13,9 @@ export class WorkerLog {
   #prefix: string;
   #clock: () => number;
 
-  constructor(file: string, host: string, clock: () => number) {
+  /** `file` is the log's name in logs/. */
+  constructor(store: JobStore, file: string, host: string, clock: () => number) {
+    this.#store = store;
     this.#file = file;
     this.#prefix = host;
     this.#clock = clock;
@@ -36,7 +39,7 @@ export class WorkerLog {
     const text = this.#pending.join('');
     this.#pending = [];
     // Losing a log line must never fail a chunk.
-    this.#flushing = this.#flushing.then(() => fs.appendFile(this.#file, text)).catch(() => {});
+    this.#flushing = this.#flushing.then(() => this.#store.append('logs', this.#file, text)).catch(() => {});
     return this.#flushing;
   }
 

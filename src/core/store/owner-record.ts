@@ -1,0 +1,35 @@
+/**
+ * A claim's owner record, `locks/<chunk>.owner`, beside the claim (files inside the lock folder
+ * would make a takeover fail with ENOTEMPTY): a random token on the first line — the holder
+ * re-reads it to learn of a takeover the mount's caches hid — then who holds it, as JSON.
+ */
+export interface OwnerRecord {
+  token: string;
+  worker: string;
+  host: string;
+  pid: number;
+  /** The holder's boot id: on this host and this boot, a gone pid means a dead claim. */
+  bootId?: string;
+  lane: number;
+  chunk: string;
+  /** ISO time by the mount's clock. */
+  claimedAt: string;
+}
+
+export const TOKEN_LENGTH = 32;
+/** Claims younger than this have no owner record (most chunks end sooner; see posix-claims). */
+export const OWNER_RECORD_DELAY_MS = 1000;
+
+export function defaultUpdateMs(staleMs: number): number {
+  // Leave room for an sshfs attribute cache (20 s) and clock rounding within the stale period.
+  return Math.max(1000, Math.floor(staleMs / 4));
+}
+
+export function parseOwnerRecord(text: string | undefined): OwnerRecord | undefined {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text.slice(text.indexOf('\n') + 1).trim()) as OwnerRecord;
+  } catch {
+    return undefined;
+  }
+}

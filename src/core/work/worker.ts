@@ -1,0 +1,379 @@
+/**
+ * work: the worker. Claims chunks in shuffled order, runs the user's command on each, commits the
+ * output atomically, and returns only when every chunk has an output or has failed for good.
+ *
+ * This file is the worker's life: start-up (the job's rules, the mount's clock, heartbeat, log),
+ * the watchdog that notices a hung mount or a vanished job, the lanes (lane.ts, each attempt in
+ * attempt.ts), and the final report — which is confirmed by lookups, never read off a listing.
+ */
+import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { errorCode, isMountGone, JobMissingError, JobReplacedError, PieceworkError, UsageError } from '../errors.js';
+import { ignoreEvents, type EventSink } from '../events.js';
+import { Heartbeat } from '../heartbeat.js';
+import { chunkNames, outputName, readManifest, type JobManifest } from '../manifest.js';
+import { WorkBehind } from '../concurrency.js';
+import { confirmOutputs } from '../scan.js';
+import { parseRequeueRecord, REQUEUE_RECORD } from '../requeue-record.js';
+import type { Claims, JobStore, LaneSpace } from '../store/job-store.js';
+import { HOST, STOP_FILE, workerIdFor } from '../store/layout.js';
+import type { MountClock } from '../store/mount-clock.js';
+import { openJobStore } from '../store/open-store.js';
+import { defaultUpdateMs } from '../store/owner-record.js';
+import { PACKAGE_VERSION } from '../version.js';
+import type { AttemptContext, AttemptOutcome } from './attempt.js';
+import { Lane } from './lane.js';
+import { LanePace } from './lane-pace.js';
+import { prepareCommand, type CommandTemplate } from './run-chunk.js';
+import { Scheduler, type StopReason } from './scheduler.js';
+import { StderrCapture } from './stderr-capture.js';
+import { WorkerLog } from './worker-log.js';
+import { checkDuration } from '../units.js';
+
+export { CommandUnavailableError } from './attempt.js';
+
+export interface WorkOptions {
+  job: string;
+  /** A store already open for `job` (the CLI's, or a test's); otherwise one is opened. */
+  store?: JobStore;
+  command: string[];
+  /** Chunks run at once on this host (default: its cores). */
+  lanes?: number;
+  /** Must equal the job's stale period when given: every worker of a job judges claims alike. */
+  staleSeconds?: number;
+  /** Override the job's retry count. */
+  retries?: number;
+  timeoutSeconds?: number;
+  /** Must equal the job's output extension when given (split sets it with --ext). */
+  ext?: string;
+  /** Wait for chunks while the split is still streaming in. */
+  follow?: boolean;
+  /** fsync each output before committing it. */
+  fsync?: boolean;
+  /** Abort to stop: no new chunks, running commands are killed, claims released. */
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** How often to look again when other workers hold the remaining chunks. */
+  pollSeconds?: number;
+}
+
+export interface WorkReport {
+  job: string;
+  worker: string;
+  /** Outputs this worker committed. */
+  done: number;
+  /** Failed attempts by this worker. */
+  failedAttempts: number;
+  chunks: number;
+  /** Every chunk has an output (confirmed by lookups), and the split has finished. */
+  complete: boolean;
+  /** Chunks that failed for good (no output, no retries left), whoever ran them. */
+  failedForGood: string[];
+  /** Chunks with neither output nor a final failure when the worker returned. */
+  remaining: number;
+  stoppedBy?: StopReason;
+  ms: number;
+}
+
+export async function work(options: WorkOptions): Promise<WorkReport> {
+  if (options.command.length === 0) throw new UsageError('no command to run', 'give the command after --, e.g. piecework work JOB -- tr a-z A-Z');
+  const lanes = options.lanes ?? availableParallelism();
+  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 4096) throw new UsageError(`-j ${options.lanes}: the number of lanes must be a whole number from 1 to 4096`);
+  if (options.timeoutSeconds !== undefined) checkDuration(options.timeoutSeconds, '--timeout');
+  if (options.pollSeconds !== undefined) checkDuration(options.pollSeconds, '--poll');
+  const store = options.store ?? (await openJobStore(options.job));
+  try {
+    const [manifest, stopRequested] = await Promise.all([readManifest(store), store.lookup('top', STOP_FILE)]);
+    checkSharedSettings(manifest, options);
+    if (stopRequested) {
+      throw new PieceworkError(`the job has a STOP file, so workers take no chunk`, {
+        hint: `run \`piecework stop --clear ${store.location}\` to let workers run again`,
+        exitStatus: 3,
+      });
+    }
+    return await new Worker(store, manifest, lanes, options).run();
+  } finally {
+    if (!options.store) await store.close();
+  }
+}
+
+/**
+ * Settings that decide what an output is called or when a claim is dead are the job's, not a
+ * worker's: a worker with another --ext would run every chunk again under other names, and one
+ * with a shorter --stale would take live claims from the others.
+ */
+function checkSharedSettings(manifest: JobManifest, options: WorkOptions): void {
+  if (options.ext !== undefined) {
+    const ext = options.ext === '' || options.ext.startsWith('.') ? options.ext : `.${options.ext}`;
+    if (ext !== manifest.ext) {
+      throw new UsageError(
+        `--ext ${options.ext}: this job's outputs are named <chunk>${manifest.ext || ' (no extension)'}; a worker cannot name them otherwise`,
+        manifest.ext ? `leave --ext out (or give --ext ${manifest.ext})` : 'the extension is part of the job: give it to split (`piecework split … --ext .json`), or leave --ext out',
+      );
+    }
+  }
+  if (options.staleSeconds !== undefined && options.staleSeconds !== manifest.staleSeconds) {
+    throw new UsageError(
+      `--stale ${options.staleSeconds}: this job's stale period is ${manifest.staleSeconds}s, and every worker must judge claims by the same`,
+      'leave --stale out; the stale period is set when the job is made (`piecework split … --stale N`)',
+    );
+  }
+}
+
+class Worker {
+  readonly store: JobStore;
+  readonly options: WorkOptions;
+  readonly lanes: number;
+  readonly workerId = workerIdFor(HOST, process.pid);
+  readonly onEvent: EventSink;
+  readonly template: CommandTemplate;
+  readonly staleMs: number;
+  readonly maxAttempts: number;
+  readonly pollMs: number;
+  manifest: JobManifest;
+  chunks: string[];
+  clock!: MountClock;
+  claims!: Claims;
+  heartbeat!: Heartbeat;
+  log!: WorkerLog;
+  scheduler!: Scheduler;
+  context!: AttemptContext;
+  readonly pace = new LanePace();
+  readonly startedAt = Date.now();
+
+  /** Set when the worker must stop taking chunks; `fatal` also ends it with an error. */
+  stopReason: StopReason | undefined;
+  fatal: Error | undefined;
+  /** Aborts every running command (signal, fatal error). */
+  readonly killAll = new AbortController();
+  /** Aborted on any stop: wakes lanes that sleep while waiting for work. */
+  readonly stopping = new AbortController();
+
+  /** Chunks known to have failed for good; dropped when their record disappears (requeue). */
+  readonly exhausted = new Set<string>();
+  readonly inProgress = new Set<string>();
+  /**
+   * Outputs confirmed by a direct lookup or our own commit. A listing can lag by 20 s on sshfs;
+   * without this, every pass would claim and release chunks that other hosts already finished.
+   */
+  readonly knownDone = new Set<string>();
+  done = 0;
+  failedAttempts = 0;
+
+  constructor(store: JobStore, manifest: JobManifest, lanes: number, options: WorkOptions) {
+    this.store = store;
+    this.manifest = manifest;
+    this.chunks = chunkNames(manifest);
+    this.lanes = lanes;
+    this.options = options;
+    this.onEvent = options.onEvent ?? ignoreEvents;
+    this.template = prepareCommand(options.command);
+    this.staleMs = manifest.staleSeconds * 1000;
+    this.maxAttempts = 1 + (options.retries ?? manifest.retries);
+    this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
+  }
+
+  async run(): Promise<WorkReport> {
+    const started = this.startedAt;
+    this.clock = await this.store.measureClock(this.workerId);
+    this.claims = await this.store.claims({ staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid, bootId: BOOT_ID });
+    this.log = new WorkerLog(this.store, `${this.workerId}.log`, this.workerId, () => this.clock.now());
+    this.heartbeat = new Heartbeat(this.store, this.clock, {
+      worker: this.workerId,
+      host: HOST,
+      pid: process.pid,
+      jobId: this.manifest.id,
+      lanes: this.lanes,
+      command: this.options.command,
+      version: PACKAGE_VERSION,
+      intervalMs: Math.min(5000, this.staleMs / 4),
+    });
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the context reads the worker's newest manifest
+    const worker = this;
+    this.context = {
+      store: this.store,
+      get manifest() {
+        return worker.manifest;
+      },
+      workerId: this.workerId,
+      command: this.options.command,
+      template: this.template,
+      claims: this.claims,
+      clock: this.clock,
+      heartbeat: this.heartbeat,
+      log: this.log,
+      onEvent: this.onEvent,
+      pace: this.pace,
+      maxAttempts: this.maxAttempts,
+      timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
+      fsync: this.options.fsync ?? false,
+      killAll: this.killAll.signal,
+    };
+    const onAbort = () => this.stop('signal');
+    this.options.signal?.addEventListener('abort', onAbort);
+    if (this.options.signal?.aborted) this.stop('signal');
+    const ticker = setInterval(() => void this.tick(), this.heartbeat.record.intervalMs);
+    ticker.unref();
+    this.log.line({ event: 'start', detail: `lanes=${this.lanes} stale=${this.staleMs / 1000}s clock-offset=${this.clock.offsetMs / 1000}s command=${JSON.stringify(this.options.command)}` });
+
+    let failure: unknown;
+    let spaces: LaneSpace[] = [];
+    let stderrFiles: StderrCapture[] = [];
+    try {
+      // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
+      [spaces, stderrFiles] = await Promise.all([
+        Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.store.openLaneSpace(this.workerId, lane))),
+        Promise.all(Array.from({ length: this.lanes }, () => StderrCapture.open())),
+        this.heartbeat.write('running'),
+      ]);
+      this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
+      this.scheduler = new Scheduler(this);
+      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!).run()));
+      await this.behind.settled();
+      if (this.fatal) throw this.fatal;
+    } catch (error) {
+      failure = error;
+      this.killAll.abort();
+    } finally {
+      clearInterval(ticker);
+      this.options.signal?.removeEventListener('abort', onAbort);
+    }
+    // Empty by now: every temp output was committed or removed.
+    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {}))]);
+
+    const report = await this.finalReport(started).catch((error: unknown) => {
+      failure ??= error;
+      return undefined;
+    });
+    const state = failure ? 'failed' : 'exited';
+    const reason = failure instanceof Error ? failure.message : (this.stopReason ?? (report?.complete ? 'complete' : 'incomplete'));
+    this.log.line({ event: state, ms: Date.now() - started, detail: `${reason}; committed ${this.done}, failed attempts ${this.failedAttempts}` });
+    await Promise.all([this.heartbeat.write(state, reason).catch(() => {}), this.log.close()]);
+    if (failure) throw await translateError(failure, this.store);
+    this.onEvent({ type: 'work:done', done: this.done, failed: this.failedAttempts, ms: Date.now() - started });
+    return report!;
+  }
+
+  /** Claim releases of skipped chunks, finished behind the lanes. */
+  readonly behind = new WorkBehind((error) => this.fail(asError(error)));
+
+  stop(reason: StopReason): void {
+    // A signal while draining for a STOP file still stops the running commands.
+    if (reason === 'signal') this.killAll.abort();
+    if (this.stopReason) {
+      if (reason === 'signal') this.stopReason = 'signal';
+      return;
+    }
+    this.stopReason = reason;
+    this.stopping.abort();
+    this.onEvent({ type: 'work:stopping', reason });
+    this.log.line({ event: 'stopping', detail: reason });
+  }
+
+  /** A fatal error: stop everything now; the error itself is what the user will read. */
+  fail(error: Error): void {
+    this.fatal ??= error;
+    if (this.stopReason) {
+      this.killAll.abort();
+      return;
+    }
+    this.stopReason = 'signal';
+    this.stopping.abort();
+    this.killAll.abort();
+  }
+
+  attemptEnded(chunk: string, outcome: AttemptOutcome): void {
+    if (outcome === 'done') this.done++;
+    if (outcome === 'failed') this.failedAttempts++;
+    this.heartbeat.chunkEnded(chunk, outcome === 'done' ? 'done' : outcome === 'failed' ? 'failed' : 'other');
+  }
+
+  get typicalRunMs(): number | undefined {
+    return this.pace.typicalRunMs;
+  }
+
+  async outputExists(chunk: string): Promise<boolean> {
+    return (await this.store.lookup('out', outputName(this.manifest, chunk))) !== undefined;
+  }
+
+  #stopCheckedAt = 0;
+
+  /** Look for a STOP file before taking a chunk — at most once a second, not per chunk. */
+  async checkStopFile(): Promise<void> {
+    if (this.stopReason || Date.now() - this.#stopCheckedAt < 1000) return;
+    this.#stopCheckedAt = Date.now();
+    if (await this.store.lookup('top', STOP_FILE)) this.stop('stop-file');
+  }
+
+  /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
+  async tick(): Promise<void> {
+    const hungMs = this.heartbeat.pendingWriteMs;
+    if (hungMs > Math.max(30_000, this.staleMs)) {
+      this.fail(new PieceworkError(`the job folder has not answered for ${Math.round(hungMs / 1000)}s (writing this worker's heartbeat): the mount looks hung`, { hint: 'check the network and the mount on this host (mount, dmesg); the chunks this worker held will be taken over by others', exitStatus: 4 }));
+      return;
+    }
+    if (hungMs > 10_000) this.log.line({ event: 'waiting', detail: `the heartbeat write has waited ${Math.round(hungMs / 1000)}s for the job folder` });
+    try {
+      await this.heartbeat.write();
+      await this.checkStopFile();
+      if (!(await this.store.markerInfo())) this.fail(new JobMissingError(this.store.location, 'job.json disappeared while working: the mount may have dropped'));
+    } catch (error) {
+      if (error instanceof JobMissingError) this.fail(error);
+      else if (isMountGone(error)) this.fail(new JobMissingError(this.store.location, `the file system answered ${errorCode(error)}: the mount looks gone`));
+    }
+  }
+
+  /**
+   * Which chunks are still missing, confirmed: a listing can be 20 s old in both directions, so
+   * every chunk it calls missing is looked up — and if a `verify --requeue` removed outputs since
+   * this worker started, the outputs it had confirmed are looked up again too.
+   */
+  async finalReport(started: number): Promise<WorkReport> {
+    const manifest = (this.manifest = await readManifest(this.store));
+    if (manifest.id !== this.context.manifest.id) throw new JobReplacedError(this.store.location, 'this worker');
+    const chunks = chunkNames(manifest);
+    const requeue = parseRequeueRecord(await this.store.read('top', REQUEUE_RECORD));
+    const requeuedSinceStart = requeue !== undefined && Date.parse(requeue.at) >= this.clock.now() - (Date.now() - this.startedAt) - 2000;
+    const trusted = requeuedSinceStart ? new Set<string>() : this.knownDone;
+    const listed = await confirmOutputs(this.store, manifest, chunks.filter((c) => !trusted.has(c)));
+    const missing = chunks.filter((c) => !trusted.has(c) && !listed.has(c));
+    const failedForGood = missing.filter((c) => this.exhausted.has(c));
+    return {
+      job: this.store.location,
+      worker: this.workerId,
+      done: this.done,
+      failedAttempts: this.failedAttempts,
+      chunks: chunks.length,
+      complete: missing.length === 0 && manifest.complete,
+      failedForGood,
+      remaining: missing.length - failedForGood.length,
+      stoppedBy: this.stopReason,
+      ms: Date.now() - started,
+    };
+  }
+}
+
+/** This boot of this host: a claim made under it by a pid that is gone is dead at once. */
+const BOOT_ID = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+})();
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+async function translateError(error: unknown, store: JobStore): Promise<unknown> {
+  if (error instanceof PieceworkError) return error;
+  if (isMountGone(error)) return new JobMissingError(store.location, `the file system answered ${errorCode(error)}: the mount looks gone`);
+  const code = errorCode(error);
+  // An operation in the job that finds nothing: if the marker went too, the mount dropped.
+  if ((code === 'ENOENT' || code === 'ENOTDIR') && !(await store.markerInfo().catch(() => undefined))) {
+    return new JobMissingError(store.location, 'job.json disappeared while working: the mount may have dropped');
+  }
+  if (errorCode(error) === 'ENOSPC') return new PieceworkError('the disk holding the job is full', { hint: 'free space and start the worker again: nothing partial was committed, and chunks not done are redone', cause: error });
+  return error;
+}
