@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 
-const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'e2e', 'cluster'];
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'store', 'e2e', 'faults', 'cluster'];
 const files = tiers.flatMap((tier) => {
   const dir = `test/${tier}`;
   if (!existsSync(dir)) return [];

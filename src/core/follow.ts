@@ -15,8 +15,11 @@ import type { JobStore } from './store/job-store.js';
 import { isNetworkMount } from './mounts.js';
 
 export const FOLLOW_POLL_MS = 2000;
-/** Longer than split's longest silence (5 s) plus an sshfs attribute cache (20 s), with margin. */
-export const SPLIT_SILENT_MS = 60_000;
+/**
+ * Longer than split's longest silence (5 s) plus an sshfs attribute cache (20 s), with margin.
+ * PIECEWORK_SPLIT_SILENT_SECONDS changes it (tests; mounts with longer caches).
+ */
+export const SPLIT_SILENT_MS = Number(process.env.PIECEWORK_SPLIT_SILENT_SECONDS ?? 60) * 1000 || 60_000;
 
 export async function watchForNewChunks(store: JobStore, onChange: () => void): Promise<() => void> {
   const root = store.localPath('top', '');

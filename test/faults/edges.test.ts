@@ -1,0 +1,260 @@
+/**
+ * The fault suite: "do this to a job → expect this", each case ending with the invariants —
+ * one complete output per chunk or a clear error, merge byte-identical to a serial run, nothing
+ * deleted that was not asked for. Real processes, real files: each case runs the built CLI.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fs, existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { runPiecework, startPiecework, collect } from '../helpers/cli.js';
+import { filesUnder, lineJob } from '../helpers/job.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { runCleanups } from '../helpers/cleanup.js';
+import { waitUntil } from '../helpers/wait.js';
+
+const root = makeTempDir('faults');
+after(() => runCleanups());
+
+/** The serial result of `cat` over a line job of `count` lines: what merge must give. */
+const serial = (count: number) => Array.from({ length: count }, (_, i) => `${i}\n`).join('');
+
+/** A job of `count` one-line chunks, worked to completion with cat. */
+async function doneJob(name: string, count: number): Promise<string> {
+  const job = await lineJob(root, name, count);
+  const work = await runPiecework(['work', job, '-j', '2', '-q', '--', 'cat']);
+  assert.equal(work.code, 0, work.stderr);
+  return job;
+}
+
+const noStack = (stderr: string) => assert.doesNotMatch(stderr, /\n\s+at |this is a bug/, `no stack trace, no "bug": ${stderr}`);
+
+test('stray files in out/ (a .bak, a swap file, a copied output) are never merged as a chunk', async () => {
+  const job = await doneJob('stray', 6);
+  await fs.writeFile(path.join(job, 'out/000003.bak'), 'STRAY BAK\n');
+  await fs.writeFile(path.join(job, 'out/.000002.swp'), 'SWAP\n');
+  await fs.copyFile(path.join(job, 'out/000001'), path.join(job, 'out/000001 copy'));
+  await fs.writeFile(path.join(job, 'out/000009'), 'NOT A CHUNK OF THIS JOB\n');
+  const merged = await runPiecework(['merge', job]);
+  assert.equal(merged.code, 0, merged.stderr);
+  assert.equal(merged.stdout, serial(6));
+  const verify = await runPiecework(['verify', job, '--json']);
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.equal(JSON.parse(verify.stdout).done, 6);
+});
+
+test('an output deleted by hand is missing, by name: verify says incomplete, merge refuses, --partial skips it', async () => {
+  const job = await doneJob('lost-output', 5);
+  // A stray name that would match a loose "chunk number + anything" rule must not stand in for it.
+  await fs.rename(path.join(job, 'out/000002'), path.join(job, 'out/000002.old'));
+  const verify = await runPiecework(['verify', job, '--missing']);
+  assert.equal(verify.code, 3);
+  assert.equal(verify.stdout, '000002\n');
+  const merge = await runPiecework(['merge', job]);
+  assert.equal(merge.code, 3);
+  const partial = await runPiecework(['merge', job, '--partial']);
+  assert.equal(partial.stdout, '0\n1\n3\n4\n');
+});
+
+test('a chunk file deleted by hand is still a chunk: verify reports it, work says its input is missing', async () => {
+  const job = await lineJob(root, 'lost-chunk', 4);
+  await fs.rm(path.join(job, 'chunks/000001'));
+  const verify = await runPiecework(['verify', job, '--json']);
+  assert.equal(verify.code, 3);
+  assert.equal(JSON.parse(verify.stdout).chunks, 4, 'the job did not shrink');
+  const work = await runPiecework(['work', job, '-j', '1', '--retries', '0', '--', 'cat']);
+  assert.equal(work.code, 1);
+  assert.match(work.stderr, /1 chunk failed for good/);
+  const failure = JSON.parse(readFileSync(path.join(job, 'failed/000001.json'), 'utf8'));
+  assert.match(failure.reason, /input missing/);
+});
+
+test('a worker with another --ext or --stale than the job refuses before claiming anything', async () => {
+  const job = await lineJob(root, 'mixed-flags', 3);
+  const ext = await runPiecework(['work', job, '--ext', '.json', '--', 'cat']);
+  assert.equal(ext.code, 2);
+  assert.match(ext.stderr, /--ext \.json: this job's outputs are named <chunk> \(no extension\)/);
+  const stale = await runPiecework(['work', job, '--stale', '5', '--', 'cat']);
+  assert.equal(stale.code, 2);
+  assert.match(stale.stderr, /stale period is 60s/);
+  noStack(ext.stderr + stale.stderr);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), []);
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), []);
+});
+
+test('split --ext names outputs for every worker; merge reads exactly those names', async () => {
+  const input = path.join(root, 'ext.txt');
+  await fs.writeFile(input, 'a\nb\n');
+  const job = (await runPiecework(['split', input, '--lines', '1', '--ext', 'txt', '--into', path.join(root, 'ext')])).stdout.trim();
+  assert.equal((await runPiecework(['work', job, '-q', '--', 'cat'])).code, 0);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), ['000000.txt', '000001.txt']);
+  await fs.writeFile(path.join(job, 'out/000000'), 'WRONG NAME\n');
+  assert.equal((await runPiecework(['merge', job])).stdout, 'a\nb\n');
+});
+
+test('a validator whose name is mistyped deletes nothing: verify --check --requeue fails and says the check did not run', async () => {
+  const job = await doneJob('typo-validator', 4);
+  const before = filesUnder(path.join(job, 'out'));
+  for (const validator of [['no-such-validator-xyz', '{out}'], ['sh', '-c', 'exec no-such-validator-xyz']]) {
+    const verify = await runPiecework(['verify', job, '--check', '--requeue', '--', ...validator]);
+    assert.equal(verify.code, 1, verify.stderr);
+    assert.match(verify.stderr, /did not run/);
+    noStack(verify.stderr);
+    assert.deepEqual(filesUnder(path.join(job, 'out')), before, 'every output is still there');
+  }
+  // A validator that judges still requeues what it finds bad.
+  const judge = await runPiecework(['verify', job, '--check', '--requeue', '--', 'sh', '-c', 'grep -qv 2 "$1"', 'sh', '{out}']);
+  assert.equal(judge.code, 3, judge.stderr);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), ['000000', '000001', '000003']);
+});
+
+test('a job.json edited by hand with bad types is a clear error at start, not a failure on every chunk', async () => {
+  const job = await lineJob(root, 'bad-manifest', 3);
+  const manifestPath = path.join(job, 'job.json');
+  const good = readFileSync(manifestPath, 'utf8');
+  for (const [edit, expected] of [
+    [(m: Record<string, unknown>) => (m.groups = 'all'), /"groups" must be a list/],
+    [(m: Record<string, unknown>) => (m.chunkCount = 7), /"chunkCount" \(7\) must equal/],
+    [(m: Record<string, unknown>) => (m.staleSeconds = '60'), /"staleSeconds" must be a number/],
+    [(m: Record<string, unknown>) => (m.ext = 'json'), /"ext" must be/],
+  ] as const) {
+    const manifest = JSON.parse(good) as Record<string, unknown>;
+    edit(manifest);
+    await fs.writeFile(manifestPath, JSON.stringify(manifest));
+    for (const command of [['work', job, '--', 'cat'], ['verify', job], ['merge', job], ['status', job]]) {
+      const run = await runPiecework(command);
+      assert.equal(run.code, 1, `${command[0]}: ${run.stderr}`);
+      assert.match(run.stderr, expected);
+      noStack(run.stderr);
+    }
+  }
+  await fs.writeFile(manifestPath, good);
+  assert.deepEqual(filesUnder(path.join(job, 'failed')), [], 'no chunk was charged for it');
+});
+
+test('durations a timer cannot hold are usage errors (--timeout 3000000 would kill every chunk at once)', async () => {
+  const job = await lineJob(root, 'durations', 2);
+  for (const args of [['work', job, '--timeout', '3000000', '--', 'cat'], ['work', job, '--timeout', '-1', '--', 'cat'], ['status', job, '--interval', '1e12']]) {
+    const run = await runPiecework(args);
+    assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+    noStack(run.stderr);
+  }
+  assert.deepEqual(filesUnder(path.join(job, 'failed')), []);
+});
+
+test('a damaged failure record does not reset the attempt count: the chunk counts as failed for good until requeued', async () => {
+  const job = await lineJob(root, 'damaged-record', 3);
+  await fs.writeFile(path.join(job, 'failed/000001.json'), '{"attempts": 2, "maxAtt');
+  const work = await runPiecework(['work', job, '-j', '1', '--', 'cat']);
+  assert.equal(work.code, 1);
+  assert.ok(!existsSync(path.join(job, 'out/000001')), 'not run again from attempt 1');
+  const verify = await runPiecework(['verify', job]);
+  assert.match(verify.stderr, /damaged/);
+  assert.equal((await runPiecework(['verify', job, '--requeue'])).code, 3);
+  assert.equal((await runPiecework(['work', job, '-q', '--', 'cat'])).code, 0);
+  assert.equal((await runPiecework(['merge', job])).stdout, serial(3));
+});
+
+test('merge -o inside the job folder is refused; merge | head ends quietly', async () => {
+  const job = await doneJob('merge-edges', 3000);
+  const inside = await runPiecework(['merge', job, '-o', path.join(job, 'out', 'all.txt')]);
+  assert.equal(inside.code, 2);
+  assert.match(inside.stderr, /inside the job folder/);
+  assert.ok(!existsSync(path.join(job, 'out', 'all.txt')));
+  const child = startPiecework(['merge', job]);
+  const first = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString())));
+  child.stdout!.destroy(); // the reader had enough, as `| head -1` does
+  const result = await collect(child);
+  assert.ok(first.startsWith('0\n'));
+  assert.equal(result.stderr, '', 'nothing said');
+  assert.equal(result.code, 0);
+});
+
+test('a reducer killed mid-merge leaves no partial target or temp file, and no stack trace', async () => {
+  const job = await doneJob('reducer-killed', 4);
+  const target = path.join(root, 'reduced.txt');
+  const run = await runPiecework(['merge', job, '-o', target, '--reduce', '--', 'sh', '-c', 'cat "$@"; kill -9 $$', 'sh']);
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stderr, /killed by SIGKILL/);
+  noStack(run.stderr);
+  assert.deepEqual((await fs.readdir(root)).filter((name) => name.includes('reduced')), []);
+});
+
+test('a command that makes a folder at {out} has not succeeded: the attempt fails, nothing is committed', async () => {
+  const job = await lineJob(root, 'out-folder', 2);
+  const work = await runPiecework(['work', job, '-j', '1', '--retries', '0', '--', 'mkdir', '{out}']);
+  assert.equal(work.code, 1);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), []);
+  const failure = JSON.parse(readFileSync(path.join(job, 'failed/000000.json'), 'utf8'));
+  assert.match(failure.reason, /something other than a file/);
+  assert.deepEqual(await fs.readdir(path.join(job, 'out')), []);
+});
+
+test('a follower of a split that died says so instead of waiting forever', async () => {
+  const job = await lineJob(root, 'dead-split', 2);
+  const manifestPath = path.join(job, 'job.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  manifest.complete = false; // as a split killed half-way leaves it
+  await fs.writeFile(manifestPath, JSON.stringify(manifest));
+  const env = { PIECEWORK_SPLIT_SILENT_SECONDS: '2' };
+  const work = await runPiecework(['work', job, '--follow', '-j', '1', '--', 'cat'], { env });
+  assert.equal(work.code, 3, work.stderr);
+  assert.match(work.stderr, /split .* stopped before it finished/);
+  const merge = await runPiecework(['merge', job, '--follow'], { env });
+  assert.equal(merge.code, 3, merge.stderr);
+  assert.equal(merge.stdout, serial(2), 'what exists was merged in order first');
+});
+
+test('merge --follow and work stop when the job is replaced by a new split', async () => {
+  const job = await lineJob(root, 'replaced', 3);
+  const manifestPath = path.join(job, 'job.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  manifest.complete = false;
+  await fs.writeFile(manifestPath, JSON.stringify(manifest));
+  const follower = startPiecework(['merge', job, '--follow', '--partial']);
+  const done = collect(follower);
+  await waitUntil(() => existsSync(manifestPath), 5000, 'job.json');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await fs.writeFile(manifestPath, JSON.stringify({ ...manifest, id: 'another-job-id' }));
+  const result = await done;
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /replaced by a new split/);
+});
+
+test('verify --requeue removes nothing of a live worker: its claims, lane folder and temp outputs stay', async () => {
+  const job = await lineJob(root, 'requeue-live', 4);
+  const worker = startPiecework(['work', job, '-j', '1', '--', 'sh', '-c', 'sleep 30; cat']);
+  const done = collect(worker);
+  try {
+    await waitUntil(() => readdirNames(path.join(job, 'locks')).length > 0, 10_000, 'a claim');
+    await waitUntil(() => readdirNames(path.join(job, 'workers')).length > 0, 10_000, 'a heartbeat');
+    const tmpBefore = filesUnder(path.join(job, '.tmp'));
+    const locksBefore = readdirNames(path.join(job, 'locks'));
+    // Make the claim look stale by its own mtime: only the holder's fresh heartbeat protects it.
+    for (const name of locksBefore) await fs.utimes(path.join(job, 'locks', name), new Date(0), new Date(0));
+    const requeue = await runPiecework(['verify', job, '--requeue']);
+    assert.equal(requeue.code, 3, requeue.stderr);
+    assert.deepEqual(readdirNames(path.join(job, 'locks')), locksBefore);
+    assert.deepEqual(filesUnder(path.join(job, '.tmp')), tmpBefore);
+  } finally {
+    process.kill(-worker.pid!, 'SIGKILL');
+    await done;
+  }
+});
+
+test('claims inside a group folder whose name is digits are claims of that group, not of a chunk', async () => {
+  const input = path.join(root, 'digits.txt');
+  await fs.writeFile(input, 'a\nb\n');
+  const job = (await runPiecework(['split', input, '--lines', '1', '--group', 'g000001', '--into', path.join(root, 'digit-group')])).stdout.trim();
+  assert.equal((await runPiecework(['work', job, '-q', '--', 'cat'])).code, 0);
+  assert.equal((await runPiecework(['merge', job])).stdout, 'a\nb\n');
+});
+
+/** The names in a folder ([] when it is missing). */
+function readdirNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
