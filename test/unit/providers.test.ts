@@ -16,6 +16,8 @@ import { launch, type LaunchOptions } from '../../src/remote/launch.js';
 import { displayName, jobTag, type CreateOptions } from '../../src/remote/providers/common.js';
 import * as slurm from '../../src/remote/providers/slurm.js';
 import { runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
+import { lineJob } from '../helpers/job.js';
 import { ec2UserDataLimit, gceMetadataValueLimit, startCloudEndpoint, type CloudEndpoint } from '../helpers/cloud-endpoint.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -344,5 +346,22 @@ if (${JSON.stringify(name)} === 'sbatch') process.stdout.write('4242\\n');
     await slurm.apply(await slurm.plan({ action: 'delete', job: '/elsewhere/score', jobId: 'a1b2c3d4e5f60718' }));
     assert.deepEqual(recorded()[0]?.argv, ['scancel', '--name=pw-a1b2c3d4e5f60718', `--user=${userInfo().username}`]);
     await assert.rejects(slurm.plan({ action: 'create', ...create({ mount: { source: 'h:/x', at: '/y', strict: 'yes' } }) }), /--mount does not apply/);
+  });
+});
+
+void describe('launch --wait, through the CLI', { skip: noGcloud }, () => {
+  test('once the job is complete, --wait deletes the instances it made (a GCE instance that powered off would be kept, disk billed)', async () => {
+    const root = makeTempDir('wait-share');
+    const job = await lineJob(root, 'done', 3);
+    assert.equal((await runPiecework(['work', job, '-j', '1', '--', 'cat'])).code, 0);
+    // Another job's instance, which must stay.
+    endpoint.gce.set('pw-test-project/europe-west1-b/other', { project: 'pw-test-project', zone: 'europe-west1-b', name: 'other', body: { labels: { 'piecework-job': 'pw-0000000000000000' } } });
+    const run = await runPiecework(['launch', job, '--provider', 'gcloud', '--count', '2', '--zone', 'europe-west1-b', '--wait', '--', 'cat'], { env: { ...endpoint.gcloudEnv() }, cwd: root });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(endpoint.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/instances')).length, 2);
+    assert.match(run.stderr, /launch: job complete: 3 chunks done/);
+    assert.match(run.stderr, /launch: deleted 2 instances of the job \(pw-[0-9a-f]{16}\)/);
+    assert.equal(endpoint.requests.filter((r) => r.method === 'DELETE').length, 2);
+    assert.deepEqual([...endpoint.gce.keys()], ['pw-test-project/europe-west1-b/other']);
   });
 });
