@@ -273,11 +273,11 @@ exit "$status"
 delete_this_gce_instance() {
   command -v curl >/dev/null 2>&1 || return 1
   md=http://metadata.google.internal/computeMetadata/v1
-  token=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/service-accounts/default/token" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p') || return 1
+  token=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/service-accounts/default/token" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
+  [ -n "$token" ] || return 1
   project=$(curl -sf -H 'Metadata-Flavor: Google' "$md/project/project-id") || return 1
   zone=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/zone") || return 1
   name=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/name") || return 1
-  [ -n "$token" ] || return 1
   say "deleting this instance ($name)"
   curl -sf -X DELETE -H "Authorization: Bearer $token" \
     "https://compute.googleapis.com/compute/v1/projects/$project/zones/${zone##*/}/instances/$name" >/dev/null
