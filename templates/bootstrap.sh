@@ -22,15 +22,20 @@
 #   PW_MOUNT_STRICT    yes | accept-new (StrictHostKeyChecking for the head; never "no")
 #   PW_MOUNT_OPTIONS   sshfs cache options (default: dir_cache=no, see DEPENDENCIES.md)
 #   PW_GRACE           seconds a started worker must stay up to count as started
-#   PW_SHUTDOWN_WHEN_DONE  1: power the machine off when `run` ends (cloud: stop paying once
-#                      this worker has no more work)
+#   PW_CWD             the command's working directory on this host (default: where this runs)
+#   PW_ENV             NAME=value words, shell-quoted: exported for the worker and its commands
+#   PW_WORK_OPTIONS    options for `piecework work` (e.g. --warm), shell-quoted words
+#   PW_WHEN_DONE       what to do when `run` ends: poweroff (cloud: stop paying once this worker
+#                      has no more work), or delete-gce (ask Compute Engine to delete this
+#                      instance, which powering off alone would keep, disk billed; power off if
+#                      the instance's service account may not)
 #
 # Output: lines `piecework-bootstrap: key=value` on stdout for the launcher; errors on stderr.
 # The worker's output goes to the job's logs/launch-HOST-PID.log and, so that it survives a
 # dropped mount, to ${XDG_STATE_HOME:-~/.local/state}/piecework/logs/JOB-launch-HOST-PID.log on
 # the host; both end with `piecework-worker: exit=N`.
 # Exit: 0 ok, 2 bad values, 10 no usable node, 11 mount failed, 12 no job, 13 worker died at
-# start, 14 piecework CLI missing, 15 a required program is missing.
+# start, 14 piecework CLI missing, 15 a required program is missing, 16 no working directory.
 
 set -eu
 
@@ -178,6 +183,11 @@ fi
 # --- the job ---------------------------------------------------------------------------------
 [ -f "$marker" ] || fail 12 "no piecework job at $job ($marker is missing: wrong path, or the shared folder is not mounted)"
 say "job=$job"
+# The user's command runs here: relative paths in it (./score.sh) mean the same on every host.
+if [ -n "${PW_CWD:-}" ]; then
+  cd "$PW_CWD" 2>/dev/null || fail 16 "the working directory $PW_CWD does not exist on $(uname -n) (give launch --cwd DIR as the hosts see it)"
+  say "cwd=$PW_CWD"
+fi
 if [ "$action" = check ]; then
   exit 0
 fi
@@ -194,9 +204,18 @@ if [ -z "$lanes" ]; then
 fi
 case $lanes in '' | *[!0-9]*) fail 2 "PW_LANES must be a number, not '$lanes'" ;; esac
 
-# The user's command: words quoted by the launcher, so eval only undoes that quoting.
+# Environment for the worker and its commands: NAME=value words quoted by the launcher.
+eval "set -- ${PW_ENV:-}"
+for assignment in "$@"; do
+  case ${assignment%%=*} in '' | [0-9]* | *[!A-Za-z0-9_]*) fail 2 "not a NAME=value environment setting: $assignment" ;; esac
+  export "${assignment?}"
+done
+
+# The user's command: words quoted by the launcher, so eval only undoes that quoting. The
+# worker's own options (PW_WORK_OPTIONS) go before the `--` that starts it.
 eval "set -- ${PW_COMMAND:-}"
 [ "$#" -gt 0 ] || fail 2 "no command to run"
+eval "set -- ${PW_WORK_OPTIONS:-} -- \"\$@\""
 
 mkdir -p "$log_dir"
 host=$(uname -n | tr -c 'A-Za-z0-9._\n-' '_')
@@ -247,22 +266,43 @@ rm -f "$fifo"
 exit "$status"
 '
 
+# Compute Engine keeps an instance that powers itself off (TERMINATED, its disk billed): ask the
+# API to delete this one, with the token of the instance's service account from the metadata
+# server. Works when that account has the compute scope and may delete instances; otherwise
+# `launch --wait` or `launch --delete` removes it.
+delete_this_gce_instance() {
+  command -v curl >/dev/null 2>&1 || return 1
+  md=http://metadata.google.internal/computeMetadata/v1
+  token=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/service-accounts/default/token" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')
+  [ -n "$token" ] || return 1
+  project=$(curl -sf -H 'Metadata-Flavor: Google' "$md/project/project-id") || return 1
+  zone=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/zone") || return 1
+  name=$(curl -sf -H 'Metadata-Flavor: Google' "$md/instance/name") || return 1
+  say "deleting this instance ($name)"
+  curl -sf -X DELETE -H "Authorization: Bearer $token" \
+    "https://compute.googleapis.com/compute/v1/projects/$project/zones/${zone##*/}/instances/$name" >/dev/null
+}
+
 if [ "$action" = run ]; then
   say "lanes=$lanes"
   say "log=$log"
   status=0
-  sh -c "$supervise" sh "$fifo" "$log" - /dev/null "$node" "$tool" work "$job" -j "$lanes" -- "$@" >&2 || status=$?
+  sh -c "$supervise" sh "$fifo" "$log" - /dev/null "$node" "$tool" work "$job" -j "$lanes" "$@" >&2 || status=$?
   rm -f "$pid_file"
   say "exit=$status"
-  if [ "${PW_SHUTDOWN_WHEN_DONE:-0}" = 1 ]; then
-    shutdown -h now || poweroff || true
-  fi
+  case ${PW_WHEN_DONE:-} in
+    delete-gce)
+      delete_this_gce_instance || say "could not delete this instance (its service account needs the compute scope); powering off"
+      shutdown -h now || poweroff || true
+      ;;
+    poweroff) shutdown -h now || poweroff || true ;;
+  esac
   exit "$status"
 fi
 
 # Detached: a new session (setsid), immune to hangup (nohup), no terminal, no inherited stdio —
 # the one form seen to survive the end of the SSH session.
-setsid nohup sh -c "$supervise" sh "$fifo" "$log" "$local_log" "$pid_file" "$node" "$tool" work "$job" -j "$lanes" -- "$@" >/dev/null 2>&1 </dev/null &
+setsid nohup sh -c "$supervise" sh "$fifo" "$log" "$local_log" "$pid_file" "$node" "$tool" work "$job" -j "$lanes" "$@" >/dev/null 2>&1 </dev/null &
 
 # A zombie still answers kill -0, so read the process state.
 alive() {

@@ -20,6 +20,7 @@ export const BootstrapExit = {
   workerDied: 13,
   toolMissing: 14,
   missingProgram: 15,
+  noWorkingDirectory: 16,
 } as const;
 
 export interface MountSpec {
@@ -49,7 +50,17 @@ export interface BootstrapSettings {
   node?: string;
   mount?: MountSpec;
   graceSeconds?: number;
-  shutdownWhenDone?: boolean;
+  /** The command's working directory on the host (absolute). */
+  cwd?: string;
+  /** Environment for the worker and its commands, in order. */
+  env?: readonly (readonly [string, string])[];
+  /** Options for `piecework work` before its `--` (e.g. --warm). */
+  workOptions?: readonly string[];
+  /**
+   * When `run` ends: `poweroff` (cloud: stop paying once this worker has no more work), or
+   * `delete-gce` (ask Compute Engine to delete this instance, then power off if it may not).
+   */
+  whenDone?: 'poweroff' | 'delete-gce';
 }
 
 export function bootstrapValues(settings: BootstrapSettings): TemplateValues {
@@ -74,12 +85,17 @@ export function bootstrapValues(settings: BootstrapSettings): TemplateValues {
     PW_MOUNT_STRICT: mount?.strict,
     PW_MOUNT_OPTIONS: mount?.cacheOptions,
     PW_GRACE: settings.graceSeconds,
-    PW_SHUTDOWN_WHEN_DONE: settings.shutdownWhenDone ? 1 : undefined,
+    PW_CWD: settings.cwd,
+    // NAME=value words, quoted like the command: the script exports each one.
+    PW_ENV: settings.env?.length ? quoteArgv(settings.env.map(([name, value]) => `${name}=${value}`)) : undefined,
+    PW_WORK_OPTIONS: settings.workOptions?.length ? quoteArgv(settings.workOptions) : undefined,
+    PW_WHEN_DONE: settings.whenDone,
   };
 }
 
-export function renderBootstrap(settings: BootstrapSettings): Promise<string> {
-  return renderTemplate('bootstrap.sh', bootstrapValues(settings));
+/** `compact`: without comments, for a copy embedded in a cloud startup script or a Slurm script. */
+export function renderBootstrap(settings: BootstrapSettings, options: { compact?: boolean } = {}): Promise<string> {
+  return renderTemplate('bootstrap.sh', bootstrapValues(settings), options);
 }
 
 /** The `piecework-bootstrap: key=value` lines of the script's stdout. */

@@ -10,9 +10,11 @@
  * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
  */
 import { readFile } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
-import { UsageError } from '../core/errors.js';
+import { PieceworkError, UsageError } from '../core/errors.js';
+import { JobLayout } from '../core/job-folder.js';
+import { readManifest } from '../core/manifest.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import {
   BootstrapExit,
@@ -24,7 +26,7 @@ import {
 } from './bootstrap.js';
 import { formatHost, resolveHosts, type HostConnectionOptions, type HostSpec } from './hosts.js';
 import * as aws from './providers/aws.js';
-import type { ApplyResult, CreateOptions, ProviderName, ProviderPlan } from './providers/common.js';
+import type { ApplyResult, AwsSettings, CreateOptions, GcloudSettings, ProviderName, ProviderPlan, SlurmSettings } from './providers/common.js';
 import * as gcloud from './providers/gcloud.js';
 import * as slurm from './providers/slurm.js';
 import {
@@ -35,7 +37,7 @@ import {
   type ConnectFailureStatus,
   type SshCredentials,
 } from './ssh.js';
-import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, type LaunchMountOptions } from './share.js';
+import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
 
 export interface LaunchOptions extends HostConnectionOptions {
@@ -47,6 +49,16 @@ export interface LaunchOptions extends HostConnectionOptions {
   remoteJob?: string;
   /** Lanes per host; a hosts-file `N/host` wins; default: one per CPU of the host. */
   lanes?: number;
+  /** The command's working directory as the hosts see it; default: see `workingDirectory`. */
+  cwd?: string;
+  /** The folder launch runs from (default: process.cwd()). */
+  launchDir?: string;
+  /** Environment for the workers and their commands, in order (`--env NAME=VALUE`). */
+  env?: readonly (readonly [string, string])[];
+  /** Options for `piecework work` on the hosts (`--warm`, `--max-chunks-per-process N`). */
+  workOptions?: readonly string[];
+  /** Providers: the job's id, when job.json cannot be read here (default: read from it). */
+  jobId?: string;
 
   /** Record new keys hashed (default true, as Debian's ssh does). */
   hashKnownHosts?: boolean;
@@ -75,6 +87,13 @@ export interface LaunchOptions extends HostConnectionOptions {
   image?: string;
   partition?: string;
   spotModel?: 'spot' | 'preemptible';
+  /** gcloud: the project. */
+  project?: string;
+  gcloud?: GcloudSettings;
+  aws?: AwsSettings;
+  slurm?: SlurmSettings;
+  /** Extra arguments for the provider's create command. */
+  providerArgs?: readonly string[];
   /** Plan only: render scripts, list commands, connect nowhere. */
   dryRun?: boolean;
   /** Providers: remove the job's instances / cancel its Slurm jobs. */
@@ -86,7 +105,7 @@ export interface LaunchOptions extends HostConnectionOptions {
 export type { LaunchMountOptions } from './share.js';
 export { remoteJobPath } from './share.js';
 
-export type HostStatus = 'started' | ConnectFailureStatus | 'no-node' | 'mount-failed' | 'no-job';
+export type HostStatus = 'started' | ConnectFailureStatus | 'no-node' | 'mount-failed' | 'no-job' | 'no-cwd';
 
 export interface HostResult {
   /** `user@host:port` as people write it. */
@@ -181,9 +200,12 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const specs = options.hostSpecs ? [...options.hostSpecs] : await resolveHosts(options.hosts ?? []);
   if (specs.length === 0) throw new UsageError('no hosts: give --hosts FILE or --hosts a,b,c, or --provider');
   const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
+  const cwd = await workingDirectory({ ...commandPlace(options), remoteJob });
   const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
   const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
-  const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command };
+  const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, cwd };
+  if (options.env?.length) base.env = options.env;
+  if (options.workOptions?.length) base.workOptions = options.workOptions;
   if (mount) base.mount = mount;
   if (options.node) base.node = options.node;
   if (options.graceSeconds !== undefined) base.graceSeconds = options.graceSeconds;
@@ -210,6 +232,37 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
   const started = results.filter((r) => r.status === 'started').length;
   return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
+}
+
+function commandPlace(options: LaunchOptions): Parameters<typeof workingDirectory>[0] & { remoteJob?: string } {
+  return {
+    job: options.job,
+    command: options.command,
+    remoteJob: '',
+    ...(options.mount ? { mount: options.mount } : {}),
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    ...(options.launchDir !== undefined ? { launchDir: options.launchDir } : {}),
+  };
+}
+
+/**
+ * The job's id, which instances and Slurm jobs are named after: `--job-id`, else job.json here.
+ * (The one read of the core's job marker in the remote layer.)
+ */
+export async function jobIdFor(options: Pick<LaunchOptions, 'job' | 'jobId'>): Promise<string> {
+  if (options.jobId !== undefined) {
+    if (!/^[A-Za-z0-9]{4,64}$/.test(options.jobId)) throw new UsageError(`--job-id ${options.jobId}: expected the "id" of job.json (letters and digits)`);
+    return options.jobId;
+  }
+  try {
+    return (await readManifest(new JobLayout(options.job))).id;
+  } catch (error) {
+    const why = error instanceof PieceworkError ? error.message : String(error);
+    throw new PieceworkError(`cannot read the job's id from ${resolve(options.job)}/job.json on this machine (${why})`, {
+      hint: 'instances and Slurm jobs are named after it, so that --delete finds exactly this job\'s: run launch where the job folder is visible, or pass --job-id ID (the "id" in job.json)',
+      exitStatus: error instanceof PieceworkError ? error.exitStatus : 1,
+    });
+  }
 }
 
 function toolSettings(options: LaunchOptions): Parameters<typeof cliOnHosts>[0] {
@@ -241,6 +294,7 @@ const exitStatuses: Partial<Record<number, HostStatus>> = {
   [BootstrapExit.noNode]: 'no-node',
   [BootstrapExit.mountFailed]: 'mount-failed',
   [BootstrapExit.noJob]: 'no-job',
+  [BootstrapExit.noWorkingDirectory]: 'no-cwd',
 };
 
 async function startOnHost(spec: HostSpec, context: HostContext): Promise<HostResult> {
@@ -325,6 +379,7 @@ function bootstrapFailure(host: string, run: { code: number | null; signal: stri
     'no-node': 'install Node.js 20.19 or newer on the host (or pass its path with --node)',
     'mount-failed': 'check that the host can ssh to the head non-interactively (key, known_hosts), and that sshfs and FUSE work there',
     'no-job': 'check the job path on the host (--remote-job) or mount the shared folder (--mount … --at …)',
+    'no-cwd': 'give --cwd DIR, the working directory as the hosts see it',
   };
   const hint = hints[status];
   return { status, message: `${host}: ${detail}`, ...(hint ? { hint } : {}) };
@@ -362,19 +417,27 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
     plan = await module.plan({
       action: 'delete',
       job: remoteJob,
+      jobId: await jobIdFor(options),
       ...(options.zone ? { zone: options.zone } : {}),
       ...(options.region ? { region: options.region } : {}),
+      ...(options.project ? { project: options.project } : {}),
+      ...(options.aws?.profile ? { profile: options.aws.profile } : {}),
     });
   } else {
     validateCommon(options);
     if (options.count === undefined || !(Number.isInteger(options.count) && options.count >= 1)) {
       throw new UsageError(`--count is required with --provider ${provider} (how many ${provider === 'slurm' ? 'array tasks' : 'instances'})`);
     }
+    const jobId = await jobIdFor(options);
+    const cwd = await workingDirectory({ ...commandPlace(options), remoteJob });
     // Instances and Slurm tasks run the CLI from the shared folder; by default this machine's
     // bundle is copied there (this machine sees the share: it is the head, or mounts it).
     const tool = await cliOnHosts({ ...toolSettings(options), toolOnMount: options.toolOnMount ?? true }, !options.dryRun);
-    const create: CreateOptions = { job: remoteJob, command: options.command, count: options.count, tool: tool as string };
+    const create: CreateOptions = { job: remoteJob, jobId, command: options.command, count: options.count, tool: tool as string, cwd };
     if (options.lanes !== undefined) create.lanes = options.lanes;
+    if (options.env?.length) create.env = options.env;
+    if (options.workOptions?.length) create.workOptions = options.workOptions;
+    if (options.providerArgs?.length) create.providerArgs = options.providerArgs;
     if (options.mount) {
       const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
       const { identity, ...rest } = options.mount;
@@ -384,7 +447,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
       }
       if (identity) create.mountKeyText = await readFile(identity, 'utf8');
     }
-    for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel'] as const) {
+    for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel', 'project', 'gcloud', 'aws', 'slurm'] as const) {
       const value = options[key];
       if (value !== undefined) (create as unknown as Record<string, unknown>)[key] = value;
     }

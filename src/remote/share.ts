@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { UsageError } from '../core/errors.js';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { PieceworkError, errorCode } from '../core/errors.js';
 import { JobLayout } from '../core/store/layout.js';
@@ -39,6 +40,80 @@ export function remoteJobPath(localJob: string, mount?: Pick<LaunchMountOptions,
     if (rel !== undefined) return rel === '' ? mount.at : join(mount.at, rel);
   }
   return job;
+}
+
+/**
+ * The command's working directory on the hosts, and the same folder here when this machine sees
+ * it: `--cwd` (as the hosts see it) if given; else the folder launch runs from, mapped like the
+ * job (with `--mount`, only when it is inside the share: the hosts have nothing else of ours;
+ * without, the same path, as sbatch does); else the job folder. A relative command (`./score.sh`)
+ * is refused before anything starts when it cannot resolve there.
+ */
+export async function workingDirectory(options: {
+  job: string;
+  command: readonly string[];
+  mount?: Pick<LaunchMountOptions, 'source' | 'at'>;
+  cwd?: string;
+  launchDir?: string;
+  remoteJob: string;
+}): Promise<string> {
+  const here = resolve(options.launchDir ?? process.cwd());
+  let hostsDir: string;
+  let localDir: string | undefined;
+  if (options.cwd !== undefined) {
+    if (!isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
+    hostsDir = options.cwd;
+    for (const candidate of localPathsOf(options.cwd, options.mount)) {
+      if (await isDirectory(candidate)) {
+        localDir = candidate;
+        break;
+      }
+    }
+  } else {
+    const mapped = options.mount ? insideShare(here, options.mount) : here;
+    hostsDir = mapped ?? options.remoteJob;
+    localDir = mapped === undefined ? undefined : here;
+    const program = options.command[0] ?? '';
+    if (mapped === undefined && isRelativePath(program)) {
+      throw new UsageError(
+        `${program} is a relative path, but launch runs from ${here}, outside the shared folder, so the hosts have no such folder to run it from`,
+        'cd into the shared folder first, give --cwd DIR (the folder as the hosts see it), or give the command as an absolute path',
+      );
+    }
+  }
+  const program = options.command[0] ?? '';
+  if (isRelativePath(program) && localDir !== undefined && (await isDirectory(localDir)) && !(await stat(join(localDir, program)).catch(() => undefined))) {
+    throw new UsageError(`${program} does not exist in ${localDir} (the working directory, ${hostsDir} on the hosts)`, 'run launch from the folder that holds it, or give --cwd DIR');
+  }
+  return hostsDir;
+}
+
+/** `./x`, `bin/x`, `../x`: resolved against the working directory (a bare name is looked up in PATH). */
+function isRelativePath(program: string): boolean {
+  return program.includes('/') && !isAbsolute(program);
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/** A local folder as the hosts see it, if it is inside the share (exported path or mount point). */
+function insideShare(local: string, mount: Pick<LaunchMountOptions, 'source' | 'at'>): string | undefined {
+  const exported = parseMountSource(mount.source)?.path;
+  if (exported && isAbsolute(exported)) {
+    const rel = relativeInside(exported, local);
+    if (rel !== undefined) return rel === '' ? mount.at : join(mount.at, rel);
+  }
+  return relativeInside(mount.at, local) !== undefined ? local : undefined;
+}
+
+/** Where this machine may see a hosts' path: under the exported folder (the head) or the mount point. */
+function localPathsOf(hostsPath: string, mount?: Pick<LaunchMountOptions, 'source' | 'at'>): string[] {
+  if (!mount) return [hostsPath];
+  const rel = relativeInside(mount.at, hostsPath);
+  if (rel === undefined) return [];
+  const exported = parseMountSource(mount.source)?.path;
+  return exported && isAbsolute(exported) ? [rel === '' ? exported : join(exported, rel), hostsPath] : [hostsPath];
 }
 
 /** The shared folder's root on this machine: where `toolOnMount: true` puts the CLI. */

@@ -40,7 +40,8 @@ function cloudStubs(): { bin: string; log: string; dir: string } {
     'printf "%s\\n" "aws $*" >>"$STUB_LOG"',
     'next=',
     'for a in "$@"; do',
-    '  if [ "$next" = 1 ]; then cp "${a#file://}" "$STUB_DIR/aws-user-data.sh"; fi',
+    // User data goes gzip-compressed (fileb://); cloud-init inflates it on the instance.
+    '  if [ "$next" = 1 ]; then gzip -dc "${a#fileb://}" >"$STUB_DIR/aws-user-data.sh"; fi',
     '  next=; [ "$a" = --user-data ] && next=1',
     'done',
     'printf "i-0123456789abcdef0\\n"',
@@ -51,7 +52,20 @@ function cloudStubs(): { bin: string; log: string; dir: string } {
 /** What an instance must not really do here: record the call instead. */
 function instanceStubs(): string {
   const bin = makeTempDir('instance-bin');
-  for (const name of ['apt-get', 'dnf', 'yum', 'curl']) writeScript(bin, name, `printf '%s\\n' "${name} $*" >>"$STUB_RECORD"\nexit 1`);
+  for (const name of ['apt-get', 'dnf', 'yum']) writeScript(bin, name, `printf '%s\\n' "${name} $*" >>"$STUB_RECORD"\nexit 1`);
+  // GCE's metadata server and the Compute API, as a GCE instance deleting itself reaches them.
+  writeScript(bin, 'curl', [
+    'printf "%s\\n" "curl $*" >>"$STUB_RECORD"',
+    'for a in "$@"; do url=$a; done',
+    'case $url in',
+    '  */instance/service-accounts/default/token) printf "{\\"access_token\\":\\"tok123\\",\\"expires_in\\":3599}" ;;',
+    '  */project/project-id) printf proj-1 ;;',
+    '  */instance/zone) printf projects/123/zones/europe-west1-b ;;',
+    '  */instance/name) printf pw-inst-001 ;;',
+    '  https://compute.googleapis.com/*) ;;',
+    '  *) exit 1 ;;',
+    'esac',
+  ].join('\n'));
   for (const name of ['shutdown', 'poweroff']) writeScript(bin, name, `printf '%s\\n' "${name} $*" >>"$STUB_RECORD"`);
   writeScript(bin, 'systemctl', `printf '%s\\n' "systemctl $*" >>"$STUB_RECORD"\ncase $1 in is-active) exit 3 ;; esac`);
   // As systemd would: the command in a service of its own, detached from the startup unit.
@@ -111,8 +125,8 @@ void test('gcloud startup script and aws user data, rendered by launch, mount th
     assert.equal(plan.commands[0]!.argv[0], name);
   }
   const calls = readFileSync(stubs.log, 'utf8');
-  assert.match(calls, /^gcloud compute instances create pw-cloud-pw\d+-[0-9a-f]{6}-\w+-001 pw-cloud-pw\d+-[0-9a-f]{6}-\w+-002 --zone=europe-west1-b .*--provisioning-model=SPOT --instance-termination-action=DELETE --metadata-from-file startup-script=\S+ --labels=piecework-job=pw-cloud-pw\d+-[0-9a-f]{6}/m);
-  assert.match(calls, /^aws ec2 run-instances --region eu-west-1 --image-id ami-0123456789abcdef0 .*--count 2 --instance-market-options MarketType=spot,.* --instance-initiated-shutdown-behavior terminate --user-data file:\/\/\S+/m);
+  assert.match(calls, /^gcloud compute instances create pw-[a-z0-9-]+-[0-9a-f]{16}-\w+-001 pw-[a-z0-9-]+-[0-9a-f]{16}-\w+-002 --zone=europe-west1-b .*--provisioning-model=SPOT --instance-termination-action=DELETE --metadata-from-file startup-script=\S+ --labels=piecework-job=pw-[0-9a-f]{16} /m);
+  assert.match(calls, /^aws ec2 run-instances --region eu-west-1 --image-id ami-0123456789abcdef0 .*--count 1:2 --instance-market-options MarketType=spot,.* --instance-initiated-shutdown-behavior terminate --metadata-options HttpTokens=required,HttpEndpoint=enabled --user-data fileb:\/\/\S+/m);
 
   // Boot the two "instances".
   const records = makeTempDir('records');
@@ -139,7 +153,14 @@ void test('gcloud startup script and aws user data, rendered by launch, mount th
   for (const [host, record] of [[gceHost, 'gce'], [ec2Host, 'ec2']] as const) {
     await waitUntil(() => existsSync(join(records, record)) && readFileSync(join(records, record), 'utf8').includes('shutdown -h now'), 20_000, `${host.name} to power off`);
     const calls = readFileSync(join(records, record), 'utf8');
-    assert.doesNotMatch(calls, /apt-get|dnf|yum|curl/, 'nothing was downloaded');
+    assert.doesNotMatch(calls, /apt-get|dnf|yum/, 'nothing was installed');
+    assert.doesNotMatch(calls.replace(/^curl .*(metadata\.google\.internal|compute\.googleapis\.com).*$/gm, ''), /curl/, 'nothing was downloaded');
+    if (record === 'gce') {
+      // A GCE instance that only powered off would be kept (TERMINATED, disk billed): it asks to be deleted first.
+      assert.match(calls, /^curl -sf -X DELETE -H Authorization: Bearer tok123 https:\/\/compute\.googleapis\.com\/compute\/v1\/projects\/proj-1\/zones\/europe-west1-b\/instances\/pw-inst-001\nshutdown -h now$/m);
+    } else {
+      assert.doesNotMatch(calls, /curl/, 'an EC2 instance terminates by powering off');
+    }
     assert.deepEqual(workersOnHost(host), []);
   }
   // Each instance's worker output is in the job's logs/, ending with its exit status.

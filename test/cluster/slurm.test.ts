@@ -50,7 +50,7 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     assert.equal(launch.code, 0, `${launch.stderr}\n${slurm.logs()}`);
     const arrayId = launch.stdout.trim();
     assert.match(arrayId, /^\d+$/, 'sbatch --parsable prints the array job id');
-    assert.match(launch.stderr, /launch: running sbatch --array=1-2 --job-name=pw-slurm-pw\d+-[0-9a-f]{6} /);
+    assert.match(launch.stderr, /launch: running sbatch --array=1-2 --job-name=pw-[0-9a-f]{16} /);
     assert.match(launch.stderr, /launch: job complete: 40 chunks done/);
 
     // --wait returns when the job is complete; the tasks end (and write their last lines) just after.
@@ -84,7 +84,7 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     const t0 = Date.now();
     const cancel = await runPiecework(['launch', job, '--provider', 'slurm', '--delete'], { env: slurm.env });
     assert.equal(cancel.code, 0, cancel.stderr);
-    assert.match(cancel.stderr, /launch: running scancel --name=pw-cancel-pw\d+-[0-9a-f]{6} --user=root/);
+    assert.match(cancel.stderr, /launch: running scancel --name=pw-[0-9a-f]{16} --user=root/);
     await waitUntil(async () => (await slurm.queue()).length === 0, 20_000, 'the cancelled array to leave the queue');
     await waitUntil(() => workers.every((pid) => !isAlive(pid)), 20_000, 'the workers to end');
     t.diagnostic(`cancelled: queue empty and workers gone ${((Date.now() - t0) / 1000).toFixed(1)} s after --delete`);

@@ -69,6 +69,59 @@ test('launch flags parse to exact options (argv in, options out)', async () => {
   for (const [line, expected] of cases) assert.deepEqual(await parse(line.split(' ')), expected, line);
 });
 
+test('launch: working directory, environment, work options and each provider\'s expert flags parse to exact options', async () => {
+  const defaults = { concurrency: 8, connectTimeoutMs: 20_000 };
+  const cases: [string, LaunchOptions][] = [
+    [
+      'launch J --hosts h --cwd /mnt/x/tools --env A=1 --env B=x=y --env EMPTY= --warm --max-chunks-per-process 20 -- ./c',
+      { job: 'J', command: ['./c'], hosts: ['h'], cwd: '/mnt/x/tools', env: [['A', '1'], ['B', 'x=y'], ['EMPTY', '']], workOptions: ['--warm', '--max-chunks-per-process', '20'], ...defaults },
+    ],
+    [
+      'launch J --provider gcloud --count 2 --zone z --project p --service-account sa@p.iam.gserviceaccount.com --scopes cloud-platform,compute --disk-size 50GB --disk-type pd-ssd --network n --subnet s --no-external-ip --accelerator type=nvidia-l4,count=1 --label team=nlp --max-run-duration 8h --provider-arg=--min-cpu-platform=AMD --job-id abc123 -- c',
+      {
+        job: 'J', command: ['c'], provider: 'gcloud', count: 2, zone: 'z', project: 'p', jobId: 'abc123', providerArgs: ['--min-cpu-platform=AMD'],
+        gcloud: { serviceAccount: 'sa@p.iam.gserviceaccount.com', scopes: ['cloud-platform', 'compute'], bootDiskSize: '50GB', bootDiskType: 'pd-ssd', network: 'n', subnet: 's', noAddress: true, accelerators: ['type=nvidia-l4,count=1'], labels: [['team', 'nlp']], maxRunDuration: '8h' },
+        ...defaults,
+      },
+    ],
+    [
+      'launch J --provider aws --count 10 --region r --image ami-1 --subnet subnet-1 --security-group sg-1 --security-group sg-2 --instance-profile pw --key-name me --max-price 0.05 --profile lab --label team=nlp -- c',
+      { job: 'J', command: ['c'], provider: 'aws', count: 10, region: 'r', image: 'ami-1', aws: { subnetId: 'subnet-1', securityGroupIds: ['sg-1', 'sg-2'], instanceProfile: 'pw', keyName: 'me', maxPrice: '0.05', profile: 'lab', tags: [['team', 'nlp']] }, ...defaults },
+    ],
+    [
+      'launch J --provider slurm --count 50 --time 4:00:00 --mem 8G --account lab --qos low --gres gpu:1 --constraint avx2 --throttle 5 --provider-arg=--exclusive -- c',
+      { job: 'J', command: ['c'], provider: 'slurm', count: 50, providerArgs: ['--exclusive'], slurm: { time: '4:00:00', mem: '8G', account: 'lab', qos: 'low', gres: 'gpu:1', constraint: 'avx2', throttle: 5 }, ...defaults },
+    ],
+  ];
+  for (const [line, expected] of cases) assert.deepEqual(await parse(line.split(' ')), expected, line);
+});
+
+test('launch: flags for another provider, bad --env and bad labels are usage errors with a hint', async () => {
+  const cases: [string, RegExp][] = [
+    ['launch J --provider slurm --count 2 --zone z -- c', /--zone does not apply to --provider slurm/],
+    ['launch J --provider gcloud --count 2 --zone z --time 1:00:00 -- c', /--time does not apply to --provider gcloud/],
+    ['launch J --provider aws --count 2 --no-external-ip -- c', /--no-external-ip does not apply to --provider aws/],
+    ['launch J --provider slurm --count 2 --label a=b -- c', /--label does not apply to --provider slurm/],
+    ['launch J --provider gcloud --count 2 --security-group sg-1 -- c', /--security-group does not apply to --provider gcloud/],
+    ['launch J --hosts h --time 1:00:00 -- c', /--time needs --provider \(slurm\)/],
+    ['launch J --hosts h --job-id x -- c', /--job-id needs --provider/],
+    ['launch J --hosts h --env NOVALUE -- c', /--env NOVALUE: expected NAME=VALUE/],
+    ['launch J --hosts h --env 1X=2 -- c', /1X is not a variable name/],
+    ['launch J --hosts h --env PW_JOB=x -- c', /names starting with PW_/],
+    ['launch J --provider gcloud --count 1 --label Team=x -- c', /label key "Team"/],
+    ['launch J --provider gcloud --count 1 --label piecework-job=x -- c', /the one launch sets itself/],
+    ['launch J --provider gcloud --count 1 --max-run-duration soon -- c', /--max-run-duration soon: expected a duration/],
+    ['launch J --provider aws --count 1 --max-price cheap -- c', /--max-price cheap/],
+    ['launch J --provider slurm --count 1 --throttle 0 -- c', /--throttle 0: must be a whole number/],
+    ['launch J --hosts h --max-chunks-per-process 0 -- c', /--max-chunks-per-process 0/],
+  ];
+  for (const [line, message] of cases) {
+    await assert.rejects(parse(line.split(' ')), (e: unknown) => e instanceof UsageError && message.test(e.message), line);
+  }
+  // The hint says where the flag belongs and how to pass anything else.
+  await assert.rejects(parse('launch J --provider slurm --count 2 --zone z -- c'.split(' ')), (e: unknown) => e instanceof UsageError && /--provider gcloud; --provider-arg=ARG passes anything else to sbatch/.test(e.hint ?? ''));
+});
+
 test('contradictory or incomplete launch flags are usage errors', async () => {
   const cases: [string, RegExp][] = [
     ['launch J -- c', /where should workers run/],
@@ -76,7 +129,7 @@ test('contradictory or incomplete launch flags are usage errors', async () => {
     ['launch J --hosts h --delete', /--delete needs --provider/],
     ['launch J --hosts h --mount me@head:/x -- c', /--mount and --at go together/],
     ['launch J --hosts h --mount-port 2 -- c', /need --mount/],
-    ['launch J --hosts h --zone z -- c', /--zone needs --provider/],
+    ['launch J --hosts h --zone z -- c', /--zone needs --provider \(gcloud\)/],
     ['launch J --hosts h --machine-type m -- c', /--machine-type needs --provider/],
     ['launch J --hosts h -j 0 -- c', /--lanes 0: must be a whole number/],
     ['launch J --provider azure -- c', /Invalid values|Choices/],

@@ -1,254 +1,367 @@
-import { after, before, beforeEach, test } from 'node:test';
+// `launch --provider gcloud|aws` through the real `gcloud` and `aws` CLIs, pointed at a local
+// recording endpoint (test/helpers/cloud-endpoint.ts) that answers enough of the Compute Engine
+// and EC2 APIs: the assertions are on the API requests the CLIs send — instance count, spot
+// model, labels, the startup script's mount, directory and command, sizes within the providers'
+// limits, and that --delete removes exactly the job's instances. Slurm's sbatch/scancel are
+// stand-ins here (test/cluster/slurm.test.ts runs a real cluster).
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { PieceworkError, UsageError } from '../../src/core/errors.js';
-import { launch } from '../../src/remote/launch.js';
-import * as aws from '../../src/remote/providers/aws.js';
-import { jobTag, type CreateOptions } from '../../src/remote/providers/common.js';
-import * as gcloud from '../../src/remote/providers/gcloud.js';
+import { launch, type LaunchOptions } from '../../src/remote/launch.js';
+import { displayName, jobTag, type CreateOptions } from '../../src/remote/providers/common.js';
 import * as slurm from '../../src/remote/providers/slurm.js';
+import { runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
+import { lineJob } from '../helpers/job.js';
+import { ec2UserDataLimit, gceMetadataValueLimit, startCloudEndpoint, type CloudEndpoint } from '../helpers/cloud-endpoint.js';
+import { makeTempDir } from '../helpers/tmp.js';
 
-const dir = join(tmpdir(), `pw${process.pid}-providers-test`);
-const bin = join(dir, 'bin');
-const record = join(dir, 'argv.ndjson');
-const job = '/mnt/share/jobs/score';
-const tag = jobTag(job);
-const originalPath = process.env['PATH'];
+const hasCli = (name: string) => spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0;
+const noGcloud = hasCli('gcloud') ? false : 'gcloud is not installed (the Google Cloud CLI: apt-get install google-cloud-cli from packages.cloud.google.com)';
+const noAws = hasCli('aws') ? false : 'aws is not installed (apt-get install awscli)';
 
-interface Recorded {
-  argv: string[];
-  /** Scripts the command was pointed at, read while it ran (apply removes them afterwards). */
-  scripts: Record<string, string>;
+const dir = makeTempDir('providers');
+const share = join(dir, 'srv', 'share');
+const localTool = join(dir, 'piecework.mjs');
+const knownHosts = join(dir, 'known_hosts');
+const keyFile = join(dir, 'mount_key');
+const savedEnv = { ...process.env };
+let endpoint: CloudEndpoint;
+
+/** A job folder with a job.json of the given id, as split writes it. */
+function makeJob(name: string, id: string): string {
+  const job = join(share, 'jobs', name);
+  mkdirSync(join(job, 'logs'), { recursive: true });
+  writeFileSync(join(job, 'job.json'), JSON.stringify({ protocol: 1, tool: 'piecework', id, created: new Date().toISOString(), split: { mode: 'lines', size: 1, inputs: [], grouping: 'none' }, chunkCount: 1, complete: true, staleSeconds: 60, retries: 2 }));
+  writeFileSync(join(job, 'score.sh'), '#!/bin/sh\ncat\n');
+  return job;
 }
 
-/**
- * Stand-ins for gcloud, aws, sbatch and scancel: each appends its argv (and the content of any
- * script file it names) to argv.ndjson and prints what the real one would for our lookups.
- */
-function installStandIns(): void {
-  mkdirSync(bin, { recursive: true });
-  const source = (name: string) => `#!${process.execPath}
-const fs = require('node:fs');
-const argv = process.argv.slice(2);
-const scripts = {};
-for (const arg of argv) {
-  const m = /^(?:startup-script=|file:\\/\\/)(.*)$/.exec(arg) || (arg.endsWith('.sh') ? [arg, arg] : null);
-  if (m) scripts[m[1]] = fs.readFileSync(m[1], 'utf8');
-}
-fs.appendFileSync(${JSON.stringify(record)}, JSON.stringify({ argv: [${JSON.stringify(name)}, ...argv], scripts }) + '\\n');
-const out = process.env.STAND_IN_OUTPUT || '';
-if (argv.includes('list') || argv.includes('describe-instances')) process.stdout.write(out);
-else if (${JSON.stringify(name)} === 'sbatch') process.stdout.write('4242\\n');
-process.exit(Number(process.env.STAND_IN_EXIT || 0));
-`;
-  for (const name of ['gcloud', 'aws', 'sbatch', 'scancel']) {
-    writeFileSync(join(bin, name), source(name));
-    chmodSync(join(bin, name), 0o755);
-  }
-}
-
-function recorded(): Recorded[] {
-  if (!existsSync(record)) return [];
-  return readFileSync(record, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Recorded);
-}
-
-before(() => {
-  installStandIns();
-  process.env['PATH'] = `${bin}${delimiter}${originalPath ?? ''}`;
+before(async () => {
+  mkdirSync(share, { recursive: true });
+  writeFileSync(localTool, '// bundled CLI stand-in\n');
+  writeFileSync(knownHosts, '[head.example.org]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n');
+  // An RSA-4096-sized key: the largest the user data has to carry.
+  writeFileSync(keyFile, `-----BEGIN OPENSSH PRIVATE KEY-----\n${Buffer.from(Array.from({ length: 2500 }, (_, i) => (i * 7919) % 251)).toString('base64').replace(/(.{70})/g, '$1\n')}\n-----END OPENSSH PRIVATE KEY-----\n`);
+  endpoint = await startCloudEndpoint();
+});
+after(async () => {
+  process.env = savedEnv;
+  await endpoint.close();
+  await runCleanups();
 });
 beforeEach(() => {
-  rmSync(record, { force: true });
-  delete process.env['STAND_IN_OUTPUT'];
-  delete process.env['STAND_IN_EXIT'];
+  endpoint.clear();
+  endpoint.gce.clear();
+  endpoint.ec2.clear();
+  endpoint.spotCapacity = Number.POSITIVE_INFINITY;
 });
-after(() => {
-  process.env['PATH'] = originalPath;
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const create = (extra: Partial<CreateOptions> = {}): CreateOptions => ({
-  job,
-  command: ['python3', 'score.py', '--model', 'a b'],
-  count: 3,
-  tool: '/mnt/share/.piecework/0.1.0/piecework.mjs',
-  scriptDir: join(dir, `scripts-${Math.random().toString(36).slice(2)}`),
-  ...extra,
+afterEach(() => {
+  process.env = { ...savedEnv };
 });
 
-test('job tags are label-safe, short, and differ for jobs of the same name', () => {
-  assert.match(tag, /^pw-score-[0-9a-f]{6}$/);
-  assert.notEqual(jobTag('/other/jobs/score'), tag);
-  assert.match(jobTag('/x/My Job_2024!!'), /^pw-my-job-2024-[0-9a-f]{6}$/);
-  assert.ok(jobTag(`/x/${'y'.repeat(200)}`).length <= 40);
-});
-
-test('gcloud: spot instances named after the job, with the startup script and a job label', async () => {
-  const options = create({ zone: 'europe-west1-b', lanes: 4 });
-  const plan = await gcloud.plan({ action: 'create', ...options });
-  const result = await gcloud.apply(plan);
-  const [call] = recorded();
-  assert.ok(call);
-  const scriptPath = join(options.scriptDir as string, 'gcloud-startup.sh');
-  const names = call.argv.slice(4, 7);
-  for (const [i, name] of names.entries()) assert.match(name, new RegExp(`^${tag}-[0-9a-z]{1,6}-00${i + 1}$`));
-  assert.deepEqual(call.argv, [
-    'gcloud', 'compute', 'instances', 'create', ...names,
-    '--zone=europe-west1-b',
-    '--machine-type=e2-standard-2',
-    '--image-project=debian-cloud', '--image-family=debian-13',
-    '--provisioning-model=SPOT', '--instance-termination-action=DELETE',
-    '--metadata-from-file', `startup-script=${scriptPath}`,
-    `--labels=piecework-job=${tag}`,
-    '--format=value(name)',
-  ]);
-  // The script existed while gcloud ran, and is gone afterwards.
-  const script = call.scripts[scriptPath] ?? '';
-  assert.match(script, /^#!\/bin\/sh\n/);
-  assert.match(script, /PW_BOOTSTRAP='#!\/bin\/sh/);
-  assert.match(script, /PW_JOB=\/mnt\/share\/jobs\/score/);
-  assert.match(script, /PW_LANES=4/);
-  assert.match(script, /PW_SHUTDOWN_WHEN_DONE=1/);
-  assert.equal(existsSync(scriptPath), false);
-  assert.equal(result.commands[0]?.exitCode, 0);
-});
-
-test('gcloud: --preemptible, another image and machine type; a zone is required', async () => {
-  const plan = await gcloud.plan({ action: 'create', ...create({ zone: 'us-east1-c', spotModel: 'preemptible', image: 'my-image-v3', machineType: 'n2-highcpu-8', count: 1 }) });
-  const argv = plan.commands[0]?.argv ?? [];
-  assert.ok(argv.includes('--preemptible'));
-  assert.ok(!argv.some((a) => a.startsWith('--provisioning-model')));
-  assert.ok(argv.includes('--image=my-image-v3'));
-  assert.ok(argv.includes('--machine-type=n2-highcpu-8'));
-  await assert.rejects(gcloud.plan({ action: 'create', ...create() }), (e: unknown) => e instanceof UsageError && /--zone is required/.test(e.message));
-});
-
-test('gcloud --delete lists the job\'s instances by label and deletes them by URI', async () => {
-  const uris = ['https://www.googleapis.com/compute/v1/projects/p/zones/europe-west1-b/instances/a', 'https://www.googleapis.com/compute/v1/projects/p/zones/us-east1-c/instances/b'];
-  process.env['STAND_IN_OUTPUT'] = `${uris.join('\n')}\n`;
-  const result = await gcloud.apply(await gcloud.plan({ action: 'delete', job }));
-  assert.deepEqual(recorded().map((r) => r.argv), [
-    ['gcloud', 'compute', 'instances', 'list', `--filter=labels.piecework-job=${tag}`, '--format=value(selfLink)'],
-    ['gcloud', 'compute', 'instances', 'delete', '--quiet', ...uris],
-  ]);
-  assert.deepEqual(result.ids, uris);
-
-  // Nothing found: nothing deleted.
-  rmSync(record);
-  process.env['STAND_IN_OUTPUT'] = '';
-  const none = await gcloud.apply(await gcloud.plan({ action: 'delete', job, zone: 'europe-west1-b' }));
-  assert.deepEqual(recorded().map((r) => r.argv[3]), ['list']);
-  assert.ok(recorded()[0]?.argv.includes('--zones=europe-west1-b'));
-  assert.equal(none.commands[1]?.skipped, true);
-});
-
-test('aws: one-time spot instances with user data, tags, and terminate on shutdown', async () => {
-  const options = create({ region: 'eu-west-1', image: 'ami-0123456789abcdef0' });
-  await aws.apply(await aws.plan({ action: 'create', ...options }));
-  const [call] = recorded();
-  const scriptPath = join(options.scriptDir as string, 'aws-user-data.sh');
-  assert.deepEqual(call?.argv, [
-    'aws', 'ec2', 'run-instances', '--region', 'eu-west-1',
-    '--image-id', 'ami-0123456789abcdef0',
-    '--instance-type', 't3.medium',
-    '--count', '3',
-    '--instance-market-options', 'MarketType=spot,SpotOptions={SpotInstanceType=one-time,InstanceInterruptionBehavior=terminate}',
-    '--instance-initiated-shutdown-behavior', 'terminate',
-    '--user-data', `file://${scriptPath}`,
-    '--tag-specifications', `ResourceType=instance,Tags=[{Key=piecework-job,Value=${tag}},{Key=Name,Value=${tag}}]`,
-    '--query', 'Instances[].InstanceId',
-    '--output', 'text',
-  ]);
-  assert.match(call?.scripts[scriptPath] ?? '', /cloud-init runs it as root/);
-  await assert.rejects(aws.plan({ action: 'create', ...create() }), /--image \(an AMI id\) is required/);
-});
-
-test('aws --delete finds instances by tag, then terminates exactly those', async () => {
-  process.env['STAND_IN_OUTPUT'] = 'i-0aaa\ti-0bbb\n';
-  await aws.apply(await aws.plan({ action: 'delete', job, region: 'eu-west-1' }));
-  assert.deepEqual(recorded().map((r) => r.argv), [
-    ['aws', 'ec2', 'describe-instances', '--region', 'eu-west-1', '--filters', `Name=tag:piecework-job,Values=${tag}`, 'Name=instance-state-name,Values=pending,running,stopping,stopped', '--query', 'Reservations[].Instances[].InstanceId', '--output', 'text'],
-    ['aws', 'ec2', 'terminate-instances', '--region', 'eu-west-1', '--output', 'text', '--instance-ids', 'i-0aaa', 'i-0bbb'],
-  ]);
-});
-
-test('slurm: one sbatch --array job with --requeue, logs in the job, and scancel by name', async () => {
-  const options = create({ job: '/home/me/jobs/score', count: 50, lanes: 4, partition: 'short' });
-  await slurm.apply(await slurm.plan({ action: 'create', ...options }));
-  const scriptPath = join(options.scriptDir as string, 'slurm-array.sh');
-  const slurmTag = jobTag('/home/me/jobs/score');
-  const [call] = recorded();
-  assert.deepEqual(call?.argv, ['sbatch', '--array=1-50', `--job-name=${slurmTag}`, '--output=/home/me/jobs/score/logs/slurm-%A_%a.log', '--cpus-per-task=4', '--partition=short', '--parsable', scriptPath]);
-  const script = call?.scripts[scriptPath] ?? '';
-  assert.match(script, /^#!\/bin\/sh\n#SBATCH --requeue\n/);
-  // Lanes come from SLURM_CPUS_PER_TASK in the task, not from the rendered bootstrap.
-  assert.doesNotMatch(script, /PW_LANES=4/);
-  rmSync(record);
-  await slurm.apply(await slurm.plan({ action: 'delete', job: '/home/me/jobs/score' }));
-  assert.deepEqual(recorded()[0]?.argv, ['scancel', `--name=${slurmTag}`, `--user=${userInfo().username}`]);
-  await assert.rejects(slurm.plan({ action: 'create', ...create({ mount: { source: 'h:/x', at: '/y', strict: 'yes' } }) }), /--mount does not apply/);
-});
-
-test('a failing or missing CLI is an error that says which command and why', async () => {
-  process.env['STAND_IN_EXIT'] = '1';
-  await assert.rejects(gcloud.apply(await gcloud.plan({ action: 'delete', job })), (e: unknown) => e instanceof PieceworkError && /gcloud failed \(exit 1\)/.test(e.message));
-  delete process.env['STAND_IN_EXIT'];
-  const saved = process.env['PATH'];
-  process.env['PATH'] = join(dir, 'empty-path');
-  try {
-    await assert.rejects(aws.apply(await aws.plan({ action: 'delete', job })), (e: unknown) => e instanceof PieceworkError && /aws is not installed/.test(e.message) && /aws configure/.test(e.hint ?? ''));
-  } finally {
-    process.env['PATH'] = saved;
-  }
-});
-
-test('launch --provider: a dry run plans without running; a real one copies the CLI onto the share first', async () => {
-  const share = join(dir, 'share');
-  mkdirSync(join(share, 'jobs', 'score'), { recursive: true });
-  writeFileSync(join(share, 'jobs', 'score', 'job.json'), '{}');
-  const localTool = join(dir, 'piecework.mjs');
-  writeFileSync(localTool, '// bundled CLI stand-in\n');
-  const knownHosts = join(dir, 'known_hosts');
-  writeFileSync(knownHosts, '[head.example.org]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n');
-  const keyFile = join(dir, 'mount_key');
-  writeFileSync(keyFile, 'PRIVATE KEY TEXT');
-  const base = {
-    job: join(share, 'jobs', 'score'),
-    command: ['./score.sh'],
-    provider: 'gcloud' as const,
-    count: 2,
-    zone: 'europe-west1-b',
+/** What a user types, as launch options: the job under the head's export, mounted at /mnt/share on the instances. */
+function options(job: string, extra: Partial<LaunchOptions>): LaunchOptions {
+  return {
+    job,
+    command: ['./score.sh', '--model', "it's a b"],
     localTool,
     knownHostsFiles: [knownHosts],
+    launchDir: job,
     mount: { source: `me@head.example.org:${share}`, at: '/mnt/share', port: 2222, identity: keyFile },
+    ...extra,
   };
-  const dry = await launch({ ...base, dryRun: true });
-  assert.equal(dry.kind, 'provider');
-  assert.equal(recorded().length, 0);
-  assert.equal(existsSync(join(share, '.piecework')), false, 'a dry run copies nothing');
-  if (dry.kind !== 'provider') return;
-  const script = dry.plan.files[0]?.content ?? '';
-  // The job and the tool are named as the instances see them; the head is checked strictly.
-  assert.match(script, /PW_JOB=\/mnt\/share\/jobs\/score/);
-  assert.match(script, /PW_TOOL=\/mnt\/share\/\.piecework\/0\.1\.0\/piecework\.mjs/);
-  assert.match(script, /PW_MOUNT_STRICT=yes/);
-  assert.match(script, /PW_MOUNT_KNOWN_HOSTS_LINES=/);
-  assert.match(script, /PW_MOUNT_IDENTITY=\/var\/lib\/piecework\/mount_key/);
-  assert.match(script, /PW_MOUNT_KEY='PRIVATE KEY TEXT'/);
-  assert.equal(dry.plan.files[0]?.mode, 0o600, 'a script holding a key is written 0600');
+}
 
-  // The share not visible here: nothing is copied into what may be a bare mount point.
-  await assert.rejects(launch({ ...base, job: join(dir, 'unmounted', 'jobs', 'score') }), /cannot copy piecework onto the share/);
-  assert.equal(existsSync(join(dir, 'unmounted')), false);
+/** The PW_* values a rendered script sets (as sh reads them), and those of the bootstrap inside it. */
+function scriptValues(script: string): Record<string, string> {
+  // The values block ends where the script's own `set -eu` starts (the last one: an embedded script has its own).
+  const block = script.slice(0, script.lastIndexOf('\nset -eu\n'));
+  const out = spawnSync('sh', ['-c', `set -a\n${block}\nenv -0`], { encoding: 'utf8', env: {} }).stdout;
+  const values: Record<string, string> = {};
+  for (const entry of out.split('\0')) {
+    const at = entry.indexOf('=');
+    if (entry.startsWith('PW_')) values[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  if (values['PW_BOOTSTRAP']) Object.assign(values, scriptValues(values['PW_BOOTSTRAP']), { PW_BOOTSTRAP: values['PW_BOOTSTRAP'] });
+  return values;
+}
 
-  const real = await launch(base);
-  assert.equal(real.kind, 'provider');
-  assert.equal(readFileSync(join(share, '.piecework', '0.1.0', 'piecework.mjs'), 'utf8'), '// bundled CLI stand-in\n');
-  assert.equal(recorded()[0]?.argv[3], 'create');
+/** Shell-quoted words (PW_COMMAND, PW_ENV…) back into argv, as the bootstrap reads them. */
+function words(quoted: string | undefined): string[] {
+  return spawnSync('sh', ['-c', 'eval "set -- $1"; printf "%s\\0" "$@"', 'sh', quoted ?? ''], { encoding: 'utf8' }).stdout.split('\0').slice(0, -1);
+}
 
-  // The head not in known_hosts: refused unless new keys may be accepted.
-  await assert.rejects(launch({ ...base, knownHostsFiles: [join(dir, 'none')], dryRun: true }), /not in known_hosts/);
-  const accepting = await launch({ ...base, knownHostsFiles: [join(dir, 'none')], acceptNewHostKeys: true, dryRun: true });
-  assert.match(accepting.kind === 'provider' ? (accepting.plan.files[0]?.content ?? '') : '', /PW_MOUNT_STRICT=accept-new/);
+const startupScript = (body: unknown): string =>
+  ((body as { metadata: { items: { key: string; value: string }[] } }).metadata.items.find((i) => i.key === 'startup-script')?.value ?? '');
+
+test('job tags come from the job id, not its path; display names stay readable and short', () => {
+  assert.equal(jobTag('0123456789abcdef'), 'pw-0123456789abcdef');
+  assert.equal(displayName('0123456789abcdef', '/x/My Job_2024!!'), 'pw-my-job-2024-0123456789abcdef');
+  assert.ok(displayName('0123456789abcdef', `/x/${'y'.repeat(200)}`).length <= 40);
+  assert.throws(() => jobTag('!!'), /no letters or digits/);
+});
+
+void describe('gcloud, the real CLI against a recording Compute endpoint', { skip: noGcloud }, () => {
+  beforeEach(() => Object.assign(process.env, endpoint.gcloudEnv()));
+
+  test('create: N spot instances labelled with the job id; the startup script mounts, enters the folder, runs the command', async () => {
+    const job = makeJob('score', 'a1b2c3d4e5f60718');
+    const report = await launch(options(job, { provider: 'gcloud', count: 3, zone: 'europe-west1-b', lanes: 4, env: [['OMP_NUM_THREADS', '1']], workOptions: ['--warm'] }));
+    assert.equal(report.kind, 'provider');
+    const inserts = endpoint.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/instances'));
+    assert.equal(inserts.length, 3, 'one insert per instance');
+    for (const insert of inserts) {
+      assert.match(insert.path, /\/projects\/pw-test-project\/zones\/europe-west1-b\/instances$/);
+      const body = insert.body as { name: string; labels: Record<string, string>; scheduling: Record<string, unknown> };
+      assert.match(body.name, /^pw-score-a1b2c3d4e5f60718-[0-9a-z]{1,6}-00[123]$/);
+      assert.deepEqual(body.labels, { 'piecework-job': 'pw-a1b2c3d4e5f60718' });
+      assert.equal(body.scheduling['provisioningModel'], 'SPOT');
+      assert.equal(body.scheduling['instanceTerminationAction'], 'DELETE');
+      const script = startupScript(body);
+      assert.ok(Buffer.byteLength(script) < gceMetadataValueLimit / 4, `startup script ${Buffer.byteLength(script)} bytes`);
+      assert.match(script, /^#!\/bin\/sh\n/);
+      const values = scriptValues(script);
+      assert.equal(values['PW_MOUNT_SOURCE'], `me@head.example.org:${share}`);
+      assert.equal(values['PW_MOUNT_AT'], '/mnt/share');
+      assert.equal(values['PW_JOB'], '/mnt/share/jobs/score');
+      // The command runs from the folder launch ran in, as the instances see it.
+      assert.equal(values['PW_CWD'], '/mnt/share/jobs/score');
+      assert.deepEqual(words(values['PW_COMMAND']), ['./score.sh', '--model', "it's a b"]);
+      assert.deepEqual(words(values['PW_ENV']), ['OMP_NUM_THREADS=1']);
+      assert.deepEqual(words(values['PW_WORK_OPTIONS']), ['--warm']);
+      assert.equal(values['PW_LANES'], '4');
+      assert.equal(values['PW_WHEN_DONE'], 'delete-gce');
+    }
+    assert.equal(endpoint.gce.size, 3);
+  });
+
+  test('create: the expert flags reach the API (project, account, scopes, disk, network, no address, GPU, labels, max run duration, pass-through)', async () => {
+    const job = makeJob('score', 'a1b2c3d4e5f60718');
+    await launch(options(job, {
+      provider: 'gcloud', count: 1, zone: 'us-east1-c', project: 'my-proj', machineType: 'g2-standard-4', image: 'my-image-v3',
+      gcloud: { serviceAccount: 'pw@my-proj.iam.gserviceaccount.com', scopes: ['cloud-platform'], bootDiskSize: '50GB', bootDiskType: 'pd-ssd', network: 'lab', subnet: 'lab-eu', noAddress: true, accelerators: ['type=nvidia-l4,count=1'], labels: [['team', 'nlp']], maxRunDuration: '8h' },
+      providerArgs: ['--min-cpu-platform=AMD Milan'],
+    }));
+    const insert = endpoint.requests.find((r) => r.method === 'POST' && r.path.endsWith('/instances'));
+    assert.match(insert?.path ?? '', /\/projects\/my-proj\/zones\/us-east1-c\/instances$/);
+    const body = insert?.body as Record<string, any>;
+    assert.deepEqual(body['labels'], { 'piecework-job': 'pw-a1b2c3d4e5f60718', team: 'nlp' });
+    assert.equal(body['serviceAccounts'][0].email, 'pw@my-proj.iam.gserviceaccount.com');
+    assert.deepEqual(body['serviceAccounts'][0].scopes, ['https://www.googleapis.com/auth/cloud-platform']);
+    assert.equal(body['disks'][0].initializeParams.diskSizeGb, '50');
+    assert.match(body['disks'][0].initializeParams.diskType, /\/diskTypes\/pd-ssd$/);
+    assert.match(body['disks'][0].initializeParams.sourceImage, /\/global\/images\/my-image-v3$/);
+    assert.match(body['networkInterfaces'][0].network, /\/networks\/lab$/);
+    assert.match(body['networkInterfaces'][0].subnetwork, /\/subnetworks\/lab-eu$/);
+    assert.equal(body['networkInterfaces'][0].accessConfigs, undefined, 'no external IP');
+    assert.match(body['guestAccelerators'][0].acceleratorType, /\/acceleratorTypes\/nvidia-l4$/);
+    assert.equal(body['guestAccelerators'][0].acceleratorCount, 1);
+    assert.equal(body['scheduling'].maxRunDuration.seconds, String(8 * 3600));
+    assert.equal(body['scheduling'].onHostMaintenance, 'TERMINATE');
+    assert.equal(body['minCpuPlatform'], 'AMD Milan');
+    assert.match(body['machineType'], /\/machineTypes\/g2-standard-4$/);
+  });
+
+  test('--delete removes exactly the job\'s instances, whatever --mount/--at either was given, and not those of a new job at the same path', async () => {
+    const job = makeJob('score', '1111111111111111');
+    await launch(options(job, { provider: 'gcloud', count: 2, zone: 'europe-west1-b' }));
+    // The job split again at the same path: a new id, its own instances.
+    makeJob('score', '2222222222222222');
+    await launch(options(job, { provider: 'gcloud', count: 1, zone: 'us-east1-c' }));
+    const newer = [...endpoint.gce.values()].filter((i) => (i.body['labels'] as Record<string, string>)['piecework-job'] === 'pw-2222222222222222');
+    assert.equal(newer.length, 1);
+    // Back to the first job (its id given, as when its folder is not visible here), deleted as the help shows it: no --mount.
+    endpoint.clear();
+    const removed = await launch({ job, command: [], provider: 'gcloud', delete: true, jobId: '1111111111111111' });
+    assert.equal(removed.kind === 'provider' ? removed.result?.ids.length : -1, 2);
+    const deletes = endpoint.requests.filter((r) => r.method === 'DELETE');
+    assert.equal(deletes.length, 2);
+    assert.ok(deletes.every((r) => /\/instances\/pw-score-1111111111111111-/.test(r.path)));
+    assert.deepEqual([...endpoint.gce.values()].map((i) => i.name), newer.map((i) => i.name), 'the other job\'s instance is left alone');
+    // Nothing of the job left: nothing to delete, no delete call.
+    endpoint.clear();
+    await launch({ job, command: [], provider: 'gcloud', delete: true, jobId: '1111111111111111' });
+    assert.equal(endpoint.requests.filter((r) => r.method === 'DELETE').length, 0);
+  });
+});
+
+void describe('aws, the real CLI against a recording EC2 endpoint', { skip: noAws }, () => {
+  beforeEach(() => Object.assign(process.env, endpoint.awsEnv()));
+
+  test('create: takes what spot capacity there is, IMDSv2 only, gzip user data well under 16 KB that mounts, enters the folder, runs the command', async () => {
+    const job = makeJob('score', 'a1b2c3d4e5f60718');
+    endpoint.spotCapacity = 4;
+    const report = await launch(options(job, { provider: 'aws', count: 10, region: 'eu-west-1', image: 'ami-0123456789abcdef0', env: [['MODEL', 'big one']] }));
+    assert.equal(report.kind === 'provider' ? report.result?.commands[0]?.stdout.trim().split(/\s+/).length : 0, 4, 'the ids of the 4 it got');
+    const [run, ...others] = endpoint.requests.filter((r) => (r.body as Record<string, string>)['Action'] === 'RunInstances');
+    assert.equal(others.length, 0);
+    const form = run?.body as Record<string, string>;
+    assert.equal(form['MinCount'], '1');
+    assert.equal(form['MaxCount'], '10');
+    assert.equal(endpoint.ec2.size, 4);
+    assert.equal(form['InstanceMarketOptions.MarketType'], 'spot');
+    assert.equal(form['InstanceMarketOptions.SpotOptions.SpotInstanceType'], 'one-time');
+    assert.equal(form['InstanceInitiatedShutdownBehavior'], 'terminate');
+    assert.equal(form['MetadataOptions.HttpTokens'], 'required');
+    assert.equal(form['TagSpecification.1.Tag.1.Key'], 'piecework-job');
+    assert.equal(form['TagSpecification.1.Tag.1.Value'], 'pw-a1b2c3d4e5f60718');
+    const raw = Buffer.from(form['UserData'] ?? '', 'base64');
+    assert.deepEqual([...raw.subarray(0, 2)], [0x1f, 0x8b], 'gzip, which cloud-init inflates');
+    assert.ok(raw.length <= ec2UserDataLimit * 0.6, `user data ${raw.length} bytes, with room under EC2's ${ec2UserDataLimit}`);
+    const script = gunzipSync(raw).toString('utf8');
+    assert.match(script, /cloud-init runs it as root/);
+    const values = scriptValues(script);
+    assert.equal(values['PW_MOUNT_AT'], '/mnt/share');
+    assert.equal(values['PW_CWD'], '/mnt/share/jobs/score');
+    assert.deepEqual(words(values['PW_COMMAND']), ['./score.sh', '--model', "it's a b"]);
+    assert.deepEqual(words(values['PW_ENV']), ['MODEL=big one']);
+    assert.equal(values['PW_MOUNT_KEY'], readFileSync(keyFile, 'utf8'));
+    assert.equal(values['PW_WHEN_DONE'], 'poweroff');
+  });
+
+  test('create: the expert flags reach the API (subnet, security groups, instance profile, key, max price, tags, profile)', async () => {
+    const job = makeJob('score', 'a1b2c3d4e5f60718');
+    const config = join(dir, 'aws-config');
+    // A named profile: credentials from the environment no longer count, so it brings its own.
+    writeFileSync(config, '[profile lab]\nregion = eu-central-1\naws_access_key_id = AKIDLAB\naws_secret_access_key = lab-secret\n');
+    process.env['AWS_CONFIG_FILE'] = config;
+    await launch(options(job, {
+      provider: 'aws', count: 2, image: 'ami-1', machineType: 'c7g.large',
+      aws: { profile: 'lab', subnetId: 'subnet-1', securityGroupIds: ['sg-1', 'sg-2'], instanceProfile: 'pw-workers', keyName: 'me', maxPrice: '0.05', tags: [['team', 'nlp']] },
+      providerArgs: ['--ebs-optimized'],
+    }));
+    const form = endpoint.requests.at(-1)?.body as Record<string, string>;
+    assert.equal(form['Action'], 'RunInstances');
+    assert.equal(form['InstanceType'], 'c7g.large');
+    assert.equal(form['SubnetId'], 'subnet-1');
+    assert.deepEqual([form['SecurityGroupId.1'], form['SecurityGroupId.2']], ['sg-1', 'sg-2']);
+    assert.equal(form['IamInstanceProfile.Name'], 'pw-workers');
+    assert.equal(form['KeyName'], 'me');
+    assert.equal(form['InstanceMarketOptions.SpotOptions.MaxPrice'], '0.05');
+    assert.equal(form['EbsOptimized'], 'true');
+    assert.equal(form['TagSpecification.1.Tag.3.Key'], 'team');
+    assert.equal(form['TagSpecification.1.Tag.3.Value'], 'nlp');
+  });
+
+  test('--delete terminates exactly the job\'s instances, whatever --mount/--at either was given', async () => {
+    const job = makeJob('score', '3333333333333333');
+    await launch(options(job, { provider: 'aws', count: 3, region: 'eu-west-1', image: 'ami-1' }));
+    makeJob('score', '4444444444444444');
+    await launch(options(job, { provider: 'aws', count: 2, region: 'eu-west-1', image: 'ami-1' }));
+    // The folder now holds the second job: the first is named by its id.
+    await launch({ job, command: [], provider: 'aws', region: 'eu-west-1', delete: true, jobId: '3333333333333333' });
+    const states = [...endpoint.ec2.values()].map((i) => `${i.tags['piecework-job']} ${i.state}`).sort();
+    assert.deepEqual(states, [
+      'pw-3333333333333333 shutting-down', 'pw-3333333333333333 shutting-down', 'pw-3333333333333333 shutting-down',
+      'pw-4444444444444444 pending', 'pw-4444444444444444 pending',
+    ]);
+    // The second job from its job.json, no flags but the region.
+    await launch({ job, command: [], provider: 'aws', region: 'eu-west-1', delete: true });
+    assert.ok([...endpoint.ec2.values()].every((i) => i.state === 'shutting-down'));
+  });
+});
+
+void describe('working directory, job id and relative commands', () => {
+  test('a relative command that cannot resolve is refused before anything runs', async () => {
+    const job = makeJob('score', 'a1b2c3d4e5f60718');
+    Object.assign(process.env, endpoint.gcloudEnv());
+    const base = { provider: 'gcloud' as const, count: 1, zone: 'europe-west1-b' };
+    // Launched from outside the share: the hosts have no such folder.
+    await assert.rejects(launch(options(job, { ...base, launchDir: dir })), (e: unknown) => e instanceof UsageError && /\.\/score\.sh is a relative path, but launch runs from .* outside the shared folder/.test(e.message) && /--cwd DIR/.test(e.hint ?? ''));
+    // Inside the share, but not there.
+    await assert.rejects(launch(options(job, { ...base, launchDir: share })), (e: unknown) => e instanceof UsageError && /\.\/score\.sh does not exist in .*srv\/share/.test(e.message));
+    // --cwd as the hosts see it: checked through the head's export.
+    await assert.rejects(launch(options(job, { ...base, launchDir: dir, cwd: '/mnt/share/jobs' })), /\.\/score\.sh does not exist in .*srv\/share\/jobs \(the working directory, \/mnt\/share\/jobs on the hosts\)/);
+    await assert.rejects(launch(options(job, { ...base, cwd: 'jobs/score' })), /--cwd jobs\/score: give the working directory's absolute path/);
+    assert.equal(endpoint.requests.length, 0, 'nothing reached the cloud');
+    const dry = await launch(options(job, { ...base, launchDir: dir, cwd: '/mnt/share/jobs/score', dryRun: true }));
+    assert.match(dry.kind === 'provider' ? (dry.plan.files[0]?.content ?? '') : '', /PW_CWD=\/mnt\/share\/jobs\/score/);
+    // A command looked up in PATH runs anywhere; from outside the share, in the job folder.
+    const bare = await launch(options(job, { ...base, launchDir: dir, command: ['python3', '-c', 'pass'], dryRun: true }));
+    assert.match(bare.kind === 'provider' ? (bare.plan.files[0]?.content ?? '') : '', /PW_CWD=\/mnt\/share\/jobs\/score/);
+  });
+
+  test('no job.json here: launch and --delete say the id is needed, and --job-id stands in for it', async () => {
+    const missing = join(dir, 'elsewhere', 'score');
+    for (const extra of [{ delete: true }, { count: 1, zone: 'z', dryRun: true }]) {
+      await assert.rejects(
+        launch({ job: missing, command: ['true'], provider: 'gcloud', ...extra }),
+        (e: unknown) => e instanceof PieceworkError && /cannot read the job's id from .*elsewhere\/score\/job\.json on this machine/.test(e.message) && /--job-id ID/.test(e.hint ?? ''),
+      );
+    }
+    const planned = await launch({ job: missing, command: [], provider: 'aws', delete: true, jobId: 'ABCDEF0123456789', dryRun: true });
+    assert.match(planned.kind === 'provider' ? planned.plan.commands[0]?.argv.join(' ') ?? '' : '', /Name=tag:piecework-job,Values=pw-abcdef0123456789 /);
+    await assert.rejects(launch({ job: missing, command: [], provider: 'aws', delete: true, jobId: 'a/b' }), /--job-id a\/b: expected the "id" of job.json/);
+  });
+});
+
+void describe('slurm (stand-in sbatch/scancel)', () => {
+  const bin = join(dir, 'bin');
+  const record = join(dir, 'argv.ndjson');
+  before(() => {
+    mkdirSync(bin, { recursive: true });
+    for (const name of ['sbatch', 'scancel']) {
+      writeFileSync(join(bin, name), `#!${process.execPath}
+const fs = require('node:fs');
+const argv = process.argv.slice(2);
+const script = argv.find((a) => a.endsWith('.sh'));
+fs.appendFileSync(${JSON.stringify(record)}, JSON.stringify({ argv: [${JSON.stringify(name)}, ...argv], script: script ? fs.readFileSync(script, 'utf8') : '' }) + '\\n');
+if (${JSON.stringify(name)} === 'sbatch') process.stdout.write('4242\\n');
+`);
+      chmodSync(join(bin, name), 0o755);
+    }
+  });
+  beforeEach(() => {
+    rmSync(record, { force: true });
+    process.env['PATH'] = `${bin}${delimiter}${savedEnv['PATH'] ?? ''}`;
+  });
+  const recorded = () => (existsSync(record) ? readFileSync(record, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { argv: string[]; script: string }) : []);
+
+  const create = (extra: Partial<CreateOptions> = {}): CreateOptions => ({
+    job: '/home/me/jobs/score', jobId: 'a1b2c3d4e5f60718', command: ['./score.sh'], count: 50, tool: '/home/me/.piecework/pw.mjs', scriptDir: join(dir, `scripts-${Math.random().toString(36).slice(2)}`), ...extra,
+  });
+
+  test('one sbatch --array job named after the job id, with the expert flags, a throttle and the working directory', async () => {
+    const options = create({ lanes: 4, partition: 'short', cwd: '/home/me/tools', env: [['A', '1']], workOptions: ['--warm', '--max-chunks-per-process', '20'], slurm: { time: '4:00:00', mem: '8G', account: 'lab', qos: 'low', gres: 'gpu:1', constraint: 'avx2', throttle: 5 }, providerArgs: ['--exclusive'] });
+    await slurm.apply(await slurm.plan({ action: 'create', ...options }));
+    const [call] = recorded();
+    assert.deepEqual(call?.argv, [
+      'sbatch', '--array=1-50%5', '--job-name=pw-a1b2c3d4e5f60718', '--output=/home/me/jobs/score/logs/slurm-%A_%a.log', '--cpus-per-task=4', '--partition=short',
+      '--time=4:00:00', '--mem=8G', '--account=lab', '--qos=low', '--gres=gpu:1', '--constraint=avx2', '--exclusive', '--parsable', join(options.scriptDir as string, 'slurm-array.sh'),
+    ]);
+    assert.match(call?.script ?? '', /^#!\/bin\/sh\n#SBATCH --requeue\n/);
+    const values = scriptValues(call?.script ?? '');
+    assert.equal(values['PW_CWD'], '/home/me/tools');
+    assert.deepEqual(words(values['PW_WORK_OPTIONS']), ['--warm', '--max-chunks-per-process', '20']);
+    assert.deepEqual(words(values['PW_ENV']), ['A=1']);
+    // Lanes come from SLURM_CPUS_PER_TASK in the task, not from the rendered bootstrap.
+    assert.equal(values['PW_LANES'], undefined);
+    rmSync(record);
+    await slurm.apply(await slurm.plan({ action: 'delete', job: '/elsewhere/score', jobId: 'a1b2c3d4e5f60718' }));
+    assert.deepEqual(recorded()[0]?.argv, ['scancel', '--name=pw-a1b2c3d4e5f60718', `--user=${userInfo().username}`]);
+    await assert.rejects(slurm.plan({ action: 'create', ...create({ mount: { source: 'h:/x', at: '/y', strict: 'yes' } }) }), /--mount does not apply/);
+  });
+});
+
+void describe('launch --wait, through the CLI', { skip: noGcloud }, () => {
+  test('once the job is complete, --wait deletes the instances it made (a GCE instance that powered off would be kept, disk billed)', async () => {
+    const root = makeTempDir('wait-share');
+    const job = await lineJob(root, 'done', 3);
+    assert.equal((await runPiecework(['work', job, '-j', '1', '--', 'cat'])).code, 0);
+    // Another job's instance, which must stay.
+    endpoint.gce.set('pw-test-project/europe-west1-b/other', { project: 'pw-test-project', zone: 'europe-west1-b', name: 'other', body: { labels: { 'piecework-job': 'pw-0000000000000000' } } });
+    const run = await runPiecework(['launch', job, '--provider', 'gcloud', '--count', '2', '--zone', 'europe-west1-b', '--wait', '--', 'cat'], { env: { ...endpoint.gcloudEnv() }, cwd: root });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(endpoint.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/instances')).length, 2);
+    assert.match(run.stderr, /launch: job complete: 3 chunks done/);
+    assert.match(run.stderr, /launch: deleted 2 instances of the job \(pw-[0-9a-f]{16}\)/);
+    assert.equal(endpoint.requests.filter((r) => r.method === 'DELETE').length, 2);
+    assert.deepEqual([...endpoint.gce.keys()], ['pw-test-project/europe-west1-b/other']);
+  });
 });

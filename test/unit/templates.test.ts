@@ -70,8 +70,10 @@ const settings = (extra: Partial<BootstrapSettings> = {}): BootstrapSettings => 
 
 test('every template renders to a shellcheck-clean script, with hostile values as plain data', async () => {
   const mount = { source: `me@head:/srv/${hostile}`, at: `/mnt/${hostile}`, port: 2222, identity: '/k', knownHostsLines: ['[head]:2222 ssh-ed25519 AAAA'], strict: 'yes' as const };
-  const bootstrap = await renderBootstrap(settings({ mount }));
+  const bootstrap = await renderBootstrap(settings({ mount, cwd: `/mnt/${hostile}`, env: [['HOSTILE', hostile]], workOptions: ['--warm'], whenDone: 'delete-gce' }));
   shellcheck(bootstrap, 'bootstrap.sh');
+  // The copy embedded in cloud startup scripts, without comments, is a script just the same.
+  shellcheck(await renderBootstrap(settings({ mount, env: [['HOSTILE', hostile]] }), { compact: true }), 'bootstrap.sh (compact)');
   const cloud = { job: join(dir, 'job'), command: [hostile], count: 2, tool: '/mnt/x/pw.mjs', mount, mountKeyText: '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----' };
   for (const name of ['gcloud-startup.sh', 'aws-user-data.sh'] as const) shellcheck(await renderCloudStartup(name, cloud), name);
   const slurm = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: await renderBootstrap(settings({ action: 'run' })) });
@@ -90,13 +92,14 @@ test('every template renders to a shellcheck-clean script, with hostile values a
   assert.equal(existsSync(join(dir, 'pwned')) || existsSync(join(dir, 'pwned2')), false);
 });
 
-/** A stand-in for dist/piecework.mjs that records its argv in the job folder, then idles. */
+/** A stand-in for dist/piecework.mjs that records its argv, cwd and env in the job folder, then idles. */
 function writeStandInTool(behaviour: 'idle' | 'exit'): void {
   writeFileSync(
     join(dir, 'tool.mjs'),
     `import { writeFileSync } from 'node:fs';
 const args = process.argv.slice(2);
 writeFileSync(args[1] + '/argv-' + process.pid + '.json', JSON.stringify(args));
+writeFileSync(args[1] + '/place-' + process.pid + '.json', JSON.stringify({ cwd: process.cwd(), env: process.env }));
 ${behaviour === 'exit' ? "console.error('no chunks here'); process.exit(1);" : 'setTimeout(() => {}, 60_000);'}
 `,
   );
@@ -123,6 +126,30 @@ test('bootstrap starts a detached worker that gets the command argv exactly, and
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
   assert.equal(Number(stat[3]), pid, 'the worker leads its own session (setsid)');
   assert.equal(readFileSync(`/proc/${pid}/fd/0`, { encoding: 'utf8', flag: 'r' }), '');
+});
+
+test('bootstrap runs the worker in the working directory, with the environment and work options given', async () => {
+  writeFileSync(join(dir, 'job', 'job.json'), '{}');
+  writeStandInTool('idle');
+  const cwd = join(dir, `tools ${hostile}`.replace(/\//g, '_'));
+  mkdirSync(cwd, { recursive: true });
+  const result = runBootstrap(await renderBootstrap(settings({ node: process.execPath, cwd, env: [['HOSTILE', hostile], ['EMPTY', '']], workOptions: ['--warm', '--max-chunks-per-process', '7'] })));
+  assert.equal(result.status, 0, result.stderr);
+  const pid = Number(parseBootstrapOutput(result.stdout)['pid']);
+  pids.push(pid);
+  assert.equal(parseBootstrapOutput(result.stdout)['cwd'], cwd);
+  const argv = JSON.parse(readFileSync(join(dir, 'job', `argv-${pid}.json`), 'utf8')) as string[];
+  assert.deepEqual(argv, ['work', join(dir, 'job'), '-j', '3', '--warm', '--max-chunks-per-process', '7', '--', 'printf', '%s\n', hostile, '--', '']);
+  const place = JSON.parse(readFileSync(join(dir, 'job', `place-${pid}.json`), 'utf8')) as { cwd: string; env: Record<string, string> };
+  assert.equal(place.cwd, cwd);
+  assert.equal(place.env['HOSTILE'], hostile);
+  assert.equal(place.env['EMPTY'], '');
+  assert.equal(existsSync(join(dir, 'pwned')) || existsSync(join(dir, 'pwned2')), false);
+
+  // A working directory the host does not have: its own status, before any worker starts.
+  const noCwd = runBootstrap(await renderBootstrap(settings({ action: 'check', cwd: join(dir, 'no-such-folder') })));
+  assert.equal(noCwd.status, BootstrapExit.noWorkingDirectory);
+  assert.match(bootstrapErrorMessage(noCwd.stderr) ?? '', /the working directory .*no-such-folder does not exist on .* \(give launch --cwd DIR/);
 });
 
 test('bootstrap failures have distinct statuses and clear messages', async () => {

@@ -2,6 +2,8 @@ import type { Arguments, CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 // Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
 import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
+import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
+import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
 import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
 import { getContext, type CliContext } from '../context.js';
@@ -31,6 +33,35 @@ export interface LaunchArgs {
   image?: string;
   partition?: string;
   preemptible?: boolean;
+  cwd?: string;
+  env?: string[];
+  warm?: boolean;
+  maxChunksPerProcess?: number;
+  jobId?: string;
+  providerArg?: string[];
+  project?: string;
+  serviceAccount?: string;
+  scopes?: string;
+  diskSize?: string;
+  diskType?: string;
+  network?: string;
+  subnet?: string;
+  externalIp?: boolean;
+  accelerator?: string[];
+  label?: string[];
+  maxRunDuration?: string;
+  securityGroup?: string[];
+  instanceProfile?: string;
+  keyName?: string;
+  maxPrice?: string;
+  profile?: string;
+  time?: string;
+  mem?: string;
+  account?: string;
+  qos?: string;
+  gres?: string;
+  constraint?: string;
+  throttle?: number;
   dryRun?: boolean;
   delete?: boolean;
   wait?: boolean;
@@ -66,6 +97,35 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('image', { type: 'string', describe: 'gcloud project/family (default debian-cloud/debian-13) or image; aws AMI id' })
       .option('partition', { type: 'string', describe: 'Slurm partition' })
       .option('preemptible', { type: 'boolean', describe: 'gcloud: --preemptible instead of --provisioning-model=SPOT' })
+      .option('cwd', { type: 'string', describe: "The command's working directory as the hosts see it (default: this folder, if inside the share)" })
+      .option('env', { type: 'string', array: true, nargs: 1, describe: 'NAME=VALUE for the workers and their commands (repeatable)' })
+      .option('warm', { type: 'boolean', describe: 'Passed on to `work --warm`' })
+      .option('max-chunks-per-process', { type: 'number', describe: 'Passed on to `work --max-chunks-per-process N`' })
+      .option('job-id', { type: 'string', describe: 'With --provider: the job\'s id (job.json "id"), when the job folder is not visible here' })
+      .option('provider-arg', { type: 'string', array: true, nargs: 1, describe: 'One more argument for gcloud / aws / sbatch as is, e.g. --provider-arg=--min-cpu-platform=AMD\ Milan (repeatable)' })
+      .option('project', { type: 'string', describe: 'gcloud: the project' })
+      .option('service-account', { type: 'string', describe: "gcloud: the instances' service account" })
+      .option('scopes', { type: 'string', describe: 'gcloud: its scopes, comma-separated (add compute for instances to delete themselves)' })
+      .option('disk-size', { type: 'string', describe: 'gcloud: boot disk size, e.g. 50GB' })
+      .option('disk-type', { type: 'string', describe: 'gcloud: boot disk type, e.g. pd-ssd' })
+      .option('network', { type: 'string', describe: 'gcloud: the VPC network' })
+      .option('subnet', { type: 'string', describe: 'gcloud: the subnet; aws: the subnet id' })
+      .option('external-ip', { type: 'boolean', describe: 'gcloud: --no-external-ip gives the instances no external IP' })
+      .option('accelerator', { type: 'string', array: true, nargs: 1, describe: 'gcloud: e.g. type=nvidia-l4,count=1 (repeatable)' })
+      .option('label', { type: 'string', array: true, nargs: 1, describe: 'gcloud: a label, aws: a tag, KEY=VALUE (repeatable)' })
+      .option('max-run-duration', { type: 'string', describe: 'gcloud: delete each instance after this long, e.g. 8h' })
+      .option('security-group', { type: 'string', array: true, nargs: 1, describe: 'aws: a security group id (repeatable)' })
+      .option('instance-profile', { type: 'string', describe: 'aws: the IAM instance profile (name or ARN)' })
+      .option('key-name', { type: 'string', describe: 'aws: the EC2 key pair for logging in' })
+      .option('max-price', { type: 'string', describe: 'aws: the highest spot price per hour, USD' })
+      .option('profile', { type: 'string', describe: 'aws: the CLI profile' })
+      .option('time', { type: 'string', describe: 'slurm: --time limit per task, e.g. 4:00:00' })
+      .option('mem', { type: 'string', describe: 'slurm: --mem per task, e.g. 8G' })
+      .option('account', { type: 'string', describe: 'slurm: --account' })
+      .option('qos', { type: 'string', describe: 'slurm: --qos' })
+      .option('gres', { type: 'string', describe: 'slurm: --gres, e.g. gpu:1' })
+      .option('constraint', { type: 'string', describe: 'slurm: --constraint' })
+      .option('throttle', { type: 'number', describe: 'slurm: at most N array tasks at once (--array=1-COUNT%N)' })
       .option('dry-run', { type: 'boolean', describe: 'Print the commands and rendered scripts; start nothing' })
       .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs" })
       .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete (exit 0), or no worker is left alive (exit 3)' })
@@ -74,6 +134,7 @@ const command: CommandModule<object, LaunchArgs> = {
       .example('$0 launch /srv/share/jobs/score --hosts 4/lab1,4/lab2 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'mount the folder on each host first (over sshfs)')
       .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --mount-identity ~/.ssh/piecework_mount --dry-run -- ./score.sh', 'spot instances: show what would run')
       .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances")
+      .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
       .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each'),
   handler: async (argv) => {
     const context = getContext();
@@ -91,7 +152,15 @@ const command: CommandModule<object, LaunchArgs> = {
     if (output.stdout) context.stdout.write(output.stdout);
     if (output.stderr) context.stderr.write(output.stderr);
     if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
-    if (argv.wait) await waitForJob(options.job, report, context);
+    if (!argv.wait) return;
+    const reason = await waitForJob(options.job, report, context);
+    // Finished instances must not keep costing: a GCE instance that powered off is kept
+    // (TERMINATED, disk billed) unless it could delete itself. Not after Ctrl-C: they work on.
+    if (report.kind === 'provider' && report.provider !== 'slurm' && reason !== 'interrupted') {
+      const removed = await launch({ ...options, delete: true, dryRun: false });
+      const ids = removed.kind === 'provider' ? (removed.result?.ids ?? []) : [];
+      context.stderr.write(`launch: ${ids.length ? `deleted ${plural(ids.length, 'instance')} of the job` : 'no instance of the job left to delete'} (${report.plan.jobTag})\n`);
+    }
   },
 };
 
@@ -102,11 +171,11 @@ export default command;
  * complete it (exit 3). Progress goes to stderr: one line redrawn on a terminal, else a line
  * whenever the numbers move (at most every 5 s).
  */
-async function waitForJob(job: string, report: LaunchReport, context: CliContext): Promise<void> {
+async function waitForJob(job: string, report: LaunchReport, context: CliContext): Promise<'complete' | 'no-workers' | 'interrupted'> {
   if (report.kind === 'ssh' && !report.dryRun && report.started === 0) {
     context.stderr.write('launch: no host started a worker; nothing to wait for\n');
     context.exitStatus = ExitStatus.incomplete;
-    return;
+    return 'no-workers';
   }
   const { followJob, formatSeconds, progressLine } = await import('../../remote/wait.js');
   let lastKey = '';
@@ -148,6 +217,7 @@ async function waitForJob(job: string, report: LaunchReport, context: CliContext
     );
     context.exitStatus = ExitStatus.incomplete;
   }
+  return outcome.reason;
 }
 
 /** argv → typed options (no I/O): what the table-driven parse test checks. */
@@ -186,23 +256,117 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   const timeout = positiveSeconds(argv.connectTimeout, '--connect-timeout');
   if (timeout !== undefined) options.connectTimeoutMs = Math.round(timeout * 1000);
 
-  if (argv.provider) {
-    options.provider = argv.provider;
-    const count = positiveInt(argv.count, '--count');
-    if (count !== undefined) options.count = count;
-    for (const key of ['zone', 'region', 'machineType', 'image', 'partition'] as const) {
-      const value = argv[key];
-      if (value !== undefined) options[key] = value;
-    }
-    if (argv.preemptible) options.spotModel = 'preemptible';
-    if (argv.delete) options.delete = true;
+  if (argv.cwd !== undefined) options.cwd = argv.cwd;
+  if (argv.env?.length) options.env = argv.env.map(parseEnv);
+  const workOptions = [
+    ...(argv.warm ? ['--warm'] : []),
+    ...(argv.maxChunksPerProcess !== undefined ? ['--max-chunks-per-process', String(positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'))] : []),
+  ];
+  if (workOptions.length) options.workOptions = workOptions;
+
+  const given = (Object.keys(providerFlags) as (keyof typeof providerFlags)[]).filter((key) => argv[key] !== undefined);
+  if (!argv.provider) {
+    const [flag] = given;
+    if (flag) throw new UsageError(`--${kebab(flag)} needs --provider (${providerFlags[flag].join(', ')})`);
   } else {
-    for (const flag of ['count', 'zone', 'region', 'machineType', 'image', 'partition', 'preemptible'] as const) {
-      if (argv[flag] !== undefined) throw new UsageError(`--${kebab(flag)} needs --provider`);
+    const provider = argv.provider;
+    for (const flag of given) {
+      if (!(providerFlags[flag] as readonly Provider[]).includes(provider)) {
+        throw new UsageError(`--${kebab(flag === 'externalIp' ? 'noExternalIp' : flag)} does not apply to --provider ${provider}`, `it is for --provider ${providerFlags[flag].join(' or ')}; --provider-arg=ARG passes anything else to ${provider === 'slurm' ? 'sbatch' : provider}`);
+      }
     }
+    options.provider = provider;
+    Object.assign(options, providerOptionsFromArgs(argv));
+    if (argv.delete) options.delete = true;
   }
   if (argv.dryRun) options.dryRun = true;
   return options;
+}
+
+type Provider = NonNullable<LaunchArgs['provider']>;
+const all: readonly Provider[] = ['gcloud', 'aws', 'slurm'];
+
+/** Which provider each provider flag is for: any other is a usage error. */
+const providerFlags = {
+  count: all, jobId: all, providerArg: all,
+  zone: ['gcloud'], region: ['aws'], machineType: ['gcloud', 'aws'], image: ['gcloud', 'aws'], partition: ['slurm'], preemptible: ['gcloud'],
+  project: ['gcloud'], serviceAccount: ['gcloud'], scopes: ['gcloud'], diskSize: ['gcloud'], diskType: ['gcloud'], network: ['gcloud'],
+  subnet: ['gcloud', 'aws'], externalIp: ['gcloud'], accelerator: ['gcloud'], label: ['gcloud', 'aws'], maxRunDuration: ['gcloud'],
+  securityGroup: ['aws'], instanceProfile: ['aws'], keyName: ['aws'], maxPrice: ['aws'], profile: ['aws'],
+  time: ['slurm'], mem: ['slurm'], account: ['slurm'], qos: ['slurm'], gres: ['slurm'], constraint: ['slurm'], throttle: ['slurm'],
+} as const satisfies Partial<Record<keyof LaunchArgs, readonly Provider[]>>;
+
+/** The provider flags, checked, as launch options (only those given). */
+function providerOptionsFromArgs(argv: LaunchArgs): Partial<LaunchOptions> {
+  const options: Partial<LaunchOptions> = {};
+  const count = positiveInt(argv.count, '--count');
+  if (count !== undefined) options.count = count;
+  for (const key of ['zone', 'region', 'machineType', 'image', 'partition', 'project', 'jobId'] as const) {
+    const value = argv[key];
+    if (value !== undefined) options[key] = value;
+  }
+  if (argv.preemptible) options.spotModel = 'preemptible';
+  if (argv.providerArg?.length) options.providerArgs = argv.providerArg;
+  const labels = argv.label?.map((text) => {
+    const [key, value] = splitPair(text, '--label', 'KEY=VALUE');
+    const problem = checkLabel(key, value);
+    if (problem) throw new UsageError(`--label ${text}: ${problem}`);
+    return [key, value] as const;
+  });
+  if (argv.provider === 'gcloud') {
+    const g: GcloudSettings = {};
+    if (argv.serviceAccount) g.serviceAccount = argv.serviceAccount;
+    if (argv.scopes) g.scopes = argv.scopes.split(',').filter((x) => x !== '');
+    if (argv.diskSize) g.bootDiskSize = argv.diskSize;
+    if (argv.diskType) g.bootDiskType = argv.diskType;
+    if (argv.network) g.network = argv.network;
+    if (argv.subnet) g.subnet = argv.subnet;
+    if (argv.externalIp === false) g.noAddress = true;
+    if (argv.accelerator?.length) g.accelerators = argv.accelerator;
+    if (labels?.length) g.labels = labels;
+    if (argv.maxRunDuration) {
+      if (!/^(\d+[dhms])+$/.test(argv.maxRunDuration)) throw new UsageError(`--max-run-duration ${argv.maxRunDuration}: expected a duration like 8h, 90m or 1d12h`);
+      g.maxRunDuration = argv.maxRunDuration;
+    }
+    if (Object.keys(g).length) options.gcloud = g;
+  } else if (argv.provider === 'aws') {
+    const a: AwsSettings = {};
+    if (argv.subnet) a.subnetId = argv.subnet;
+    if (argv.securityGroup?.length) a.securityGroupIds = argv.securityGroup;
+    if (argv.instanceProfile) a.instanceProfile = argv.instanceProfile;
+    if (argv.keyName) a.keyName = argv.keyName;
+    if (argv.maxPrice !== undefined) {
+      if (!/^\d+(\.\d+)?$/.test(argv.maxPrice)) throw new UsageError(`--max-price ${argv.maxPrice}: expected a price in USD per hour, e.g. 0.05`);
+      a.maxPrice = argv.maxPrice;
+    }
+    if (argv.profile) a.profile = argv.profile;
+    if (labels?.length) a.tags = labels;
+    if (Object.keys(a).length) options.aws = a;
+  } else if (argv.provider === 'slurm') {
+    const sl: SlurmSettings = {};
+    for (const key of ['time', 'mem', 'account', 'qos', 'gres', 'constraint'] as const) {
+      const value = argv[key];
+      if (value !== undefined) sl[key] = value;
+    }
+    const throttle = positiveInt(argv.throttle, '--throttle');
+    if (throttle !== undefined) sl.throttle = throttle;
+    if (Object.keys(sl).length) options.slurm = sl;
+  }
+  return options;
+}
+
+/** `--env NAME=VALUE`: the name a shell variable name; the value anything (even empty). */
+function parseEnv(text: string): readonly [string, string] {
+  const [name, value] = splitPair(text, '--env', 'NAME=VALUE');
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`--env ${text}: ${name} is not a variable name (letters, digits and _, not starting with a digit)`);
+  if (name.startsWith('PW_')) throw new UsageError(`--env ${text}: names starting with PW_ are the launch scripts' own`);
+  return [name, value];
+}
+
+function splitPair(text: string, flag: string, shape: string): [string, string] {
+  const at = text.indexOf('=');
+  if (at <= 0) throw new UsageError(`${flag} ${text}: expected ${shape}`);
+  return [text.slice(0, at), text.slice(at + 1)];
 }
 
 function kebab(name: string): string {
@@ -246,7 +410,7 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   }
   const { plan } = report;
   if (report.dryRun) {
-    const files = plan.files.map((f) => `# ---- ${f.path} ----\n${redacted(f.content, options.redact)}`).join('\n');
+    const files = plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
     const commands = plan.commands.map((c, i) => {
       const after = plan.commands[i - 1]?.role === 'lookup' ? ' <ids printed by the command above>' : '';
       return `# ${c.description}\n${quoteArgv(c.argv)}${after}`;
@@ -257,7 +421,11 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   const stdout = outcomes.map((o) => o.stdout.trim()).filter((s) => s !== '').join('\n');
   const skipped = outcomes.some((o) => o.skipped);
   const what = plan.action === 'delete' ? (skipped ? `no instances or jobs of ${plan.jobTag} found` : `deleted what ${plan.jobTag} had`) : `created through ${plan.provider} (${plan.jobTag})`;
-  return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n` };
+  const cleanup =
+    plan.action === 'create' && plan.provider === 'gcloud'
+      ? 'launch: done instances delete themselves if their service account may (--scopes with compute), else they power off and are kept (disk billed): --wait, or launch JOB --provider gcloud --delete, removes them\n'
+      : '';
+  return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n${cleanup}` };
 }
 
 function redacted(text: string, keyFile: string | undefined): string {

@@ -4,22 +4,29 @@
  * compare argv without a cloud. Commands run through the providers' own CLIs (gcloud, aws,
  * sbatch), never their HTTP APIs: the user's login, config and defaults apply unchanged.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { PieceworkError, errorCode } from '../../core/errors.js';
 import { renderBootstrap, type BootstrapSettings, type MountSpec } from '../bootstrap.js';
 import { renderTemplate } from '../templates.js';
 
 export type ProviderName = 'gcloud' | 'aws' | 'slurm';
+export { checkLabel } from './labels.js';
 
 export interface PlannedFile {
   path: string;
+  /** The text, as people read it (a dry run prints this). */
   content: string;
   /** Files holding a key are written 0600. */
   mode: number;
+  /** `gzip`: written gzip-compressed (EC2 user data: cloud-init inflates it; 16 KB limit). */
+  encoding?: 'gzip';
+  /** Bytes as written (after compression). */
+  bytes?: number;
 }
 
 export interface PlannedCommand {
@@ -36,7 +43,7 @@ export interface PlannedCommand {
 export interface ProviderPlan {
   provider: ProviderName;
   action: 'create' | 'delete';
-  /** The name instances/jobs carry (label, tag, Slurm job name): `pw-<job>-<hash>`. */
+  /** The name instances/jobs carry (label, tag, Slurm job name): `pw-<job id>` (see jobTag). */
   jobTag: string;
   files: PlannedFile[];
   commands: PlannedCommand[];
@@ -62,7 +69,17 @@ export interface ApplyResult {
 export interface CreateOptions {
   /** The job folder as the instances / cluster nodes see it. */
   job: string;
+  /** The job's id (job.json): instances and Slurm jobs are named after it (see jobTag). */
+  jobId: string;
   command: readonly string[];
+  /** The command's working directory as the hosts see it. */
+  cwd?: string;
+  /** Environment for the workers (and so their commands), in order. */
+  env?: readonly (readonly [string, string])[];
+  /** Options for `piecework work` (e.g. --warm), before the `--`. */
+  workOptions?: readonly string[];
+  /** Extra arguments for the provider's create command (gcloud / aws / sbatch), before its output flags. */
+  providerArgs?: readonly string[];
   /** Instances, or Slurm array tasks. */
   count: number;
   /** Lanes per instance/task; default: one per CPU (Slurm: --cpus-per-task). */
@@ -81,28 +98,90 @@ export interface CreateOptions {
   partition?: string;
   /** gcloud: `spot` (--provisioning-model=SPOT, default) or `preemptible` (--preemptible). */
   spotModel?: 'spot' | 'preemptible';
+  /** gcloud: the project (default: gcloud's configured one). */
+  project?: string;
+  gcloud?: GcloudSettings;
+  aws?: AwsSettings;
+  slurm?: SlurmSettings;
   /** Folder for the rendered scripts; default: a fresh one under the OS temp folder. */
   scriptDir?: string;
 }
 
+/** What experts pass to Compute Engine (each maps to the `gcloud compute instances create` flag of that name). */
+export interface GcloudSettings {
+  serviceAccount?: string;
+  scopes?: readonly string[];
+  bootDiskSize?: string;
+  bootDiskType?: string;
+  network?: string;
+  subnet?: string;
+  /** --no-address: no external IP (the head must then be reachable inside the VPC, or via Cloud NAT). */
+  noAddress?: boolean;
+  /** `type=nvidia-l4,count=1`, one per --accelerator. */
+  accelerators?: readonly string[];
+  /** Labels besides the job's. */
+  labels?: readonly (readonly [string, string])[];
+  /** e.g. `8h`: the instance is deleted after that long, whatever it is doing. */
+  maxRunDuration?: string;
+}
+
+/** What experts pass to EC2 (`aws ec2 run-instances`). */
+export interface AwsSettings {
+  subnetId?: string;
+  securityGroupIds?: readonly string[];
+  /** An instance profile name, or its ARN. */
+  instanceProfile?: string;
+  keyName?: string;
+  /** Highest spot price per instance-hour, in USD. */
+  maxPrice?: string;
+  /** The aws CLI profile (`aws --profile`). */
+  profile?: string;
+  /** Tags besides the job's. */
+  tags?: readonly (readonly [string, string])[];
+}
+
+/** What experts pass to `sbatch`. */
+export interface SlurmSettings {
+  time?: string;
+  mem?: string;
+  account?: string;
+  qos?: string;
+  gres?: string;
+  constraint?: string;
+  /** At most this many array tasks at once (`--array=1-N%T`). */
+  throttle?: number;
+}
+
 export interface DeleteOptions {
   job: string;
+  /** The job's id (job.json): what create named its instances after. */
+  jobId: string;
   zone?: string;
   region?: string;
+  project?: string;
+  /** aws: the CLI profile. */
+  profile?: string;
 }
 
 /** Where the cloud startup scripts keep the key and the bootstrap (PW_STATE_DIR). */
 export const cloudStateDir = '/var/lib/piecework';
 
 /**
- * `pw-<name>-<hash>`: the job folder's name made safe for GCE labels, EC2 tags and Slurm job
- * names (lowercase letters, digits, dashes), plus a short hash of the full path so that two
- * jobs named alike never share instances (and `--delete` never removes another job's).
+ * `pw-<id>`: the label (GCE), tag (EC2) and job name (Slurm) the job's instances carry, from the
+ * job's id in job.json — not its path, which differs with how it is reached (`--mount/--at`):
+ * create and `--delete` agree whatever path or flags each was given, and a job split again at
+ * the same path (a new id) never shares a label with the old one.
  */
-export function jobTag(job: string): string {
-  const name = basename(job).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 30) || 'job';
-  const hash = createHash('sha256').update(job).digest('hex').slice(0, 6);
-  return `pw-${name}-${hash}`;
+export function jobTag(jobId: string): string {
+  const id = jobId.toLowerCase().replace(/[^a-z0-9]+/g, '').slice(0, 40);
+  if (id === '') throw new PieceworkError(`job id ${JSON.stringify(jobId)} has no letters or digits to name instances after`);
+  return `pw-${id}`;
+}
+
+/** `pw-<name>-<id>`: what people see (instance names, the EC2 Name tag), the folder's name made safe. */
+export function displayName(jobId: string, job: string): string {
+  const name = basename(job).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 20).replace(/-+$/, '') || 'job';
+  return `pw-${name}-${jobTag(jobId).slice(3, 19)}`;
 }
 
 export function defaultScriptDir(): string {
@@ -113,6 +192,9 @@ export function defaultScriptDir(): string {
 export function foregroundBootstrap(options: CreateOptions, extra: Partial<BootstrapSettings>): BootstrapSettings {
   const settings: BootstrapSettings = { action: 'run', job: options.job, tool: options.tool, command: options.command, ...extra };
   if (options.lanes !== undefined) settings.lanes = options.lanes;
+  if (options.cwd !== undefined) settings.cwd = options.cwd;
+  if (options.env?.length) settings.env = options.env;
+  if (options.workOptions?.length) settings.workOptions = options.workOptions;
   return settings;
 }
 
@@ -122,9 +204,10 @@ export async function renderCloudStartup(
   options: CreateOptions,
 ): Promise<string> {
   const mount = options.mount && options.mountKeyText ? { ...options.mount, identity: `${cloudStateDir}/mount_key` } : options.mount;
-  const bootstrap = await renderBootstrap(
-    foregroundBootstrap(options, { ...(mount ? { mount } : {}), shutdownWhenDone: true }),
-  );
+  // A GCE instance that only powers off is kept (TERMINATED, its disk billed): it deletes itself
+  // when its service account may; an EC2 instance started with shutdown behaviour "terminate" goes.
+  const whenDone = template === 'gcloud-startup.sh' ? 'delete-gce' : 'poweroff';
+  const bootstrap = await renderBootstrap(foregroundBootstrap(options, { ...(mount ? { mount } : {}), whenDone }), { compact: true });
   return renderTemplate(template, {
     PW_BOOTSTRAP: bootstrap,
     PW_NEEDS_SSHFS: options.mount ? 1 : 0,
@@ -153,7 +236,7 @@ export async function applyPlan(plan: ProviderPlan, options: ApplyOptions = {}):
   try {
     for (const file of plan.files) {
       await mkdir(dirname(file.path), { recursive: true, mode: 0o700 });
-      await writeFile(file.path, file.content, { mode: file.mode });
+      await writeFile(file.path, fileBytes(file), { mode: file.mode });
     }
     let pendingIds: string[] | undefined;
     for (const command of plan.commands) {
@@ -184,6 +267,12 @@ export async function applyPlan(plan: ProviderPlan, options: ApplyOptions = {}):
     for (const dir of dirs) await rmdir(dir).catch(() => undefined);
   }
   return { plan, commands: outcomes, ids };
+}
+
+/** A planned file's bytes as written. gzip with a fixed mtime: the same plan, the same bytes. */
+export function fileBytes(file: Pick<PlannedFile, 'content' | 'encoding'>): Buffer {
+  const text = Buffer.from(file.content, 'utf8');
+  return file.encoding === 'gzip' ? gzipSync(text, { level: 9 }) : text;
 }
 
 async function runCommand(argv: string[]): Promise<CommandOutcome> {

@@ -24,7 +24,7 @@ import {
 export type SlurmPlanOptions = PlanOptions;
 
 export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
-  const tag = jobTag(options.job);
+  const tag = jobTag(options.jobId);
   if (options.action === 'delete') {
     return {
       provider: 'slurm',
@@ -43,14 +43,23 @@ export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
   delete withoutLanes.lanes;
   const bootstrap = await renderBootstrap(foregroundBootstrap(withoutLanes, {}));
   const script = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: bootstrap });
+  const s = options.slurm ?? {};
   const argv = [
     'sbatch',
-    `--array=1-${options.count}`,
+    // %T: at most T tasks at once.
+    `--array=1-${options.count}${s.throttle !== undefined ? `%${s.throttle}` : ''}`,
     `--job-name=${tag}`,
     // %A: the array's job id, %a: the task; the job's logs/ exists from split on.
     `--output=${new JobLayout(options.job).logPath('slurm-%A_%a')}`,
     ...(options.lanes !== undefined ? [`--cpus-per-task=${options.lanes}`] : []),
     ...(options.partition ? [`--partition=${options.partition}`] : []),
+    ...(s.time ? [`--time=${s.time}`] : []),
+    ...(s.mem ? [`--mem=${s.mem}`] : []),
+    ...(s.account ? [`--account=${s.account}`] : []),
+    ...(s.qos ? [`--qos=${s.qos}`] : []),
+    ...(s.gres ? [`--gres=${s.gres}`] : []),
+    ...(s.constraint ? [`--constraint=${s.constraint}`] : []),
+    ...(options.providerArgs ?? []),
     '--parsable',
     scriptPath,
   ];
