@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
 import { PieceworkError, UsageError } from '../core/errors.js';
-import { JobLayout } from '../core/job-folder.js';
+import { openJobStore } from '../core/store/open-store.js';
 import { readManifest } from '../core/manifest.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import {
@@ -255,7 +255,7 @@ export async function jobIdFor(options: Pick<LaunchOptions, 'job' | 'jobId'>): P
     return options.jobId;
   }
   try {
-    return (await readManifest(new JobLayout(options.job))).id;
+    return (await readManifest(await openJobStore(options.job))).id;
   } catch (error) {
     const why = error instanceof PieceworkError ? error.message : String(error);
     throw new PieceworkError(`cannot read the job's id from ${resolve(options.job)}/job.json on this machine (${why})`, {
