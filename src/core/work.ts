@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { ClaimBook, defaultUpdateMs, type Claim } from './claim.js';
-import { errorCode, isMountGone, JobMissingError, PieceworkError, UsageError } from './errors.js';
+import { CommandUnavailableError, errorCode, isMountGone, JobMissingError, PieceworkError, UsageError } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure, writeFailure, type FailureRecord } from './failures.js';
 import { Heartbeat } from './heartbeat.js';
@@ -24,6 +24,7 @@ import { Scheduler, type StopReason } from './scheduler.js';
 import { mapBounded, WorkBehind } from './concurrency.js';
 import { LanePace, settlesWithin } from './lane-pace.js';
 import { StderrCapture } from './stderr-capture.js';
+import { warmChunkIo, warmLanesFor, type WarmLanes } from './work/warm-lanes.js';
 
 export interface WorkOptions {
   job: string;
@@ -46,6 +47,10 @@ export interface WorkOptions {
   onEvent?: EventSink;
   /** How often to look again when other workers hold the remaining chunks. */
   pollSeconds?: number;
+  /** One long-lived process per lane, fed chunks as request lines (see work/warm-protocol.ts). */
+  warm?: boolean;
+  /** With `warm`: replace a lane's process after this many chunks. */
+  maxChunksPerProcess?: number;
 }
 
 export interface WorkReport {
@@ -73,8 +78,7 @@ const MAX_COMMITS_BEHIND = 4;
 /** How long after a claim found an output already there to keep looking before claiming. */
 const LOOK_FIRST_AFTER_SKIP_MS = 10_000;
 
-/** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
-export class CommandUnavailableError extends PieceworkError {}
+export { CommandUnavailableError };
 
 export async function work(options: WorkOptions): Promise<WorkReport> {
   if (options.command.length === 0) throw new UsageError('no command to run', 'give the command after --, e.g. piecework work JOB -- tr a-z A-Z');
@@ -139,6 +143,8 @@ class Worker {
   stderrFiles: StderrCapture[] = [];
   /** When a claim last found its chunk's output already there (another host finished it). */
   #claimFoundDoneAt = 0;
+  /** --warm: each lane's long-lived process (issue 11); undefined in per-chunk mode. */
+  readonly warm: WarmLanes | undefined;
 
   constructor(layout: JobLayout, manifest: JobManifest, lanes: number, options: WorkOptions) {
     this.layout = layout;
@@ -153,6 +159,8 @@ class Worker {
     if (this.ext.includes('/')) throw new UsageError(`--ext ${options.ext}: an extension cannot contain "/"`);
     this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
     this.laneTempDirs = Array.from({ length: lanes }, (_, lane) => layout.laneTempDir(this.workerId, lane));
+    // [warm hook 1/6] the lanes' processes start on their first chunk, not here.
+    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: layout.root, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: (entry) => this.log.line(entry) });
   }
 
   async run(): Promise<WorkReport> {
@@ -193,6 +201,8 @@ class Worker {
       failure = error;
       this.killAll.abort();
     } finally {
+      // [warm hook 2/6] no lane sends another request: close their stdin, grace period, kill.
+      await this.warm?.close();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
     }
@@ -262,6 +272,8 @@ class Worker {
       return;
     }
     try {
+      // [warm hook 3/6] the memory of each lane's process, for `status`.
+      if (this.warm) this.heartbeat.record.warm = await this.warm.memory();
       await this.heartbeat.write();
       await this.checkStopFile();
       if (!(await exists(this.layout.jobFile))) this.fail(new JobMissingError(this.layout.root, 'job.json disappeared while working: the mount may have dropped'));
@@ -309,7 +321,7 @@ class Worker {
         committing.add(commit);
         void commit.finally(() => committing.delete(commit));
         // A command that cannot start at all ends the worker: let that land before the next chunk.
-        if (result.result.spawnError !== undefined) await commit;
+        if (result.result.spawnError !== undefined || result.result.stopWorker) await commit;
         if (this.stopReason) return; // chunks readied ahead are dropped below
         if (ready.length === 0) prepareNext();
       }
@@ -406,7 +418,8 @@ class Worker {
     let files: string[] | undefined;
     try {
       files = this.manifest.split.mode === 'files' ? await this.readFileList(chunk) : undefined;
-      const open = () => openChunkIo(this.template, { chunkPath: this.layout.chunkPath(chunk), files, tempOutput: temp });
+      // [warm hook 4/6] a warm process is sent the paths: no descriptor is opened for the chunk.
+      const open = () => (this.warm ? Promise.resolve(warmChunkIo) : openChunkIo(this.template, { chunkPath: this.layout.chunkPath(chunk), files, tempOutput: temp }));
       const io = await open().catch(async (error: unknown) => {
         // The lane's folder went (a `verify --requeue` that took this worker for dead): again.
         if (errorCode(error) !== 'ENOENT' || (error as NodeJS.ErrnoException).path !== temp) throw error;
@@ -435,23 +448,22 @@ class Worker {
     try {
       if (claim.lost) return { result: { ok: false, exitCode: null, signal: null, timedOut: false, aborted: true, stderrTail: '', reason: claim.lost.message }, ms: 0 };
       if (ready.openError !== undefined || !ready.io) return { result: couldNotStart(ready.openError, chunk), ms: Date.now() - started };
-      const result = await runChunk(
-        this.template,
-        {
-          chunk,
-          chunkPath: this.layout.chunkPath(chunk),
-          files: ready.files,
-          tempOutput: ready.temp,
-          job: this.layout.root,
-          attempt,
-          lane,
-          worker: this.workerId,
-          timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
-          signal: stopChunk.signal,
-          stderr: this.stderrFiles[lane]!,
-        },
-        ready.io,
-      );
+      const invocation = {
+        chunk,
+        chunkPath: this.layout.chunkPath(chunk),
+        files: ready.files,
+        tempOutput: ready.temp,
+        job: this.layout.root,
+        attempt,
+        lane,
+        worker: this.workerId,
+        timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
+        signal: stopChunk.signal,
+        stderr: this.stderrFiles[lane]!,
+      };
+      // [warm hook 5/6] the lane's process gets a request; a lost claim kills it at once, a stop
+      // lets the chunk finish for a while.
+      const result = this.warm ? await this.warm.run(lane, invocation, () => claim.lost !== undefined) : await runChunk(this.template, invocation, ready.io);
       const ms = Date.now() - started;
       if (result.ok) this.pace.recordRun(ms);
       return { result, ms };
@@ -550,6 +562,8 @@ class Worker {
     if (final) this.exhausted.add(chunk);
     this.onEvent({ type: 'chunk:failed', chunk, lane, ms, attempt, final, reason: result.reason });
     this.log.line({ lane, chunk, event: final ? 'failed-for-good' : 'failed', ms, detail: `attempt ${attempt}/${this.maxAttempts}: ${result.reason}${result.stderrTail ? `\nstderr: ${result.stderrTail.trimEnd()}` : ''}` });
+    // [warm hook 6/6] a warm command that keeps dying before its first answer cannot run here.
+    if (result.stopWorker) throw result.stopWorker;
     if (result.spawnError === 'ENOENT' || result.spawnError === 'EACCES') {
       throw new CommandUnavailableError(`${result.reason} on this host`, {
         hint: 'install it on every worker host, or give its full path; chunk ' + chunk + ' was recorded as failed',
