@@ -67,6 +67,11 @@ export class WarmProcess {
    */
   async run(run: ChunkInvocation, abandon: () => boolean): Promise<ChunkRunResult> {
     if (run.signal.aborted) return interrupted();
+    // It died between two chunks (after its last answer): no chunk's attempt is charged for that.
+    if (this.#child?.exit) {
+      this.#child = undefined;
+      this.#diedInARow++;
+    }
     if (!this.#child) {
       await pause(backoffMs(this.#diedInARow), run.signal);
       if (run.signal.aborted) return interrupted();
@@ -104,7 +109,8 @@ export class WarmProcess {
         settled = true;
         for (const timer of timers) clearTimeout(timer);
         run.signal.removeEventListener('abort', onAbort);
-        child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, 0);
+        let between = 0;
+        child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, ++between);
         resolve({ reply, timedOut, aborted });
       };
       child.onLine = (line) => {
