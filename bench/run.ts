@@ -18,8 +18,9 @@ import { sshfsLatency } from './scenarios/sshfs.js';
 import { splitMerge } from './scenarios/split-merge.js';
 import { tail } from './scenarios/tail.js';
 import { scaling } from './scenarios/scaling.js';
+import { warm } from './scenarios/warm.js';
 
-const scenarios: Scenario[] = [local, sshfsLatency, splitMerge, tail, scaling];
+const scenarios: Scenario[] = [local, sshfsLatency, splitMerge, tail, scaling, warm];
 
 interface Flags {
   only: string[] | undefined;

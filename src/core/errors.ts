@@ -78,6 +78,9 @@ export class InterruptedError extends PieceworkError {
   }
 }
 
+/** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
+export class CommandUnavailableError extends PieceworkError {}
+
 /** Errors that mean the file system under the job went away (a dropped FUSE/NFS mount). */
 const mountGoneCodes = new Set(['ENOTCONN', 'EIO', 'ESTALE', 'EHOSTDOWN', 'ECONNABORTED']);
 

@@ -30,6 +30,8 @@ export interface HeartbeatRecord {
   recent: [number, number][];
   current: { chunk: string; lane: number; since: string }[];
   exitReason?: string;
+  /** --warm: each lane's running process, its answers so far and its resident memory (tree). */
+  warm?: { lane: number; pid: number; chunks: number; rssKb: number | null }[];
 }
 
 const RECENT_MINUTES = 15;

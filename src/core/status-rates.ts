@@ -25,6 +25,8 @@ export interface HostStatus {
   chunksPerSecond: number;
   /** Age of the freshest heartbeat, by the mount's clock. */
   lastHeartbeatSeconds: number;
+  /** --warm: the live workers' warm processes and their resident memory (kB, children included). */
+  warm: { processes: number; rssKb: number } | undefined;
 }
 
 /** Chunks per second over the last `RATE_WINDOW_MINUTES` minutes, summed over the workers. */
@@ -65,11 +67,17 @@ function hostStatus(host: string, records: HeartbeatRecord[], now: number, stale
   const workers = { alive: 0, exited: 0, dead: 0 };
   let lanes = 0;
   let busy = 0;
+  let warm: HostStatus['warm'];
   for (const record of records) {
     if (isWorkerAlive(record, now, staleMs)) {
       workers.alive++;
       lanes += record.lanes;
       busy += record.current.length;
+      for (const process of record.warm ?? []) {
+        warm ??= { processes: 0, rssKb: 0 };
+        warm.processes++;
+        warm.rssKb += process.rssKb ?? 0;
+      }
     } else if (record.state === 'exited') workers.exited++;
     else workers.dead++;
   }
@@ -84,6 +92,7 @@ function hostStatus(host: string, records: HeartbeatRecord[], now: number, stale
     failedAttempts: records.reduce((sum, r) => sum + r.failed, 0),
     chunksPerSecond: rateOf(records, now, staleMs),
     lastHeartbeatSeconds: Math.max(0, (now - newest) / 1000),
+    warm,
   };
 }
 

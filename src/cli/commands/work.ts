@@ -19,6 +19,8 @@ interface WorkArgs {
   events?: boolean;
   json?: boolean;
   quiet?: boolean;
+  warm?: boolean;
+  maxChunksPerProcess?: number;
 }
 
 const command: CommandModule<object, WorkArgs> = {
@@ -38,10 +40,22 @@ const command: CommandModule<object, WorkArgs> = {
       .option('events', { type: 'boolean', describe: 'Print every event as a JSON line on stdout' })
       .option('json', { type: 'boolean', describe: 'Print the final report as JSON on stdout' })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'Print only errors' })
+      .option('warm', { type: 'boolean', describe: 'Start the command once per lane and send it the chunks as request lines on stdin (see below)' })
+      .option('max-chunks-per-process', { type: 'number', describe: 'With --warm: replace a lane\'s process after N chunks (for programs that leak)' })
       .example('$0 work jobs/score -j 8 -- python3 score.py', 'chunk on stdin, stdout is the output')
       .example('$0 work jobs/ocr -- tesseract {file} {out}', '{file}: the input file of a --files job; {out}: write here')
       .example("$0 work jobs/x --timeout 600 --retries 1 -- sh -c 'sort {in} | uniq -c'", 'a shell only when you ask for one')
-      .epilogue('Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.'),
+      .example('$0 work jobs/score -j 4 --warm -- python3 score.py', 'load the model once per lane, then one request per chunk')
+      .epilogue(
+        [
+          'Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.',
+          '',
+          'With --warm each lane starts the command once (PIECEWORK_WARM=1, PIECEWORK_LANE, PIECEWORK_JOB set) and writes one JSON line per chunk on its stdin:',
+          '  {"v":1,"in":"<chunk file>","out":"<write the output here>","name":"000007","files":[…] or null,"attempt":1,"job":"<job folder>"}',
+          'It answers each request with one line on stdout: exactly `ok` once the output is written to "out" (piecework commits it), or `fail <message>`. Any other stdout line is not an answer: it goes to the log and the stderr tail. The program exits when stdin closes.',
+          'A process that dies fails its chunk\'s attempt and is started again; --timeout kills it and starts a fresh one; one that dies before its first answer 3 times in a row stops the worker with its stderr. Helper: templates/piecework_warm.py.',
+        ].join('\n'),
+      ),
   handler: async (argv) => {
     const context = getContext();
     const { signal, received } = context.signals();
@@ -63,6 +77,8 @@ const command: CommandModule<object, WorkArgs> = {
         ext: argv.ext,
         follow: argv.follow,
         fsync: argv.fsync,
+        warm: argv.warm,
+        maxChunksPerProcess: positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'),
         signal,
         onEvent: (event) => sinks.forEach((sink) => sink(event)),
       });

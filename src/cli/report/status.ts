@@ -3,7 +3,7 @@
  * table, then only what needs attention (stale claims, failures, a STOP file).
  */
 import type { JobStatus } from '../../core/status.js';
-import { formatDuration } from '../../core/units.js';
+import { formatBytes, formatDuration } from '../../core/units.js';
 import { quote } from '../../remote/quote.js';
 import { paint, plural } from './format.js';
 import { formatRate, table } from './table.js';
@@ -35,7 +35,13 @@ export function renderStatus(status: JobStatus, colored: boolean): string[] {
       formatRate(h.chunksPerSecond),
       `${formatDuration(h.lastHeartbeatSeconds * 1000)} ago`,
     ]);
-    lines.push(...table(['HOST', 'STATE', 'WORKERS', 'LANES', 'BUSY', 'DONE', 'FAILED', 'RATE', 'LAST BEAT'], rows).map((l) => `  ${l}`));
+    const head = ['HOST', 'STATE', 'WORKERS', 'LANES', 'BUSY', 'DONE', 'FAILED', 'RATE', 'LAST BEAT'];
+    // Only with --warm workers: the memory of their long-lived processes, where a leak shows.
+    if (status.hosts.some((h) => h.warm)) {
+      head.push('WARM RSS');
+      status.hosts.forEach((h, i) => rows[i]!.push(h.warm ? `${formatBytes(h.warm.rssKb * 1024)} in ${h.warm.processes}` : ''));
+    }
+    lines.push(...table(head, rows).map((l) => `  ${l}`));
   }
   lines.push(...attention(status, c));
   return lines;

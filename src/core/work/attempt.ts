@@ -5,7 +5,7 @@
  * `settleAttempt` commits the output or records the failure. Each returns what happened; the lane
  * decides what comes next, and releases the claim.
  */
-import { errorCode, isMountGone, PieceworkError } from '../errors.js';
+import { CommandUnavailableError, errorCode, isMountGone, PieceworkError } from '../errors.js';
 import type { EventSink } from '../events.js';
 import { isExhausted, readFailure, writeFailure, type FailureRecord } from '../failures.js';
 import type { Heartbeat } from '../heartbeat.js';
@@ -16,6 +16,7 @@ import type { MountClock } from '../store/mount-clock.js';
 import type { LanePace } from './lane-pace.js';
 import { openChunkIo, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
 import type { StderrCapture } from './stderr-capture.js';
+import { warmChunkIo, type WarmLanes } from './warm-lanes.js';
 import type { WorkerLog } from './worker-log.js';
 
 /** What an attempt needs of its worker: the store, the command, the records, and a stop signal. */
@@ -36,6 +37,8 @@ export interface AttemptContext {
   readonly fsync: boolean;
   /** Aborted when every running command must stop (a signal, a fatal error). */
   readonly killAll: AbortSignal;
+  /** --warm: each lane's long-lived process; undefined in per-chunk mode. */
+  readonly warm: WarmLanes | undefined;
 }
 
 /** A chunk claimed, looked up again and with its files open: ready for its lane to run. */
@@ -66,9 +69,6 @@ export interface AttemptResult {
 
 /** How an attempt ended, for the lane and the heartbeat. */
 export type AttemptOutcome = 'done' | 'failed' | 'lost-claim' | 'interrupted';
-
-/** The host cannot run the command at all: stop this worker rather than burn the job's retries. */
-export class CommandUnavailableError extends PieceworkError {}
 
 /** check → claim → check again → open its files. */
 export async function prepareChunk(context: AttemptContext, lane: number, chunk: string, space: LaneSpace, lookFirst: boolean): Promise<PrepareOutcome> {
@@ -121,7 +121,8 @@ async function openFiles(context: AttemptContext, chunk: string, output: Pending
   try {
     input = await context.store.stageInput(chunk);
     files = context.manifest.split.mode === 'files' ? await readFileList(context.store, chunk) : undefined;
-    const open = () => openChunkIo(context.template, { chunkPath: input!.path, files, tempOutput: output.path });
+    // A warm process is sent the paths: no descriptor is opened for the chunk.
+    const open = () => (context.warm ? Promise.resolve(warmChunkIo) : openChunkIo(context.template, { chunkPath: input!.path, files, tempOutput: output.path }));
     const io = await open().catch(async (error: unknown) => {
       // The lane's folder went (a `verify --requeue` that took this worker for dead): again.
       if (errorCode(error) !== 'ENOENT' || (error as NodeJS.ErrnoException).path !== output.path) throw error;
@@ -162,23 +163,22 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
   try {
     if (claim.lost) return { result: { ok: false, exitCode: null, signal: null, timedOut: false, aborted: true, stderrTail: '', reason: claim.lost.message }, ms: 0 };
     if (ready.openError !== undefined || !ready.io || !ready.input) return { result: couldNotStart(ready.openError, chunk), ms: Date.now() - started };
-    const result = await runChunk(
-      context.template,
-      {
-        chunk,
-        chunkPath: ready.input.path,
-        files: ready.files,
-        tempOutput: ready.output.path,
-        job: context.store.location,
-        attempt,
-        lane,
-        worker: context.workerId,
-        timeoutMs: context.timeoutMs,
-        signal: stopChunk.signal,
-        stderr,
-      },
-      ready.io,
-    );
+    const invocation = {
+      chunk,
+      chunkPath: ready.input.path,
+      files: ready.files,
+      tempOutput: ready.output.path,
+      job: context.store.location,
+      attempt,
+      lane,
+      worker: context.workerId,
+      timeoutMs: context.timeoutMs,
+      signal: stopChunk.signal,
+      stderr,
+    };
+    // --warm: the lane's process gets a request; a lost claim kills it at once, a stop lets the
+    // chunk finish for a while.
+    const result = context.warm ? await context.warm.run(lane, invocation, () => claim.lost !== undefined) : await runChunk(context.template, invocation, ready.io);
     const ms = Date.now() - started;
     if (result.ok) context.pace.recordRun(ms);
     return { result, ms };
@@ -261,6 +261,8 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
   const final = attempt >= context.maxAttempts;
   onEvent({ type: 'chunk:failed', chunk, lane, ms, attempt, final, reason: result.reason });
   log.line({ lane, chunk, event: final ? 'failed-for-good' : 'failed', ms, detail: `attempt ${attempt}/${context.maxAttempts}: ${result.reason}${result.stderrTail ? `\nstderr: ${result.stderrTail.trimEnd()}` : ''}` });
+  // A warm command that keeps dying before its first answer cannot run on this host.
+  if (result.stopWorker) throw result.stopWorker;
   if (result.spawnError === 'ENOENT' || result.spawnError === 'EACCES') {
     throw new CommandUnavailableError(`${result.reason} on this host`, {
       hint: 'install it on every worker host, or give its full path; chunk ' + chunk + ' was recorded as failed',

@@ -81,7 +81,7 @@ export class Lane {
         committing.add(commit);
         void commit.finally(() => committing.delete(commit));
         // A command that cannot start at all ends the worker: let that land before the next chunk.
-        if (result.result.spawnError !== undefined) await commit;
+        if (result.result.spawnError !== undefined || result.result.stopWorker) await commit;
         if (host.stopReason) return; // chunks readied ahead are dropped below
         if (ready.length === 0) prepareNext();
       }

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, createReadStream, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { describeExit } from '../errors.js';
+import { describeExit, type PieceworkError } from '../errors.js';
 import type { StderrCapture } from './stderr-capture.js';
 
 export interface CommandTemplate {
@@ -90,6 +90,8 @@ export interface ChunkRunResult {
   spawnError?: string;
   stderrTail: string;
   reason: string;
+  /** The host cannot run the command at all (a warm process that never starts): end the worker. */
+  stopWorker?: PieceworkError;
 }
 
 const STDERR_TAIL_BYTES = 4096;
@@ -249,7 +251,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
   return { ...result, stderrTail };
 }
 
-function spawnReason(command: string, code: string): string {
+export function spawnReason(command: string, code: string): string {
   if (code === 'ENOENT') return `command not found: ${command} (exit 127)`;
   if (code === 'EACCES') return `command not executable: ${command} (exit 126, check its permissions)`;
   return `could not start ${command}: ${code}`;

@@ -28,9 +28,10 @@ import { prepareCommand, type CommandTemplate } from './run-chunk.js';
 import { Scheduler, type StopReason } from './scheduler.js';
 import { StderrCapture } from './stderr-capture.js';
 import { WorkerLog } from './worker-log.js';
+import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
 import { checkDuration } from '../units.js';
 
-export { CommandUnavailableError } from './attempt.js';
+export { CommandUnavailableError } from '../errors.js';
 
 export interface WorkOptions {
   job: string;
@@ -55,6 +56,10 @@ export interface WorkOptions {
   onEvent?: EventSink;
   /** How often to look again when other workers hold the remaining chunks. */
   pollSeconds?: number;
+  /** One long-lived process per lane, fed chunks as request lines (see work/warm-protocol.ts). */
+  warm?: boolean;
+  /** With `warm`: replace a lane's process after this many chunks. */
+  maxChunksPerProcess?: number;
 }
 
 export interface WorkReport {
@@ -140,6 +145,8 @@ class Worker {
   context!: AttemptContext;
   readonly pace = new LanePace();
   readonly startedAt = Date.now();
+  /** --warm: each lane's long-lived process (issue 11); undefined in per-chunk mode. */
+  readonly warm: WarmLanes | undefined;
 
   /** Set when the worker must stop taking chunks; `fatal` also ends it with an error. */
   stopReason: StopReason | undefined;
@@ -171,6 +178,8 @@ class Worker {
     this.staleMs = manifest.staleSeconds * 1000;
     this.maxAttempts = 1 + (options.retries ?? manifest.retries);
     this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
+    // The lanes' processes start on their first chunk, not here.
+    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: (entry) => this.log.line(entry) });
   }
 
   async run(): Promise<WorkReport> {
@@ -208,6 +217,7 @@ class Worker {
       timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
       fsync: this.options.fsync ?? false,
       killAll: this.killAll.signal,
+      warm: this.warm,
     };
     const onAbort = () => this.stop('signal');
     this.options.signal?.addEventListener('abort', onAbort);
@@ -235,6 +245,8 @@ class Worker {
       failure = error;
       this.killAll.abort();
     } finally {
+      // No lane sends another request: close the warm processes' stdin, grace period, kill.
+      await this.warm?.close();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
     }
@@ -314,6 +326,7 @@ class Worker {
     }
     if (hungMs > 10_000) this.log.line({ event: 'waiting', detail: `the heartbeat write has waited ${Math.round(hungMs / 1000)}s for the job folder` });
     try {
+      if (this.warm) this.heartbeat.record.warm = await this.warm.memory();
       await this.heartbeat.write();
       await this.checkStopFile();
       if (!(await this.store.markerInfo())) this.fail(new JobMissingError(this.store.location, 'job.json disappeared while working: the mount may have dropped'));

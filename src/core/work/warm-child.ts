@@ -1,0 +1,102 @@
+/**
+ * One start of a warm command: the process (leader of its own group, so that a kill reaches
+ * everything it started), its stdout cut into lines, and its end.
+ *
+ * "Ended" means its stdout is drained, not just that it exited: a reply written just before it
+ * died must still be read as a reply. When the leader exits, the rest of its group is killed —
+ * whatever it left would write into chunks it no longer owns, and would hold the pipe open.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { settlesWithin } from './lane-pace.js';
+import { LineSplitter } from './warm-protocol.js';
+
+const KILL_GRACE_MS = 3000;
+/** After the leader exits, how long a descendant outside its group may hold stdout open. */
+const DRAIN_AFTER_EXIT_MS = 1000;
+
+export interface WarmSpawn {
+  file: string;
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  /** Where its stderr goes: the lane's StderrCapture. */
+  stderrFd: number;
+}
+
+export class WarmChild {
+  readonly pid: number;
+  /** Settles once it exited and its stdout is drained. */
+  readonly ended: Promise<void>;
+  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** Requests it answered. */
+  answered = 0;
+  /** Every complete stdout line; the lane swaps this per request. */
+  onLine: (line: string) => void = () => {};
+  readonly #child: ChildProcess;
+
+  private constructor(child: ChildProcess) {
+    this.#child = child;
+    this.pid = child.pid!;
+    const lines = new LineSplitter();
+    child.stdin!.on('error', () => {}); // EPIPE once it died: its exit status says why
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (text: string) => lines.push(text).forEach((line) => this.onLine(line)));
+    this.ended = new Promise((resolve) => {
+      let drainTimer: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearTimeout(drainTimer);
+        lines.end().forEach((line) => this.onLine(line));
+        resolve();
+      };
+      child.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        this.#killGroup('SIGKILL');
+        drainTimer = setTimeout(done, DRAIN_AFTER_EXIT_MS);
+        drainTimer.unref();
+      });
+      child.on('close', done);
+    });
+  }
+
+  /** Start the command; a spawn that fails (not found, not executable) gives its error code. */
+  static async start(how: WarmSpawn): Promise<WarmChild | { spawnError: string }> {
+    let child: ChildProcess;
+    try {
+      child = spawn(how.file, how.argv.slice(1), { argv0: how.argv[0], stdio: ['pipe', 'pipe', how.stderrFd], env: how.env, detached: true });
+    } catch (error) {
+      return { spawnError: (error as NodeJS.ErrnoException).code ?? 'error' };
+    }
+    if (child.pid === undefined) {
+      const error = await new Promise<NodeJS.ErrnoException>((resolve) => child.once('error', resolve));
+      return { spawnError: error.code ?? 'error' };
+    }
+    child.on('error', () => {}); // after a successful spawn only kill() can fail, and is retried
+    return new WarmChild(child);
+  }
+
+  send(line: string): void {
+    this.#child.stdin!.write(line);
+  }
+
+  /** SIGTERM to the whole group, SIGKILL to what is left after a grace period. */
+  terminate(): void {
+    this.#killGroup('SIGTERM');
+    const hard = setTimeout(() => this.#killGroup('SIGKILL'), KILL_GRACE_MS);
+    hard.unref();
+    void this.ended.then(() => clearTimeout(hard));
+  }
+
+  /** Close its stdin — its cue to exit — and end it by signal if it has not within `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    this.#child.stdin!.end();
+    if (!(await settlesWithin(this.ended, graceMs))) this.terminate();
+    await this.ended;
+  }
+
+  #killGroup(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      // The group is gone already.
+    }
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * One lane's warm process (`work --warm`): the user's command started once and fed chunks one at
+ * a time over the line protocol of warm-protocol.ts, for programs whose start-up (imports, a model
+ * to load) costs far more than a chunk.
+ *
+ * What the per-chunk mode promises holds here, one request at a time. The lane's StderrCapture is
+ * emptied before each request, so a failure record carries the stderr of that chunk. A timeout
+ * kills the whole process group and the next request starts a fresh process. A process that dies
+ * mid-chunk fails that attempt with its exit status or signal; the next one starts after a
+ * back-off that grows while processes keep dying without answering. A worker that is stopping
+ * sends no new request and gives the chunk under way DRAIN_GRACE_MS to finish.
+ *
+ * It returns the ChunkRunResult runChunk returns, so commit and failure records stay the worker's.
+ */
+import { writeSync } from 'node:fs';
+import { CommandUnavailableError, describeExit } from '../errors.js';
+import { spawnReason, type ChunkInvocation, type ChunkRunResult } from './run-chunk.js';
+import type { StartupWatch } from './startup-watch.js';
+import { WarmChild } from './warm-child.js';
+import { encodeRequest, parseReply, type WarmReply } from './warm-protocol.js';
+
+/** How long the chunk under way may take to finish once the worker stops (SIGTERM, STOP). */
+export const DRAIN_GRACE_MS = 5000;
+const STDERR_TAIL_BYTES = 4096;
+const STDERR_CHECK_MS = 5000;
+/** Stray stdout lines written to the worker log per chunk; all of them go to the stderr tail. */
+const STRAY_LINES_LOGGED = 20;
+const BACKOFF_FIRST_MS = 100;
+const BACKOFF_MAX_MS = 5000;
+
+export interface WarmLaneSettings {
+  /** What to execute (resolved once) and its argv, {job} filled in. */
+  file: string;
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  /** Replace the process after this many answers (a program that leaks). */
+  maxChunksPerProcess: number | undefined;
+  startup: StartupWatch;
+  log(entry: { chunk?: string; event: string; detail?: string }): void;
+}
+
+interface Answer {
+  reply: WarmReply | undefined;
+  timedOut: boolean;
+  aborted: boolean;
+}
+
+export class WarmProcess {
+  readonly #settings: WarmLaneSettings;
+  #child: WarmChild | undefined;
+  /** Processes in a row that ended without answering: the back-off grows with them. */
+  #diedInARow = 0;
+  readonly #retiring = new Set<Promise<void>>();
+
+  constructor(settings: WarmLaneSettings) {
+    this.#settings = settings;
+  }
+
+  /** The running process: pid and answers so far (for the heartbeat). */
+  get current(): { pid: number; answered: number } | undefined {
+    return this.#child && !this.#child.exit ? { pid: this.#child.pid, answered: this.#child.answered } : undefined;
+  }
+
+  /**
+   * One chunk. `abandon` says whether an abort means the chunk is lost anyway (claim taken over):
+   * then the process is killed at once instead of being given time to finish.
+   */
+  async run(run: ChunkInvocation, abandon: () => boolean): Promise<ChunkRunResult> {
+    if (run.signal.aborted) return interrupted();
+    // It died between two chunks (after its last answer): no chunk's attempt is charged for that.
+    if (this.#child?.exit) {
+      this.#child = undefined;
+      this.#diedInARow++;
+    }
+    if (!this.#child) {
+      await pause(backoffMs(this.#diedInARow), run.signal);
+      if (run.signal.aborted) return interrupted();
+      const started = await WarmChild.start({ file: this.#settings.file, argv: this.#settings.argv, env: this.#settings.env, stderrFd: run.stderr.fd });
+      if (!(started instanceof WarmChild)) {
+        const reason = spawnReason(this.#settings.argv[0]!, started.spawnError);
+        return { ok: false, exitCode: null, signal: null, timedOut: false, aborted: false, spawnError: started.spawnError, stderrTail: '', reason };
+      }
+      this.#child = started;
+      this.#settings.log({ event: 'warm-start', detail: `pid=${started.pid}` });
+      void started.ended.then(() => this.#settings.log({ event: 'warm-exit', detail: `pid=${started.pid} ${describeExit(started.exit?.code ?? null, started.exit?.signal ?? null)} after ${started.answered} chunks` }));
+    }
+    const child = this.#child;
+    run.stderr.reset();
+    const answer = await this.#ask(child, run, abandon);
+    return answer.reply ? this.#answered(child, answer.reply, run) : this.#ended(child, answer, run);
+  }
+
+  /** Close every process's stdin, wait up to `graceMs` for it to exit, then kill its group. */
+  async close(graceMs = DRAIN_GRACE_MS): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    await Promise.all([child?.stop(graceMs), ...this.#retiring]);
+  }
+
+  #ask(child: WarmChild, run: ChunkInvocation, abandon: () => boolean): Promise<Answer> {
+    return new Promise((resolve) => {
+      let timedOut = false;
+      let aborted = false;
+      let settled = false;
+      let stray = 0;
+      const timers: NodeJS.Timeout[] = [];
+      const finish = (reply: WarmReply | undefined) => {
+        if (settled) return;
+        settled = true;
+        for (const timer of timers) clearTimeout(timer);
+        run.signal.removeEventListener('abort', onAbort);
+        let between = 0;
+        child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, ++between);
+        resolve({ reply, timedOut, aborted });
+      };
+      child.onLine = (line) => {
+        const reply = parseReply(line);
+        if (reply === undefined) this.#stray(run.stderr.fd, run.chunk, line, ++stray);
+        // Once it is being killed, a late answer no longer counts: its output may be half-written.
+        else if (!timedOut && !aborted) finish(reply);
+      };
+      void child.ended.then(() => finish(undefined));
+      const onAbort = () => {
+        if (abandon()) {
+          aborted = true;
+          child.terminate();
+          return;
+        }
+        const grace = setTimeout(() => {
+          aborted = true;
+          child.terminate();
+        }, DRAIN_GRACE_MS);
+        grace.unref();
+        timers.push(grace);
+      };
+      run.signal.addEventListener('abort', onAbort);
+      if (run.timeoutMs !== undefined) {
+        const timer = setTimeout(() => {
+          timedOut = true;
+          child.terminate();
+        }, run.timeoutMs);
+        timer.unref();
+        timers.push(timer);
+      }
+      const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
+      sizeCheck.unref();
+      timers.push(sizeCheck);
+      child.send(encodeRequest({ in: run.chunkPath, out: run.tempOutput, name: run.chunk, files: run.files ?? null, attempt: run.attempt, job: run.job }));
+    });
+  }
+
+  async #answered(child: WarmChild, reply: WarmReply, run: ChunkInvocation): Promise<ChunkRunResult> {
+    child.answered++;
+    this.#diedInARow = 0;
+    this.#settings.startup.answered();
+    const max = this.#settings.maxChunksPerProcess;
+    if (max !== undefined && child.answered >= max) this.#retire(child);
+    if (reply.ok) return { ok: true, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail: '', reason: 'ok' };
+    const stderrTail = await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+    return { ok: false, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail, reason: reply.message ? `failed: ${reply.message}` : 'failed (the command answered fail)' };
+  }
+
+  async #ended(child: WarmChild, answer: Answer, run: ChunkInvocation): Promise<ChunkRunResult> {
+    this.#child = undefined;
+    const { code, signal } = child.exit ?? { code: null, signal: null };
+    const stderrTail = await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+    const base = { ok: false, exitCode: code, signal, timedOut: answer.timedOut, aborted: answer.aborted, stderrTail };
+    if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
+    if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
+    this.#diedInARow++;
+    const reason = `the warm process ended without answering: ${describeExit(code, signal)}`;
+    if (child.answered > 0 || !this.#settings.startup.diedBeforeFirstReply()) return { ...base, reason };
+    const limit = this.#settings.startup.limit;
+    const stopWorker = new CommandUnavailableError(`the command died before answering its first request, ${limit} times in a row (last: ${describeExit(code, signal)})${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
+      hint: 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
+    });
+    return { ...base, reason, stopWorker };
+  }
+
+  /** Enough chunks for this process: let it exit (stdin closed) while the next one starts. */
+  #retire(child: WarmChild): void {
+    if (this.#child === child) this.#child = undefined;
+    const stopping = child.stop(DRAIN_GRACE_MS);
+    this.#retiring.add(stopping);
+    void stopping.finally(() => this.#retiring.delete(stopping));
+  }
+
+  /** A stdout line that is not a reply: kept with the chunk's stderr, and logged (a few per chunk). */
+  #stray(stderrFd: number, chunk: string | undefined, line: string, count: number): void {
+    try {
+      writeSync(stderrFd, `[stdout] ${line}\n`);
+    } catch {
+      // Losing a stray line must never fail a chunk.
+    }
+    if (count <= STRAY_LINES_LOGGED) this.#settings.log({ chunk, event: 'stdout', detail: line });
+    else if (count === STRAY_LINES_LOGGED + 1) this.#settings.log({ chunk, event: 'stdout', detail: '(more stdout lines: only in the stderr tail)' });
+  }
+}
+
+function interrupted(): ChunkRunResult {
+  return { ok: false, exitCode: null, signal: null, timedOut: false, aborted: true, stderrTail: '', reason: 'stopped before it started' };
+}
+
+function backoffMs(diedInARow: number): number {
+  return diedInARow === 0 ? 0 : Math.min(BACKOFF_FIRST_MS * 2 ** (diedInARow - 1), BACKOFF_MAX_MS);
+}
+
+/** Sleep `ms`, or less if `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
+}
+
+function indentTail(text: string): string {
+  return text.trimEnd().split('\n').slice(-12).map((line) => `    ${line}`).join('\n');
+}
