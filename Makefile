@@ -1,5 +1,5 @@
 # The front door: thin targets over npm scripts.
-.PHONY: all install build demo test test-unit test-cli test-e2e test-cluster bench lint clean
+.PHONY: all install build demo test test-unit test-cli test-store test-e2e test-faults test-cluster bench lint clean
 
 all: build
 
@@ -19,7 +19,7 @@ demo: build
 test: build
 	npm test
 
-test-unit test-cli test-e2e test-cluster: build
+test-unit test-cli test-store test-e2e test-faults test-cluster: build
 	node scripts/run-tests.mjs $(@:test-%=%)
 
 bench: build

@@ -1,5 +1,5 @@
 // Runs the test suite with node's test runner over TypeScript sources (through tsx).
-// `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, e2e, cluster (default: all).
+// `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, store, e2e, cluster (default: all).
 import { spawn } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 

@@ -48,6 +48,9 @@ export interface ConnectOptions {
   retries?: number;
   /** First back-off delay (ms), doubled each time, with jitter. Default 500. */
   retryBaseMs?: number;
+  /** Keep-alive probes (ms apart) and how many may go unanswered; defaults 15 000 and 3. */
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
   onRetry?: (info: { attempt: number; delayMs: number; reason: string }) => void;
   onHostKeyRecorded?: (info: { file: string; keyType: string; fingerprint: string }) => void;
 }
@@ -234,8 +237,8 @@ async function connectOnce(target: SshTarget, options: ConnectOptions, attempts:
     hostVerifier,
     readyTimeout: options.readyTimeoutMs ?? 20_000,
     // Notice a dead host during a long upload or command: 3 missed keep-alives 15 s apart.
-    keepaliveInterval: 15_000,
-    keepaliveCountMax: 3,
+    keepaliveInterval: options.keepaliveIntervalMs ?? 15_000,
+    keepaliveCountMax: options.keepaliveCountMax ?? 3,
   };
   const algorithms = preferredHostKeyAlgorithms(knownTypes);
   if (algorithms) config.algorithms = { serverHostKey: algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };

@@ -76,14 +76,14 @@ interface Setup {
   notes(name: string): string[];
 }
 
-async function setup(name: string, lines: string[]): Promise<Setup> {
+async function setup(name: string, lines: string[], splitArgs: string[] = []): Promise<Setup> {
   const dir = path.join(root, name);
   await fs.mkdir(dir);
   const file = path.join(dir, 'worker.py');
   await fs.writeFile(file, script);
   const input = path.join(dir, 'input.txt');
   await fs.writeFile(input, lines.join('\n') + '\n');
-  const split = await runPiecework(['split', input, '--lines', '1', '--into', path.join(dir, 'job')]);
+  const split = await runPiecework(['split', input, '--lines', '1', ...splitArgs, '--into', path.join(dir, 'job')]);
   assert.equal(split.code, 0, split.stderr);
   const notes = (note: string) => {
     try {
@@ -128,8 +128,8 @@ test('each lane starts its command once and sends one JSON request per chunk; th
 });
 
 test('a warm process killed mid-chunk fails that attempt with the signal; a fresh process runs the rest; the heartbeat shows its memory', async () => {
-  const s = await setup('killed', ['a', 'b', 'hang', 'c', 'd']);
-  const worker = startPiecework(['work', s.job, '-j', '1', '--stale', '8', '--warm', '--', ...s.command], { env: s.env });
+  const s = await setup('killed', ['a', 'b', 'hang', 'c', 'd'], ['--stale', '8']);
+  const worker = startPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: s.env });
   const result = collect(worker);
   try {
     await waitUntil(() => s.notes('hanging').length === 1, 20_000, 'the process to start on the chunk that hangs');

@@ -34,6 +34,8 @@ const command: CommandModule<object, StatusArgs> = {
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
     const [{ jobStatus }, { mountClockFor }, { openJobStore }] = await Promise.all([import('../../core/status.js'), import('../../core/inspect.js'), import('../../core/store/open-store.js')]);
     const store = await openJobStore(argv.job!);
+    // Closed at the end: an sftp:// store's connection would keep the process alive.
+    try {
     const options = { staleSeconds: positiveSeconds(argv.stale, '--stale'), clock: await mountClockFor(store), failureCache: new Map() };
     const intervalMs = (positiveSeconds(argv.interval, '--interval') ?? 2) * 1000;
     const screen = reportScreen(context.stdout, { inPlace: Boolean(argv.watch) });
@@ -45,6 +47,9 @@ const command: CommandModule<object, StatusArgs> = {
       else screen.show(renderStatus(status, colored));
       return Boolean(argv.watch) && !status.complete;
     });
+    } finally {
+      await store.close();
+    }
   },
 };
 

@@ -69,6 +69,8 @@ export class Claim implements StoreClaim {
   markLost(reason: Error): void {
     if (this.#lost) return;
     this.#lost = reason;
+    // A lost claim must not write its owner record late, over the new holder's.
+    clearTimeout(this.#ownerTimer);
     this.#book.abandon(this.chunk);
     for (const listener of this.#lostListeners.splice(0)) listener(reason);
   }

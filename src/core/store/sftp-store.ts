@@ -1,6 +1,1031 @@
-import { UsageError } from '../errors.js';
-import type { JobStore } from './job-store.js';
+/**
+ * The job store over SFTP: the job folder reached with ssh2's SFTP client, no mount, no FUSE
+ * (DESIGN.md, "One job store"; DEPENDENCIES.md, "ssh2's SFTP client").
+ *
+ * Address: `sftp://[user@]host[:port]/absolute/path/to/job`. The connection is made as `launch`
+ * makes it (src/remote/ssh.ts): host keys checked against known_hosts (never accepted blindly),
+ * the agent (SSH_AUTH_SOCK) and then identity files. Environment:
+ * - `PIECEWORK_SSH_IDENTITY`  an identity file (private key) to use, instead of ~/.ssh/id_*;
+ * - `PIECEWORK_KNOWN_HOSTS`   the known_hosts file to check (default ~/.ssh/known_hosts and
+ *                              /etc/ssh/ssh_known_hosts);
+ * - `PIECEWORK_SFTP_TIMEOUT_MS` the deadline of every SFTP request (default 30 000).
+ *
+ * Bounds (documented in README): every request has a deadline (30 s); keep-alives every 5 s, 3
+ * unanswered end the connection (a silent link is noticed within ~20 s, a reset one at once).
+ * Once the link is dead every pending and later operation fails with JobMissingError (exit 4):
+ * a worker stops within the deadline, never hangs.
+ *
+ * One connection and one SFTP channel per store; requests are pipelined on it (far below sshd's
+ * MaxSessions and MaxStartups). The protocol pieces:
+ * - claims: `mkdir locks/<chunk>` (a second mkdir fails with code 4: a follow-up stat tells
+ *   "exists"), owner record beside it, refresh by setting the lock's mtime, staleness judged by
+ *   the server's mtimes against the mount clock;
+ * - atomic writes and commits: upload under .tmp/, then `posix-rename@openssh.com` (required);
+ * - commands run on local copies: stageInput downloads the chunk, outputs are written to a local
+ *   temp folder and uploaded by `commit`.
+ */
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { NodeSSH } from 'node-ssh';
+import type { OpenMode, SFTPWrapper, Stats as SftpStats } from 'ssh2';
+import { connectHost, defaultKnownHostsFiles, loadCredentials } from '../../remote/ssh.js';
+import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../errors.js';
+import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingOutput, StagedInput } from './job-store.js';
+import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
+import { fixedMountClock, type MountClock } from './mount-clock.js';
+import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
 
-export function openSftpStore(location: string): Promise<JobStore> {
-  return Promise.reject(new UsageError(`${location}: sftp:// job addresses are not supported by this build`));
+/** Every SFTP request is answered within this, or the link counts as dead. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const KEEPALIVE_INTERVAL_MS = 5_000;
+export const KEEPALIVE_COUNT_MAX = 3;
+
+const AREA_FOLDERS: Record<Area, string> = {
+  chunks: 'chunks',
+  out: 'out',
+  tmp: '.tmp',
+  locks: 'locks',
+  failed: 'failed',
+  workers: 'workers',
+  logs: 'logs',
+  top: '',
+};
+const JOB_FOLDERS = ['chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs'];
+
+// SFTP status codes (draft-ietf-secsh-filexfer-02, what OpenSSH speaks).
+const FX_NO_SUCH_FILE = 2;
+const FX_PERMISSION_DENIED = 3;
+const FX_FAILURE = 4;
+
+export interface SftpAddress {
+  user: string | undefined;
+  host: string;
+  port: number;
+  path: string;
+}
+
+/** Parse `sftp://[user@]host[:port]/absolute/path`; UsageError with a hint when malformed. */
+export function parseSftpAddress(location: string): SftpAddress {
+  const hint = 'write it as sftp://[user@]host[:port]/absolute/path/to/job';
+  const match = /^sftp:\/\/(?:([^@/]+)@)?(\[[^\]]+\]|[^:/@]+)(?::(\d*))?(\/.*)?$/i.exec(location);
+  if (!match) throw new UsageError(`${location}: not an sftp:// address`, hint);
+  const [, user, rawHost, rawPort, rawPath] = match;
+  const host = rawHost!.replace(/^\[|\]$/g, '');
+  if (!host) throw new UsageError(`${location}: no host name`, hint);
+  let port = 22;
+  if (rawPort !== undefined) {
+    port = Number(rawPort);
+    if (rawPort === '' || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${location}: bad port "${rawPort}"`, hint);
+  }
+  if (rawPath === undefined || rawPath === '/' || rawPath.length < 2) throw new UsageError(`${location}: no job folder path`, hint);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new UsageError(`${location}: bad %-escape in the path`, hint);
+  }
+  const normal = path.posix.normalize(decoded).replace(/\/+$/, '');
+  if (normal === '' || normal === '/' || decoded.split('/').includes('..')) throw new UsageError(`${location}: the job folder path must be absolute, without ".."`, hint);
+  return { user: user === undefined ? undefined : decodeURIComponent(user), host, port, path: normal };
+}
+
+/** The link to the server went away: the job is out of reach (exit 4). */
+export class SftpLinkLostError extends JobMissingError {
+  constructor(location: string, detail: string) {
+    super(location, detail);
+    Object.defineProperty(this, 'hint', {
+      value: 'check the network and the SSH server; chunks this worker held will be taken over by others after the stale time',
+    });
+  }
+}
+
+export interface SftpStoreOptions {
+  /** Deadline of each request (ms); default PIECEWORK_SFTP_TIMEOUT_MS or 30 000. */
+  requestTimeoutMs?: number;
+  /** An identity file; default PIECEWORK_SSH_IDENTITY, then ~/.ssh/id_*. */
+  identityFile?: string;
+  /** known_hosts file; default PIECEWORK_KNOWN_HOSTS, then ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts. */
+  knownHostsFile?: string;
+}
+
+export async function openSftpStore(location: string, options: SftpStoreOptions = {}): Promise<JobStore> {
+  const address = parseSftpAddress(location);
+  const env = process.env;
+  const identity = options.identityFile ?? (env['PIECEWORK_SSH_IDENTITY'] || undefined);
+  const knownHosts = options.knownHostsFile ?? (env['PIECEWORK_KNOWN_HOSTS'] || undefined);
+  const envTimeout = Number(env['PIECEWORK_SFTP_TIMEOUT_MS']);
+  const requestTimeoutMs = options.requestTimeoutMs ?? (Number.isFinite(envTimeout) && envTimeout > 0 ? envTimeout : DEFAULT_REQUEST_TIMEOUT_MS);
+  const credentials = await loadCredentials(identity ? { identityFiles: [identity] } : {});
+  const result = await connectHost(
+    { host: address.host, port: address.port, ...(address.user ? { user: address.user } : {}) },
+    {
+      credentials,
+      hostKeys: { knownHostsFiles: knownHosts ? [knownHosts] : defaultKnownHostsFiles(), acceptNew: false },
+      keepaliveIntervalMs: KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      retries: 2,
+    },
+  );
+  if (result.status !== 'connected') {
+    const hint = result.status === 'host-key-unknown' ? `${result.hint ?? ''}${knownHosts ? '' : ' (or point PIECEWORK_KNOWN_HOSTS at a known_hosts file)'}`.trim() : result.status === 'auth-failed' ? `${result.hint ?? ''}; or set PIECEWORK_SSH_IDENTITY to a key file` : result.hint;
+    const exitStatus = result.status === 'unreachable' ? ExitStatus.noJob : ExitStatus.failure;
+    throw new PieceworkError(`${location}: ${result.message}`, { ...(hint ? { hint } : {}), exitStatus });
+  }
+  const ssh = result.ssh;
+  let sftp: SFTPWrapper;
+  try {
+    sftp = await withTimeout(ssh.requestSFTP(), requestTimeoutMs, 'the SFTP subsystem to start');
+  } catch (error) {
+    ssh.dispose();
+    throw new PieceworkError(`${location}: cannot start SFTP on ${address.host}: ${(error as Error).message}`, { hint: 'the server must offer the sftp subsystem (Subsystem sftp … in sshd_config)' });
+  }
+  const extensions = (sftp as unknown as { _extensions: Record<string, string> })._extensions ?? {};
+  if (!extensions['posix-rename@openssh.com']) {
+    ssh.dispose();
+    throw new PieceworkError(`${location}: the SFTP server does not offer posix-rename@openssh.com, needed for atomic commits`, { hint: 'use an OpenSSH server, or mount the folder (sshfs) and give its path instead' });
+  }
+  const local = await fs.mkdtemp(path.join(tmpdir(), `piecework-sftp-${process.pid}-`));
+  return new SftpJobStore(location, address, ssh, sftp, extensions, local, requestTimeoutMs);
+}
+
+interface SftpError extends Error {
+  code?: number | string;
+}
+
+/** An SFTP failure as the Node-style error the rest of piecework understands (ENOENT…). */
+function nodeError(error: unknown, remotePath: string, what: string): NodeJS.ErrnoException {
+  const sftpCode = (error as SftpError).code;
+  const code = sftpCode === FX_NO_SUCH_FILE ? 'ENOENT' : sftpCode === FX_PERMISSION_DENIED ? 'EACCES' : sftpCode === FX_FAILURE ? 'ESFTPFAILURE' : typeof sftpCode === 'string' ? sftpCode : 'ESFTP';
+  const wrapped = new Error(`${what} ${remotePath}: ${(error as Error).message}`) as NodeJS.ErrnoException;
+  wrapped.code = code;
+  wrapped.path = remotePath;
+  return wrapped;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms waiting for ${what}`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export class SftpJobStore implements JobStore {
+  readonly location: string;
+  readonly address: SftpAddress;
+  readonly root: string;
+  readonly requestTimeoutMs: number;
+  readonly #ssh: NodeSSH;
+  readonly #sftp: SFTPWrapper;
+  readonly #extensions: Record<string, string>;
+  /** Local folder for staged inputs and temp outputs; removed by close(). */
+  readonly #local: string;
+  readonly #pending = new Set<(error: Error) => void>();
+  readonly #madeFolders = new Set<string>();
+  #dead: Error | undefined;
+  #closed = false;
+
+  constructor(location: string, address: SftpAddress, ssh: NodeSSH, sftp: SFTPWrapper, extensions: Record<string, string>, local: string, requestTimeoutMs: number) {
+    this.location = location;
+    this.address = address;
+    this.root = address.path;
+    this.#ssh = ssh;
+    this.#sftp = sftp;
+    this.#extensions = extensions;
+    this.#local = local;
+    this.requestTimeoutMs = requestTimeoutMs;
+    const connection = ssh.connection;
+    const lost = (why: string) => () => this.#linkLost(why);
+    connection?.on('error', (error: Error) => this.#linkLost(error.message));
+    connection?.on('close', lost('the connection closed'));
+    connection?.on('end', lost('the server ended the connection'));
+    sftp.on('close', lost('the SFTP channel closed'));
+    sftp.on('error', (error: Error) => this.#linkLost(error.message));
+  }
+
+  #linkLost(why: string): void {
+    if (this.#dead || this.#closed) return;
+    this.#dead = new SftpLinkLostError(this.location, `lost the SFTP connection to ${this.address.host}:${this.address.port}: ${why}`);
+    for (const reject of [...this.#pending]) reject(this.#dead);
+    this.#ssh.dispose();
+  }
+
+  /** One SFTP request, with its deadline; a dead link fails it at once. */
+  #call<T>(what: string, remotePath: string, send: (callback: (error: Error | null | undefined, value?: T) => void) => void): Promise<T> {
+    if (this.#closed) return Promise.reject(new PieceworkError(`${this.location}: the store is closed`));
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#pending.delete(abort);
+        fn();
+      };
+      const abort = (error: Error) => finish(() => reject(error));
+      const timer = setTimeout(() => {
+        this.#linkLost(`no answer to ${what} ${remotePath} within ${this.requestTimeoutMs / 1000} s`);
+        abort(this.#dead ?? new Error('timeout'));
+      }, this.requestTimeoutMs);
+      this.#pending.add(abort);
+      try {
+        send((error, value) => {
+          if (error) finish(() => reject(this.#dead ?? nodeError(error, remotePath, what)));
+          else finish(() => resolve(value as T));
+        });
+      } catch (error) {
+        finish(() => reject(this.#dead ?? nodeError(error, remotePath, what)));
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------ raw requests
+
+  remotePath(area: Area, name: string): string {
+    const folder = AREA_FOLDERS[area];
+    return [this.root, folder, name].filter((part) => part !== '').join('/');
+  }
+
+  #stat(p: string): Promise<SftpStats> {
+    return this.#call<SftpStats>('stat', p, (cb) => this.#sftp.stat(p, cb));
+  }
+  #lstat(p: string): Promise<SftpStats> {
+    return this.#call<SftpStats>('lstat', p, (cb) => this.#sftp.lstat(p, cb));
+  }
+  #open(p: string, flags: string): Promise<Buffer> {
+    return this.#call<Buffer>('open', p, (cb) => this.#sftp.open(p, flags as OpenMode, cb));
+  }
+  #closeHandle(handle: Buffer, p: string): Promise<void> {
+    return this.#call<void>('close', p, (cb) => this.#sftp.close(handle, cb));
+  }
+  #fstat(handle: Buffer, p: string): Promise<SftpStats> {
+    return this.#call<SftpStats>('fstat', p, (cb) => this.#sftp.fstat(handle, cb));
+  }
+  #readAt(handle: Buffer, p: string, length: number, position: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length);
+    return this.#call<Buffer>('read', p, (cb) => this.#sftp.read(handle, buffer, 0, length, position, (error, bytesRead) => cb(error, buffer.subarray(0, bytesRead ?? 0))));
+  }
+  #writeAt(handle: Buffer, p: string, data: Buffer, position: number): Promise<void> {
+    return this.#call<void>('write', p, (cb) => this.#sftp.write(handle, data, 0, data.length, position, cb));
+  }
+  #mkdir(p: string): Promise<void> {
+    return this.#call<void>('mkdir', p, (cb) => this.#sftp.mkdir(p, cb));
+  }
+  #rmdir(p: string): Promise<void> {
+    return this.#call<void>('rmdir', p, (cb) => this.#sftp.rmdir(p, cb));
+  }
+  #unlink(p: string): Promise<void> {
+    return this.#call<void>('unlink', p, (cb) => this.#sftp.unlink(p, cb));
+  }
+  #rename(from: string, to: string): Promise<void> {
+    return this.#call<void>('posix-rename', to, (cb) => this.#sftp.ext_openssh_rename(from, to, cb));
+  }
+  #utimes(p: string, seconds: number): Promise<void> {
+    return this.#call<void>('setstat', p, (cb) => this.#sftp.utimes(p, seconds, seconds, cb));
+  }
+  #readdir(p: string): Promise<{ filename: string; attrs: SftpStats }[]> {
+    return this.#call('readdir', p, (cb) => this.#sftp.readdir(p, cb as never));
+  }
+
+  get #readLength(): number {
+    return (this.#sftp as unknown as { _maxReadLen?: number })._maxReadLen ?? 32 * 1024;
+  }
+  get #writeLength(): number {
+    return (this.#sftp as unknown as { _maxWriteLen?: number })._maxWriteLen ?? 32 * 1024;
+  }
+
+  /** A whole file: open, then fstat and the first read together (one round trip), more if needed. */
+  async #readWhole(p: string, limit = Infinity): Promise<Buffer> {
+    const handle = await this.#open(p, 'r');
+    try {
+      const first = Math.min(limit, this.#readLength);
+      const [stats, head] = await Promise.all([limit === Infinity ? this.#fstat(handle, p) : Promise.resolve(undefined), this.#readAt(handle, p, first, 0)]);
+      const parts = [head];
+      let total = head.length;
+      // Known size reached (or the prefix asked for): no read to find the end.
+      let done = total >= limit || (stats !== undefined && total >= stats.size && head.length < first) || head.length === 0;
+      while (!done) {
+        const piece = await this.#readAt(handle, p, Math.min(limit - total, this.#readLength), total);
+        if (piece.length === 0) break;
+        parts.push(piece);
+        total += piece.length;
+        done = total >= limit;
+      }
+      return parts.length === 1 ? head : Buffer.concat(parts, total);
+    } finally {
+      // Not awaited for the result: the close is pipelined behind the reads.
+      void this.#closeHandle(handle, p).catch(() => {});
+    }
+  }
+
+  /** Write bytes to a new remote file: open, all writes and the close in flight together. */
+  async #upload(p: string, source: Buffer | string, options: { fsync?: boolean } = {}): Promise<void> {
+    const handle = await this.#open(p, 'w');
+    let closed = false;
+    try {
+      if (typeof source === 'string') {
+        // A local file, read in pieces, with up to 16 writes in flight.
+        const file = await fs.open(source, 'r');
+        try {
+          const size = (await file.stat()).size;
+          const pieceSize = this.#writeLength;
+          const inFlight: Promise<void>[] = [];
+          for (let position = 0; position < size; position += pieceSize) {
+            const buffer = Buffer.allocUnsafe(Math.min(pieceSize, size - position));
+            const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+            inFlight.push(this.#writeAt(handle, p, buffer.subarray(0, bytesRead), position));
+            if (inFlight.length >= 16) await inFlight.shift();
+          }
+          await Promise.all(inFlight);
+        } finally {
+          await file.close();
+        }
+      } else {
+        const pieceSize = this.#writeLength;
+        const writes: Promise<void>[] = [];
+        for (let position = 0; position < source.length; position += pieceSize) writes.push(this.#writeAt(handle, p, source.subarray(position, position + pieceSize), position));
+        await Promise.all(writes);
+      }
+      if (options.fsync && this.#extensions['fsync@openssh.com']) await this.#call<void>('fsync', p, (cb) => this.#sftp.ext_openssh_fsync(handle, cb));
+      closed = true;
+      await this.#closeHandle(handle, p);
+    } catch (error) {
+      if (!closed) void this.#closeHandle(handle, p).catch(() => {});
+      void this.#unlink(p).catch(() => {});
+      throw error;
+    }
+  }
+
+  // ------------------------------------------------------------------ JobStore
+
+  async readMarker(): Promise<string> {
+    try {
+      return (await this.#readWhole(this.remotePath('top', 'job.json'))).toString('utf8');
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) throw new JobMissingError(this.location, 'job.json not found');
+      if (isCode(error, 'ESFTPFAILURE')) {
+        const info = await this.markerInfo();
+        if (info?.directory) throw new JobMissingError(this.location, 'job.json is a folder');
+      }
+      throw this.#translate(error);
+    }
+  }
+
+  async writeMarker(text: string): Promise<void> {
+    await this.#writeAtomic(this.remotePath('top', 'job.json'), Buffer.from(text), true).catch((error: unknown) => {
+      throw this.#translate(error);
+    });
+  }
+
+  markerInfo(): Promise<EntryInfo | undefined> {
+    return this.lookup('top', 'job.json');
+  }
+
+  async read(area: Area, name: string): Promise<Buffer | undefined> {
+    try {
+      return await this.#readWhole(this.remotePath(area, name));
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      throw this.#translate(error);
+    }
+  }
+
+  async readStream(area: Area, name: string): Promise<Readable | undefined> {
+    const p = this.remotePath(area, name);
+    let handle: Buffer;
+    try {
+      handle = await this.#open(p, 'r');
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      throw this.#translate(error);
+    }
+    // Four reads in flight: a large output streams at the link's speed, not a round trip per piece.
+    return Readable.from(this.#streamPieces(handle, p), { objectMode: false });
+  }
+
+  /** A file's pieces in order, with up to four reads in flight. */
+  async *#streamPieces(handle: Buffer, p: string): AsyncGenerator<Buffer> {
+    const length = this.#readLength;
+    const reads: { position: number; read: Promise<Buffer> }[] = [];
+    let next = 0;
+    let expected = 0;
+    try {
+      for (;;) {
+        while (reads.length < 4) {
+          reads.push({ position: next, read: this.#readAt(handle, p, length, next) });
+          next += length;
+        }
+        const { position, read } = reads.shift()!;
+        const piece = await read;
+        if (position !== expected) continue;
+        if (piece.length === 0) break;
+        yield piece;
+        expected = position + piece.length;
+        if (piece.length < length) {
+          // Short read: drop reads sent beyond it and go on from where it stopped.
+          for (const r of reads.splice(0)) r.read.catch(() => {});
+          next = expected;
+        }
+      }
+    } catch (error) {
+      throw this.#translate(error);
+    } finally {
+      for (const r of reads.splice(0)) r.read.catch(() => {});
+      void this.#closeHandle(handle, p).catch(() => {});
+    }
+  }
+
+  async readPrefix(area: Area, name: string, bytes: number): Promise<Buffer | undefined> {
+    try {
+      return await this.#readWhole(this.remotePath(area, name), bytes);
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      throw this.#translate(error);
+    }
+  }
+
+  async write(area: Area, name: string, data: string | Uint8Array, options: { durable?: boolean } = {}): Promise<void> {
+    const target = this.remotePath(area, name);
+    const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await this.#withGroupFolder(area, name, () => this.#writeAtomic(target, bytes, options.durable ?? false));
+  }
+
+  /** Upload under .tmp/, then posix-rename over the target: readers see old or new, never a mix. */
+  async #writeAtomic(target: string, bytes: Buffer, durable: boolean): Promise<void> {
+    const temp = `${this.remotePath('tmp', '')}/.${path.posix.basename(target)}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    await this.#upload(temp, bytes, { fsync: durable });
+    try {
+      await this.#rename(temp, target);
+    } catch (error) {
+      void this.#unlink(temp).catch(() => {});
+      throw error;
+    }
+  }
+
+  async append(area: Area, name: string, text: string): Promise<void> {
+    const p = this.remotePath(area, name);
+    await this.#withGroupFolder(area, name, async () => {
+      // O_APPEND on the server: the offset is ignored, each write lands at the end.
+      const handle = await this.#open(p, 'a');
+      try {
+        await this.#writeAt(handle, p, Buffer.from(text), 0);
+      } finally {
+        void this.#closeHandle(handle, p).catch(() => {});
+      }
+    });
+  }
+
+  async lookup(area: Area, name: string): Promise<EntryInfo | undefined> {
+    try {
+      return entryInfo(await this.#stat(this.remotePath(area, name)));
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      throw this.#translate(error);
+    }
+  }
+
+  async list(area: Area): Promise<ListedEntry[]> {
+    const found: ListedEntry[] = [];
+    const walk = async (relative: string): Promise<void> => {
+      let entries: { filename: string; attrs: SftpStats }[];
+      try {
+        entries = await this.#readdir(this.remotePath(area, relative));
+      } catch (error) {
+        if (isCode(error, 'ENOENT') || isCode(error, 'ESFTPFAILURE')) return;
+        throw this.#translate(error);
+      }
+      const subfolders: string[] = [];
+      for (const entry of entries) {
+        if (entry.filename === '.' || entry.filename === '..') continue;
+        const name = relative ? `${relative}/${entry.filename}` : entry.filename;
+        const directory = entry.attrs.isDirectory();
+        found.push({ name, directory });
+        if (directory && area !== 'top') subfolders.push(name);
+      }
+      // Folders of one level are read together (pipelined).
+      await Promise.all(subfolders.map(walk));
+    };
+    await walk('');
+    return found;
+  }
+
+  async remove(area: Area, name: string): Promise<boolean> {
+    try {
+      await this.#unlink(this.remotePath(area, name));
+      return true;
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return false;
+      throw this.#translate(error);
+    }
+  }
+
+  async removeFolder(area: Area, name: string): Promise<boolean> {
+    try {
+      await this.#rmdir(this.remotePath(area, name));
+      return true;
+    } catch (error) {
+      // Code 4: not empty (or not a folder): nothing removed, as the POSIX store says.
+      if (isCode(error, 'ENOENT') || isCode(error, 'ESFTPFAILURE')) return false;
+      throw this.#translate(error);
+    }
+  }
+
+  async topLevel(): Promise<string[] | undefined> {
+    try {
+      const entries = await this.#readdir(this.root);
+      return entries.map((e) => e.filename).filter((n) => n !== '.' && n !== '..');
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      if (isCode(error, 'ESFTPFAILURE')) {
+        const info = await this.#stat(this.root).catch(() => undefined);
+        if (info && !info.isDirectory()) throw new PieceworkError(`${this.location} exists and is not a folder`, { exitStatus: ExitStatus.usage });
+      }
+      throw this.#translate(error);
+    }
+  }
+
+  async createJobFolders(): Promise<void> {
+    // Only split makes the job folder (and its parents, as mkdir -p would).
+    let current = '';
+    for (const segment of this.root.split('/').filter(Boolean)) {
+      current += `/${segment}`;
+      await this.#mkdirIfMissing(current);
+    }
+    await Promise.all(JOB_FOLDERS.map((folder) => this.#mkdirIfMissing(`${this.root}/${folder}`)));
+  }
+
+  async #mkdirIfMissing(p: string): Promise<void> {
+    try {
+      await this.#mkdir(p);
+    } catch (error) {
+      if (!isCode(error, 'ESFTPFAILURE')) throw this.#translate(error);
+      const info = await this.#stat(p).catch(() => undefined);
+      if (!info?.isDirectory()) throw this.#translate(error);
+    }
+  }
+
+  async removeJobEntries(): Promise<void> {
+    try {
+      // The marker first: a job without job.json is no job, whatever is left if this is cut short.
+      await this.#unlink(this.remotePath('top', 'job.json')).catch((error: unknown) => {
+        if (!isCode(error, 'ENOENT')) throw error;
+      });
+      for (const name of [...JOB_FOLDERS, STOP_FILE, 'REQUEUED']) await this.#removeTree(`${this.root}/${name}`);
+    } catch (error) {
+      throw this.#translate(error);
+    }
+  }
+
+  async #removeTree(p: string): Promise<void> {
+    let info: SftpStats;
+    try {
+      info = await this.#lstat(p);
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return;
+      throw error;
+    }
+    if (!info.isDirectory()) {
+      await this.#unlink(p);
+      return;
+    }
+    const entries = await this.#readdir(p);
+    await Promise.all(entries.filter((e) => e.filename !== '.' && e.filename !== '..').map((e) => (e.attrs.isDirectory() ? this.#removeTree(`${p}/${e.filename}`) : this.#unlink(`${p}/${e.filename}`))));
+    await this.#rmdir(p);
+  }
+
+  async measureClock(label: string): Promise<MountClock> {
+    const dirs = ['workers', 'logs', '.tmp'].map((d) => `${this.root}/${d}`);
+    try {
+      const samples = await Promise.all(
+        [0, 1, 2].map(async (i) => {
+          const probe = `${dirs[i % dirs.length]}/.clock-${label}-${i}`;
+          const before = Date.now();
+          const handle = await this.#open(probe, 'w');
+          const after = Date.now();
+          void this.#closeHandle(handle, probe).catch(() => {});
+          const stamped = (await this.#stat(probe)).mtime * 1000;
+          await this.#unlink(probe).catch(() => {});
+          // SFTP mtimes are whole seconds (the write time truncated): compare with the middle of the
+          // write window, moved half a second for the truncation (as mount-clock.ts does).
+          return stamped + 500 - (before + after) / 2;
+        }),
+      );
+      samples.sort((a, b) => a - b);
+      return fixedMountClock(Math.round(samples[1]! / 1000) * 1000);
+    } catch (error) {
+      throw this.#translate(error);
+    }
+  }
+
+  async claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims> {
+    return new SftpClaimBook(this, settings, clock, owner);
+  }
+
+  async stageInput(chunk: string): Promise<StagedInput> {
+    const local = path.join(this.#local, `in.${tempName(chunk)}`);
+    let data: Buffer;
+    try {
+      data = await this.#readWhole(this.remotePath('chunks', chunk));
+    } catch (error) {
+      // A missing input is the attempt's failure (attempt.ts), named as the POSIX store names it.
+      if (isCode(error, 'ENOENT')) throw Object.assign(new Error(`input missing: chunks/${chunk}`), { code: 'ENOENT', path: `chunks/${chunk}` });
+      throw this.#translate(error);
+    }
+    await fs.writeFile(local, data);
+    return { path: local, release: () => fs.rm(local, { force: true }) };
+  }
+
+  async openLaneSpace(workerId: string, lane: number): Promise<LaneSpace> {
+    const folder = `${workerId}.${lane}`;
+    const remote = this.remotePath('tmp', folder);
+    const local = path.join(this.#local, folder);
+    const make = async () => {
+      await fs.mkdir(local, { recursive: true });
+      await this.#mkdirIfMissing(remote);
+    };
+    await make();
+    return {
+      newOutput: (chunk, ext) => this.#pendingOutput(local, remote, chunk, ext),
+      recreate: make,
+      close: async () => {
+        await this.#rmdir(remote).catch(() => {});
+        await fs.rm(local, { recursive: true, force: true }).catch(() => {});
+      },
+    };
+  }
+
+  #pendingOutput(localFolder: string, remoteFolder: string, chunk: string, ext: string): PendingOutput {
+    const name = tempName(chunk, ext);
+    const localTemp = path.join(localFolder, name);
+    const remoteTemp = `${remoteFolder}/${name}`;
+    const output = chunk + ext;
+    return {
+      path: localTemp,
+      commit: async (options = {}) => {
+        let info;
+        try {
+          info = await fs.lstat(localTemp);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing' satisfies CommitOutcome;
+          throw error;
+        }
+        if (!info.isFile()) return 'not-a-file';
+        try {
+          await this.#upload(remoteTemp, localTemp, { fsync: options.fsync ?? false });
+        } catch (error) {
+          throw this.#translate(error);
+        }
+        try {
+          await this.#withGroupFolder('out', output, () => this.#rename(remoteTemp, this.remotePath('out', output)));
+        } catch (error) {
+          void this.#unlink(remoteTemp).catch(() => {});
+          throw error;
+        }
+        await fs.rm(localTemp, { force: true });
+        return 'committed';
+      },
+      discard: async () => {
+        await fs.rm(localTemp, { force: true, recursive: true }).catch(() => {});
+      },
+    };
+  }
+
+  async freeBytes(): Promise<number | undefined> {
+    if (!this.#extensions['statvfs@openssh.com']) return undefined;
+    try {
+      const p = this.remotePath('tmp', '');
+      const info = await this.#call<{ f_bavail: number | bigint; f_frsize: number | bigint; f_bsize: number | bigint }>('statvfs', p, (cb) => this.#sftp.ext_openssh_statvfs(p, cb));
+      return Number(info.f_bavail) * Number(info.f_frsize || info.f_bsize);
+    } catch {
+      return undefined;
+    }
+  }
+
+  localPath(): undefined {
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const closed = new PieceworkError(`${this.location}: the store is closed`);
+    for (const reject of [...this.#pending]) reject(closed);
+    this.#ssh.dispose();
+    await fs.rm(this.#local, { recursive: true, force: true }).catch(() => {});
+  }
+
+  // ------------------------------------------------------------------ for claims
+
+  /** @internal */ statPath(p: string): Promise<SftpStats> {
+    return this.#stat(p);
+  }
+  /** @internal */ mkdirPath(p: string): Promise<void> {
+    return this.#mkdir(p);
+  }
+  /** @internal */ rmdirPath(p: string): Promise<void> {
+    return this.#rmdir(p);
+  }
+  /** @internal */ unlinkPath(p: string): Promise<void> {
+    return this.#unlink(p);
+  }
+  /** @internal */ utimesPath(p: string, seconds: number): Promise<void> {
+    return this.#utimes(p, seconds);
+  }
+  /** @internal */ writeFileAtomic(p: string, text: string): Promise<void> {
+    return this.#writeAtomic(p, Buffer.from(text), false);
+  }
+  /** @internal A new file with these bytes, failing if the name exists (exclusive create). */
+  async createFile(p: string, text: string): Promise<void> {
+    const handle = await this.#open(p, 'wx');
+    try {
+      await this.#writeAt(handle, p, Buffer.from(text), 0);
+    } finally {
+      await this.#closeHandle(handle, p).catch(() => {});
+    }
+  }
+  /** @internal */ readPrefixPath(p: string, bytes: number): Promise<Buffer> {
+    return this.#readWhole(p, bytes);
+  }
+  /** @internal */ makeGroupFolders(area: Area, group: string): Promise<void> {
+    return this.#makeGroupFolders(area, group);
+  }
+  /** @internal */ translate(error: unknown): unknown {
+    return this.#translate(error);
+  }
+
+  /** Run an operation on a name whose group folder may not exist yet; make it and try again. */
+  async #withGroupFolder<T>(area: Area, name: string, operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      const slash = name.lastIndexOf('/');
+      if (!isCode(error, 'ENOENT') || slash === -1 || this.#madeFolders.has(`${area}/${name.slice(0, slash)}`)) throw this.#translate(error);
+      await this.#makeGroupFolders(area, name.slice(0, slash));
+      try {
+        return await operation();
+      } catch (again) {
+        throw this.#translate(again);
+      }
+    }
+  }
+
+  /** Group folders below an area, one level at a time; never the area or the job folder. */
+  async #makeGroupFolders(area: Area, group: string): Promise<void> {
+    let current = this.remotePath(area, '');
+    for (const segment of group.split('/')) {
+      current = `${current}/${segment}`;
+      try {
+        await this.#mkdirIfMissing(current);
+      } catch (error) {
+        throw this.#translate(error);
+      }
+    }
+    this.#madeFolders.add(`${area}/${group}`);
+  }
+
+  #translate(error: unknown): unknown {
+    if (error instanceof PieceworkError) return error;
+    if (this.#dead) return this.#dead;
+    if (isCode(error, 'EACCES')) {
+      return new PieceworkError(`${this.location} is not writable (or readable) by this user: ${(error as Error).message}`, {
+        hint: 'check the owner and permissions of the job folder on the server, or connect as the user who made the job',
+        cause: error,
+      });
+    }
+    return error;
+  }
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+function entryInfo(stats: SftpStats): EntryInfo {
+  return { size: stats.size, mtimeMs: stats.mtime * 1000, directory: stats.isDirectory() };
+}
+
+// ---------------------------------------------------------------------- claims
+
+/**
+ * Claims over SFTP, the rule of posix-claims.ts spoken directly: `mkdir locks/<chunk>` claims,
+ * the holder re-stamps the lock's mtime every updateMs (setstat), a lock whose server mtime is
+ * older than staleMs by the mount clock may be taken over (rmdir + mkdir), and the owner record
+ * `locks/<chunk>.owner` (token first) tells a holder that someone else took its claim.
+ */
+class SftpClaimBook implements Claims {
+  readonly store: SftpJobStore;
+  readonly settings: ClaimSettings;
+  readonly clock: MountClock;
+  readonly identity: ClaimOwner;
+
+  constructor(store: SftpJobStore, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner) {
+    this.store = store;
+    this.settings = settings;
+    this.clock = clock;
+    this.identity = identity;
+  }
+
+  lockPath(chunk: string): string {
+    return this.store.remotePath('locks', chunk);
+  }
+  ownerPath(chunk: string): string {
+    return this.store.remotePath('locks', chunk + OWNER_SUFFIX);
+  }
+
+  async claim(chunk: string, lane: number): Promise<Claim | undefined> {
+    const lock = this.lockPath(chunk);
+    try {
+      const made = await this.#tryMkdir(lock, chunk);
+      if (made) return this.#newClaim(chunk, lane, false);
+      // It exists: a live claim, or a stale one to take over.
+      let info: SftpStats;
+      try {
+        info = await this.store.statPath(lock);
+      } catch (error) {
+        if (isCode(error, 'ENOENT')) return undefined; // released just now: busy this round
+        throw error;
+      }
+      if (!this.#isStale(info)) return undefined;
+      // Take over: look again (another contender may have just taken it), remove, make anew.
+      const again = await this.store.statPath(lock).catch(() => undefined);
+      if (!again || again.mtime !== info.mtime || !this.#isStale(again)) return undefined;
+      await this.store.rmdirPath(lock).catch(() => {});
+      if (!(await this.#tryMkdir(lock, chunk))) return undefined;
+      // Written at once: a contender that raced this takeover learns of it from the token, and
+      // the old holder's release finds it.
+      const claim = this.#newClaim(chunk, lane, true);
+      await claim.ownerWritten;
+      return claim;
+    } catch (error) {
+      throw this.store.translate(error);
+    }
+  }
+
+  #isStale(info: SftpStats): boolean {
+    // Server mtimes are whole seconds (truncated): count the lock as stamped at the second's end.
+    return this.clock.now() - (info.mtime * 1000 + 999) > this.settings.staleMs;
+  }
+
+  /** mkdir the lock: true when made, false when the name exists; a grouped chunk's folder on demand. */
+  async #tryMkdir(lock: string, chunk: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.store.mkdirPath(lock);
+        return true;
+      } catch (error) {
+        if (!isCode(error, 'ESFTPFAILURE') && !isCode(error, 'ENOENT')) throw error;
+        // Code 4 says nothing: ask whether the name exists.
+        const exists = await this.store.statPath(lock).then(
+          () => true,
+          (e: unknown) => {
+            if (isCode(e, 'ENOENT')) return false;
+            throw e;
+          },
+        );
+        if (exists) return false;
+        const slash = chunk.lastIndexOf('/');
+        if (attempt > 0 || slash === -1) throw error;
+        await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
+      }
+    }
+  }
+
+  #newClaim(chunk: string, lane: number, writeOwnerNow: boolean): SftpClaim {
+    const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
+    const owner: OwnerRecord = {
+      token,
+      worker: this.identity.workerId,
+      host: this.identity.host,
+      pid: this.identity.pid,
+      bootId: this.identity.bootId,
+      lane,
+      chunk,
+      claimedAt: new Date(this.clock.now()).toISOString(),
+    };
+    const text = `${token}\n${JSON.stringify(owner)}\n`;
+    // A takeover replaces the old holder's record; a plain claim's late record is created only if
+    // there is none: a takeover's record, already there, must not be overwritten by the old holder.
+    const writeOwner = writeOwnerNow ? () => this.store.writeFileAtomic(this.ownerPath(chunk), text) : () => this.store.createFile(this.ownerPath(chunk), text);
+    return new SftpClaim(this, chunk, token, writeOwner, writeOwnerNow);
+  }
+
+  async readOwnerToken(chunk: string): Promise<string | undefined> {
+    try {
+      const prefix = await this.store.readPrefixPath(this.ownerPath(chunk), TOKEN_LENGTH);
+      return prefix.length === TOKEN_LENGTH ? prefix.toString('latin1') : undefined;
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined;
+      throw error;
+    }
+  }
+}
+
+class SftpClaim implements Claim {
+  readonly chunk: string;
+  readonly token: string;
+  readonly claimedAt = Date.now();
+  #book: SftpClaimBook;
+  #lost: Error | undefined;
+  #listeners: ((reason: Error) => void)[] = [];
+  #ownerWritten: Promise<void> | undefined;
+  #ownerTimer: NodeJS.Timeout | undefined;
+  #refresh: NodeJS.Timeout;
+  /** The mtime (server seconds) we last stamped on the lock. */
+  #stamped: number | undefined;
+  #released = false;
+
+  constructor(book: SftpClaimBook, chunk: string, token: string, writeOwner: () => Promise<void>, writeOwnerNow: boolean) {
+    this.#book = book;
+    this.chunk = chunk;
+    this.token = token;
+    const write = () => {
+      if (this.#lost || this.#released) return;
+      this.#ownerWritten = writeOwner();
+      // A record already there (not ours): the claim was taken over; stillOurs() will tell.
+      this.#ownerWritten.catch(() => {});
+    };
+    if (writeOwnerNow) write();
+    else {
+      // As on a mount: most chunks end before a record would be worth its round trips.
+      this.#ownerTimer = setTimeout(write, OWNER_RECORD_DELAY_MS);
+      this.#ownerTimer.unref();
+    }
+    this.#refresh = setInterval(() => void this.#update().catch(() => {}), book.settings.updateMs);
+    this.#refresh.unref();
+  }
+
+  get lost(): Error | undefined {
+    return this.#lost;
+  }
+
+  get ownerWritten(): Promise<void> | undefined {
+    return this.#ownerWritten;
+  }
+
+  onLost(listener: (reason: Error) => void): void {
+    if (this.#lost) listener(this.#lost);
+    else this.#listeners.push(listener);
+  }
+
+  get oldEnoughToCheck(): boolean {
+    return Date.now() - this.claimedAt > this.#book.settings.staleMs / 2;
+  }
+
+  #markLost(reason: Error): void {
+    if (this.#lost) return;
+    this.#lost = reason;
+    clearInterval(this.#refresh);
+    clearTimeout(this.#ownerTimer);
+    for (const listener of this.#listeners.splice(0)) listener(reason);
+  }
+
+  async stillOurs(): Promise<boolean> {
+    if (this.#lost) return false;
+    if (!this.#ownerWritten) return true;
+    await this.#ownerWritten;
+    const token = await this.#book.readOwnerToken(this.chunk);
+    if (token !== undefined && token !== this.token) {
+      this.#markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      return false;
+    }
+    return true;
+  }
+
+  /** Re-stamp the lock (server time), after checking nobody else made it anew since our stamp. */
+  async #update(): Promise<void> {
+    if (this.#lost || this.#released) return;
+    const lock = this.#book.lockPath(this.chunk);
+    const [info, token] = await Promise.all([this.#book.store.statPath(lock).catch((error: unknown) => (isCode(error, 'ENOENT') ? undefined : Promise.reject(error))), this.#book.readOwnerToken(this.chunk)]);
+    if (this.#lost || this.#released) return;
+    // The token is read even before ours is written: a takeover writes its record at once.
+    if (token !== undefined && token !== this.token) return this.#markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+    if (!info) return this.#markLost(new Error(`claim on ${this.chunk} went away (its lock was removed)`));
+    if (this.#stamped !== undefined && info.mtime !== this.#stamped) return this.#markLost(new Error(`claim on ${this.chunk} was taken over by another worker (its lock changed)`));
+    const stamp = Math.floor(this.#book.clock.now() / 1000);
+    await this.#book.store.utimesPath(lock, stamp);
+    this.#stamped = stamp;
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    clearInterval(this.#refresh);
+    clearTimeout(this.#ownerTimer);
+    if (this.#lost) return;
+    await this.#ownerWritten?.catch(() => {});
+    const store = this.#book.store;
+    // Never remove a claim another worker took: its owner record carries another token.
+    const token = await this.#book.readOwnerToken(this.chunk).catch(() => undefined);
+    if (token !== undefined && token !== this.token) {
+      this.#markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      return;
+    }
+    await Promise.all([token === undefined ? Promise.resolve() : store.unlinkPath(this.#book.ownerPath(this.chunk)).catch(() => {}), store.rmdirPath(this.#book.lockPath(this.chunk)).catch(() => {})]);
+  }
 }

@@ -1,0 +1,73 @@
+// The store contract over SFTP against a real OpenSSH server on loopback: directly, then through
+// a delay proxy (10 ms round trips). Also: bad addresses, unknown host keys, failed auth.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PieceworkError, UsageError } from '../../src/core/errors.js';
+import { openSftpStore, parseSftpAddress } from '../../src/core/store/sftp-store.js';
+import { runCleanups } from '../helpers/cleanup.js';
+import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js';
+import { startSshd, type Sshd } from '../helpers/sshd.js';
+import { makeTempDir } from '../helpers/tmp.js';
+import { storeContract, type StoreFixture } from './contract.js';
+
+let sshd: Sshd;
+let proxy: DelayProxy;
+let knownHosts: string;
+
+before(async () => {
+  sshd = await startSshd();
+  proxy = await startDelayProxy({ targetPort: sshd.port, delayMs: 5 });
+  // The proxy's port, known under the server's key as well.
+  knownHosts = path.join(makeTempDir('sftp-kh'), 'known_hosts');
+  writeFileSync(knownHosts, `[127.0.0.1]:${sshd.port} ${sshd.hostPublicKey}\n[127.0.0.1]:${proxy.port} ${sshd.hostPublicKey}\n`);
+});
+after(async () => {
+  await proxy?.close();
+  await runCleanups();
+});
+
+function fixture(port: () => number): () => StoreFixture {
+  return () => ({
+    open: (address) => openSftpStore(address, { identityFile: sshd.clientKeyPath, knownHostsFile: knownHosts }),
+    newJob: (name) => ({ address: `sftp://root@127.0.0.1:${port()}${sshd.root}/jobs/${name}`, backing: path.join(sshd.root, 'jobs', name) }),
+    closeEndsOperations: true,
+    stagesCopies: true,
+  });
+}
+
+describe('sftp store, loopback', () => storeContract(fixture(() => sshd.port)));
+describe('sftp store, 10 ms round trips', () => storeContract(fixture(() => proxy.port)));
+
+describe('sftp addresses and connections', () => {
+  test('addresses parse; malformed ones are usage errors with a hint', () => {
+    assert.deepEqual(parseSftpAddress('sftp://root@host:2222/srv/job/'), { user: 'root', host: 'host', port: 2222, path: '/srv/job' });
+    assert.deepEqual(parseSftpAddress('sftp://[::1]/a%20b'), { user: undefined, host: '::1', port: 22, path: '/a b' });
+    for (const bad of ['sftp://host', 'sftp://host/', 'sftp://host:x/job', 'sftp://host:99999/job', 'sftp:///job', 'sftp://host/../x']) {
+      assert.throws(() => parseSftpAddress(bad), (e: unknown) => e instanceof UsageError && e.hint !== undefined, bad);
+    }
+  });
+
+  test('an unknown host key is refused with a hint; a wrong key fails authentication', async () => {
+    const empty = path.join(makeTempDir('sftp-kh-empty'), 'known_hosts');
+    writeFileSync(empty, '');
+    await assert.rejects(openSftpStore(`sftp://root@127.0.0.1:${sshd.port}/tmp/x`, { identityFile: sshd.clientKeyPath, knownHostsFile: empty }), (e: unknown) => e instanceof PieceworkError && /not known/.test(e.message) && e.hint !== undefined);
+    await assert.rejects(openSftpStore(`sftp://root@127.0.0.1:${sshd.port}/tmp/x`, { identityFile: sshd.hostKeyPath, knownHostsFile: knownHosts }), (e: unknown) => e instanceof PieceworkError && /authentication failed/.test(e.message) && e.hint !== undefined);
+  });
+
+  test('a cut link fails pending and later requests with JobMissingError (exit 4), at once', async () => {
+    const cut = await startDelayProxy({ targetPort: sshd.port, delayMs: 0 });
+    writeFileSync(knownHosts, `[127.0.0.1]:${cut.port} ${sshd.hostPublicKey}\n`, { flag: 'a' });
+    const store = await openSftpStore(`sftp://root@127.0.0.1:${cut.port}${sshd.root}/cut${process.pid}`, { identityFile: sshd.clientKeyPath, knownHostsFile: knownHosts });
+    await store.createJobFolders();
+    const started = Date.now();
+    const pending = store.lookup('out', '000001');
+    await cut.close();
+    await Promise.allSettled([pending]);
+    await assert.rejects(store.read('top', 'job.json'), (e: unknown) => e instanceof PieceworkError && e.exitStatus === 4 && /lost the SFTP connection/.test(e.message));
+    assert.ok(Date.now() - started < 5000);
+    await store.close();
+  });
+
+});
