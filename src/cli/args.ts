@@ -12,20 +12,25 @@ export function commandAfterDashes(argv: Arguments): string[] {
 export function positiveInt(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} ${String(value)}: must be a whole number of at least 1`);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} ${shown(value)}: must be a whole number of at least 1`);
   return n;
 }
 
 export function nonNegativeInt(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${String(value)}: must be a whole number of at least 0`);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} ${shown(value)}: must be a whole number of at least 0`);
   return n;
 }
 
 export function positiveSeconds(value: unknown, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} ${String(value)}: must be a number of seconds above 0`);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} ${shown(value)}: must be a number of seconds above 0`);
   return checkDuration(n, flag);
+}
+
+/** A flag's value as the user typed it (yargs gives strings, numbers or arrays). */
+function shown(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : JSON.stringify(value);
 }

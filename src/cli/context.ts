@@ -13,7 +13,7 @@ export interface CliContext {
   /** stderr is a terminal: progress may be drawn. */
   interactive: boolean;
   /** An AbortSignal aborted by the first SIGINT/SIGTERM; handlers are installed on first use. */
-  signals(): { signal: AbortSignal; received(): NodeJS.Signals | undefined };
+  signals(): { signal: AbortSignal; received: () => NodeJS.Signals | undefined };
   /** Exit status the command wants, when it returns normally. */
   exitStatus: number;
 }

@@ -73,8 +73,8 @@ test('the page shows the job, its counts and one grid cell per chunk', async () 
 
 test('the page updates by itself as workers complete chunks, and shows the failure with its stderr', async () => {
   const before = await number('#done');
-  await page.waitForFunction((seen) => Number(document.getElementById('done')!.textContent!.replaceAll(',', '')) > seen, before, { timeout: 20_000 });
-  await page.waitForFunction(() => document.getElementById('failures')!.textContent!.includes('disk quota exceeded writing 000005'), undefined, { timeout: 20_000 });
+  await page.waitForFunction((seen) => Number(document.getElementById('done')!.textContent.replaceAll(',', '')) > seen, before, { timeout: 20_000 });
+  await page.waitForFunction(() => document.getElementById('failures')!.textContent.includes('disk quota exceeded writing 000005'), undefined, { timeout: 20_000 });
   assert.match((await page.textContent('#reasons'))!, /1× exit 4/);
   assert.match((await page.textContent('#hosts'))!, /alive/);
   assert.equal(await page.textContent('#state'), 'running');

@@ -32,8 +32,8 @@ export function startPiecework(args: string[], options: RunOptions = {}): ChildP
     // Its own process group, so that a test can kill the worker and every command it started.
     detached: true,
   });
-  if (options.input !== undefined) child.stdin!.end(options.input);
-  else child.stdin!.end();
+  if (options.input !== undefined) child.stdin.end(options.input);
+  else child.stdin.end();
   return child;
 }
 

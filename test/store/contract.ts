@@ -68,7 +68,7 @@ export function storeContract(getFixture: () => StoreFixture): void {
     const info = await store.markerInfo();
     assert.equal(info?.size, 13);
     assert.equal(info?.directory, false);
-    assert.ok(Math.abs(info!.mtimeMs - Date.now()) < 5000, 'server time near ours on loopback');
+    assert.ok(Math.abs(info.mtimeMs - Date.now()) < 5000, 'server time near ours on loopback');
     assert.ok((await store.topLevel())?.includes('job.json'));
   });
 

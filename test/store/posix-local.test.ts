@@ -12,7 +12,7 @@ after(() => runCleanups());
 storeContract(() => {
   root ??= makeTempDir('store-local');
   return {
-    open: async (address) => new PosixJobStore(address),
+    open: (address) => Promise.resolve(new PosixJobStore(address)),
     newJob: (name) => ({ address: path.join(root!, name), backing: path.join(root!, name) }),
     closeEndsOperations: false,
     stagesCopies: false,

@@ -14,7 +14,6 @@ function scanOf(chunks: string[], parts: Partial<StatusScan> = {}): StatusScan {
     staleSeconds: 60,
     chunks,
     done: new Set(),
-    outputs: new Map(),
     running: [],
     stale: [],
     failed: [],

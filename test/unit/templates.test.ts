@@ -74,7 +74,7 @@ test('every template renders to a shellcheck-clean script, with hostile values a
   shellcheck(bootstrap, 'bootstrap.sh');
   // The copy embedded in cloud startup scripts, without comments, is a script just the same.
   shellcheck(await renderBootstrap(settings({ mount, env: [['HOSTILE', hostile]] }), { compact: true }), 'bootstrap.sh (compact)');
-  const cloud = { job: join(dir, 'job'), command: [hostile], count: 2, tool: '/mnt/x/pw.mjs', mount, mountKeyText: '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----' };
+  const cloud = { job: join(dir, 'job'), jobId: 'abc123', command: [hostile], count: 2, tool: '/mnt/x/pw.mjs', mount, mountKeyText: '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----' };
   for (const name of ['gcloud-startup.sh', 'aws-user-data.sh'] as const) shellcheck(await renderCloudStartup(name, cloud), name);
   const slurm = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: await renderBootstrap(settings({ action: 'run' })) });
   shellcheck(slurm, 'slurm-array.sh');

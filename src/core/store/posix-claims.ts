@@ -158,10 +158,11 @@ export class ClaimBook implements Claims {
   /** Claim a chunk: the Claim, or undefined when another live worker holds it. */
   async claim(chunk: string, lane: number): Promise<Claim | undefined> {
     const lockPath = this.layout.lockPath(chunk);
-    let claim: Claim | undefined;
+    // proper-lockfile may call back before lock() returns: the claim is looked up when it does.
+    const made: { claim?: Claim } = {};
     let release: () => Promise<void>;
     try {
-      release = await this.#lock(lockPath, (error) => claim?.markLost(error));
+      release = await this.#lock(lockPath, (error) => made.claim?.markLost(error));
     } catch (error) {
       const code = errorCode(error);
       // ESTALE: an NFS handle went away under a concurrent takeover; treat as busy too.
@@ -180,8 +181,8 @@ export class ClaimBook implements Claims {
       claimedAt: new Date(this.clock.now()).toISOString(),
     };
     const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
-    claim = new Claim(this, chunk, token, writeOwner, release);
-    return claim;
+    made.claim = new Claim(this, chunk, token, writeOwner, release);
+    return made.claim;
   }
 
   async #lock(lockPath: string, onCompromised: (error: Error) => void): Promise<() => Promise<void>> {

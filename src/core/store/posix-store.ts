@@ -180,9 +180,9 @@ export class PosixJobStore implements JobStore {
     return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent));
   }
 
-  async stageInput(chunk: string): Promise<StagedInput> {
+  stageInput(chunk: string): Promise<StagedInput> {
     // The chunk is read where it is: a copy would cost what the command's own read costs.
-    return { path: this.layout.chunkPath(chunk), release: async () => {} };
+    return Promise.resolve({ path: this.layout.chunkPath(chunk), release: () => Promise.resolve() });
   }
 
   async openLaneSpace(workerId: string, lane: number): Promise<LaneSpace> {

@@ -623,8 +623,8 @@ export class SftpJobStore implements JobStore {
     }
   }
 
-  async claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims> {
-    return new SftpClaimBook(this, settings, clock, owner);
+  claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims> {
+    return Promise.resolve(new SftpClaimBook(this, settings, clock, owner));
   }
 
   async stageInput(chunk: string): Promise<StagedInput> {
@@ -1001,7 +1001,7 @@ class SftpClaim implements Claim {
   async #update(): Promise<void> {
     if (this.#lost || this.#released) return;
     const lock = this.#book.lockPath(this.chunk);
-    const [info, token] = await Promise.all([this.#book.store.statPath(lock).catch((error: unknown) => (isCode(error, 'ENOENT') ? undefined : Promise.reject(error))), this.#book.readOwnerToken(this.chunk)]);
+    const [info, token] = await Promise.all([this.#book.store.statPath(lock).catch((error: unknown) => (isCode(error, 'ENOENT') ? undefined : Promise.reject(error as Error))), this.#book.readOwnerToken(this.chunk)]);
     if (this.#lost || this.#released) return;
     // The token is read even before ours is written: a takeover writes its record at once.
     if (token !== undefined && token !== this.token) return this.#markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
