@@ -137,6 +137,8 @@ async function openSink(options: MergeOptions): Promise<Sink> {
       await fs.rename(temp, target);
     },
     abort: async () => {
+      // A reducer's stdout may still be piped in: its last writes must not raise on a closed file.
+      stream.on('error', () => {});
       stream.destroy();
       await fs.rm(temp, { force: true });
     },
@@ -211,6 +213,7 @@ async function runReducer(argv: string[], files: string[], sink: Writable): Prom
     child.stdout.pipe(sink, { end: false });
     const result = await child;
     await new Promise((resolve) => (child.stdout.readableEnded ? resolve(undefined) : child.stdout.once('end', resolve)));
+    child.stdout.unpipe(sink);
     if (result.failed) {
       const why = result.code === 'ENOENT' ? `reducer not found: ${argv[0]}` : `the reducer ${argv[0]} ${result.signal ? `was killed by ${result.signal}` : `failed (exit ${result.exitCode})`}`;
       throw new PieceworkError(why, { hint: 'nothing was written to the target' });

@@ -69,6 +69,12 @@ export class Scheduler {
     this.#worker = worker;
   }
 
+  /** Stop watching the job marker: a watcher left open keeps the process alive after a failure. */
+  close(): void {
+    this.#stopFollowing?.();
+    this.#stopFollowing = undefined;
+  }
+
   /** Another worker holds this chunk: leave it until the next poll (its claim may go stale). */
   markBusy(chunk: string): void {
     this.#busyUntil.set(chunk, Date.now() + this.#retryIntervalMs());

@@ -247,6 +247,7 @@ class Worker {
     } finally {
       // No lane sends another request: close the warm processes' stdin, grace period, kill.
       await this.warm?.close();
+      this.scheduler?.close();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
     }
