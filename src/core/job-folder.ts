@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Chunk numbers are zero-padded to at least this width so that `ls` sorts them. */
 export const MIN_CHUNK_WIDTH = 6;

@@ -27,6 +27,10 @@ export interface JobManifest {
   split: SplitRecord;
   /** Chunks written so far; final once `complete` is true. */
   chunkCount: number;
+  /** The chunk set, the truth for every command: group '' is the top level; chunk i of a group is `${name ? name + '/' : ''}${String(i).padStart(width, '0')}` for i < count. */
+  groups: { name: string; count: number; width: number }[];
+  /** Output extension with its dot ('' for none): out/<chunk><ext>. Set by split (--ext), never by a worker. */
+  ext: string;
   /** False while a split is still writing chunks, or if it died before finishing. */
   complete: boolean;
   completedAt?: string;

@@ -4,7 +4,7 @@ import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { split } from '../../src/core/split.js';
+import { split } from '../../src/core/split/split.js';
 import { readManifest } from '../../src/core/manifest.js';
 import { JobLayout } from '../../src/core/job-folder.js';
 import { PieceworkError, UsageError } from '../../src/core/errors.js';
@@ -114,7 +114,7 @@ test('an existing job is refused without --force, replaced with it', async () =>
   const job = jobDir();
   await split({ into: job, inputs: [input], mode: 'lines', size: 5 });
   await fs.writeFile(path.join(job, 'out', '000000'), 'an output');
-  await assert.rejects(split({ into: job, inputs: [input], mode: 'lines', size: 5 }), (e: unknown) => e instanceof UsageError && /already exists/.test(e.message));
+  await assert.rejects(split({ into: job, inputs: [input], mode: 'lines', size: 4 }), (e: unknown) => e instanceof UsageError && /already exists/.test(e.message));
   assert.ok(filesUnder(path.join(job, 'out')).length === 1, 'the refused split touched nothing');
   await split({ into: job, inputs: [input], mode: 'lines', size: 2, force: true });
   assert.equal(filesUnder(path.join(job, 'out')).length, 0);
