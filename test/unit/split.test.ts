@@ -320,3 +320,20 @@ test('an unfinished split rewrites job.json at least every 5 s while stdin is qu
   await running;
   assert.equal((await readManifest(new JobLayout(job))).complete, true);
 });
+
+test('the SIMD newline scan finds the same N-th newline as indexOf, in and out of its memory', async () => {
+  const { allocateScanBuffer, isScanBuffer, nthNewline } = await import('../../src/core/split/newline-scan.js');
+  const data = randomText(3000, 17);
+  const fast = allocateScanBuffer(data.length);
+  assert.ok(isScanBuffer(fast) && !isScanBuffer(data));
+  data.copy(fast);
+  let s = 99;
+  const rand = (k: number) => (s = (s * 48271) % 2147483647) % k;
+  for (let i = 0; i < 3000; i++) {
+    const from = rand(data.length);
+    const need = 1 + rand(i % 2 ? 3 : 400);
+    const plain = nthNewline(data, from, need);
+    assert.equal(nthNewline(fast, from, need), plain, `from ${from}, need ${need}`);
+    assert.equal(nthNewline(fast.subarray(0, from + 20), from, need), nthNewline(data.subarray(0, from + 20), from, need));
+  }
+});

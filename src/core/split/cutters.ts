@@ -8,6 +8,7 @@
  */
 import type { SplitMode } from '../manifest.js';
 import type { ChunkState, ChunkWriter } from './chunk-writer.js';
+import { nthNewline } from './newline-scan.js';
 
 const NEWLINE = 10;
 
@@ -34,20 +35,14 @@ export function makeCutter(mode: Exclude<SplitMode, 'files'>, size: number, tota
   return chunksCutter(size, totalBytes);
 }
 
-/** N lines per chunk: the chunk ends after its N-th newline. */
+/** N lines per chunk: the chunk ends after its N-th newline (found by the SIMD scan). */
 export function linesCutter(linesPerChunk: number): Cutter {
   return {
     decide(block, position, chunk) {
       const need = linesPerChunk - chunk.lines;
-      let pos = position;
-      let lines = 0;
-      while (lines < need) {
-        const nl = block.indexOf(NEWLINE, pos);
-        if (nl === -1) return { take: block.length - position, lines, end: 'none' };
-        pos = nl + 1;
-        lines++;
-      }
-      return { take: pos - position, lines, end: 'after' };
+      const end = nthNewline(block, position, need);
+      if (end < 0) return { take: block.length - position, lines: -1 - end, end: 'none' };
+      return { take: end - position, lines: need, end: 'after' };
     },
   };
 }

@@ -13,6 +13,7 @@ import fg from 'fast-glob';
 import { errorCode, PieceworkError, UsageError } from '../errors.js';
 import { compareNatural } from '../natural-order.js';
 import { exists } from '../scan.js';
+import { allocateScanBuffer } from './newline-scan.js';
 
 export interface Source {
   kind: 'file' | 'stdin';
@@ -89,9 +90,12 @@ export function readBlocks(source: Source, stdin: Readable | undefined): AsyncIt
   return readFileBlocks(source.path!);
 }
 
+/** Made once: files are read one after another, never two at once. In the scanner's memory (see newline-scan.ts). */
+let readBuffers: [Buffer, Buffer] | undefined;
+
 async function* readFileBlocks(file: string): AsyncGenerator<Buffer> {
   const handle = await fs.open(file, 'r');
-  const buffers = [Buffer.allocUnsafeSlow(READ_BLOCK_BYTES), Buffer.allocUnsafeSlow(READ_BLOCK_BYTES)];
+  const buffers = (readBuffers ??= [allocateScanBuffer(READ_BLOCK_BYTES), allocateScanBuffer(READ_BLOCK_BYTES)]);
   let next = 0;
   let pending: Promise<{ bytesRead: number }> | undefined = handle.read(buffers[0]!, 0, READ_BLOCK_BYTES, null);
   try {
