@@ -24,8 +24,11 @@ export interface Source {
   mtimeMs?: number;
 }
 
-/** Bytes per read: large enough that per-call costs vanish, small enough to stay in cache. */
-export const READ_BLOCK_BYTES = 1024 * 1024;
+/**
+ * Bytes per read. Each read and write is a hop to libuv's thread pool (~0.1 ms of CPU here):
+ * 4 MiB blocks took ~0.15 s less CPU per GiB than 1 MiB blocks, and 256 KiB blocks far more.
+ */
+export const READ_BLOCK_BYTES = 4 * 1024 * 1024;
 
 export async function resolveInputs(inputs: string[], stdin: Readable | undefined): Promise<Source[]> {
   const sources: Source[] = [];

@@ -11,7 +11,7 @@
  * The module, compiled from this text with wabt's wat2wasm (--enable-simd):
  *
  * (module
- *   (memory (export "memory") 40 40)
+ *   (memory (export "memory") 136 136)
  *   (global $counted (export "counted") (mut i32) (i32.const 0))
  *   ;; The position just after the need-th newline in [p, end), or -1 with `counted` = the newlines found.
  *   (func (export "nthNewline") (param $p i32) (param $end i32) (param $need i32) (result i32)
@@ -49,11 +49,9 @@
  */
 
 const WASM = Buffer.from(
-  'AGFzbQEAAAABCAFgA39/fwF/AwIBAAUEAQEoKAYGAX8BQQALByEDBm1lbW9yeQIAB2NvdW50ZWQDAApudGhOZXdsaW5lAAAKtgEBswECA38Be0EK/Q8hBgJAA0AgAEEQaiABSw0BIAD9AAQAIAb9I/1kIQQgBGkhBSADIAVqIAJPBEACQANAIAMgAkEBa0YNASAEIARBAWtxIQQgA0EBaiEDDAALCyAAIARoakEBag8LIAMgBWohAyAAQRBqIQAMAAsLAkADQCAAIAFPDQEgAC0AAEEKRgRAIANBAWohAyADIAJGBEAgAEEBag8LCyAAQQFqIQAMAAsLIAMkAEF/Cw==',
+  'AGFzbQEAAAABCAFgA39/fwF/AwIBAAUGAQGIAYgBBgYBfwFBAAsHIQMGbWVtb3J5AgAHY291bnRlZAMACm50aE5ld2xpbmUAAAq2AQGzAQIDfwF7QQr9DyEGAkADQCAAQRBqIAFLDQEgAP0ABAAgBv0j/WQhBCAEaSEFIAMgBWogAk8EQAJAA0AgAyACQQFrRg0BIAQgBEEBa3EhBCADQQFqIQMMAAsLIAAgBGhqQQFqDwsgAyAFaiEDIABBEGohAAwACwsCQANAIAAgAU8NASAALQAAQQpGBEAgA0EBaiEDIAMgAkYEQCAAQQFqDwsLIABBAWohAAwACwsgAyQAQX8L',
   'base64',
 );
-/** Two 1 MiB read buffers and room to spare (40 pages of 64 KiB). */
-const MEMORY_BYTES = 40 * 65536;
 const NEWLINE = 10;
 
 interface ScanExports {
@@ -78,7 +76,8 @@ function loadScanner(): ScanExports {
 /** A buffer the fast scan can read; a plain one when the scanner's memory is used up. */
 export function allocateScanBuffer(size: number): Buffer {
   const { memory } = loadScanner();
-  if (allocated + size > MEMORY_BYTES) return Buffer.allocUnsafeSlow(size);
+  // Fixed size (136 pages of 64 KiB: two 4 MiB read buffers and room to spare).
+  if (allocated + size > memory.buffer.byteLength) return Buffer.allocUnsafeSlow(size);
   const buffer = Buffer.from(memory.buffer, allocated, size);
   allocated += size;
   return buffer;

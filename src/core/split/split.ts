@@ -15,6 +15,7 @@
  * the very end: a split that dies leaves a job that says it is unfinished.
  */
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { errorCode, PieceworkError, UsageError } from '../errors.js';
 import { ignoreEvents, type EventSink } from '../events.js';
@@ -28,7 +29,6 @@ import { checkGroupName, groupNamesForFiles } from './group-names.js';
 import { readBlocks, resolveInputs, type Source } from './inputs.js';
 import { SplitJobWrites } from './job-writes.js';
 import { LiveManifest } from './live-manifest.js';
-import path from 'node:path';
 
 export interface SplitOptions {
   into: string;
