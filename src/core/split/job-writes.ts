@@ -6,7 +6,7 @@
  * A chunk is written to a temp file and renamed, so that a follower never reads a half-written
  * chunk (invariant 1 holds for chunks too).
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { JobLayout } from '../job-folder.js';
 import { writeManifest, type JobManifest } from '../manifest.js';
@@ -67,9 +67,11 @@ export class ChunkTemp {
     this.#handle = handle;
   }
 
+  /** Synchronous, like the reads (see READ_BLOCK_BYTES in inputs.ts): split has nothing else to do meanwhile. */
   async write(data: Uint8Array, start: number, end: number): Promise<void> {
     let offset = start;
-    while (offset < end) offset += (await this.#open().write(data, offset, end - offset)).bytesWritten;
+    const fd = this.#open().fd;
+    while (offset < end) offset += writeSync(fd, data, offset, end - offset);
   }
 
   /** Read back what was written (to move a line that turned out not to fit into the next chunk). */

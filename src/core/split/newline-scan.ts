@@ -4,14 +4,14 @@
  * reading and writing the data. A 256-byte WebAssembly function compares 16 bytes at a time
  * (SIMD) and counts them with popcnt: ~0.3 s per GiB, in a single call per chunk or block.
  *
- * It can only look at its own memory, so the input's read buffers live there
+ * It can only look at its own memory, so the input's read buffer lives there
  * (`allocateScanBuffer`); a block from anywhere else (stdin's stream) is scanned with indexOf.
  * The memory has a fixed size and never grows: growing would detach the buffers made over it.
  *
  * The module, compiled from this text with wabt's wat2wasm (--enable-simd):
  *
  * (module
- *   (memory (export "memory") 136 136)
+ *   (memory (export "memory") 24 24)
  *   (global $counted (export "counted") (mut i32) (i32.const 0))
  *   ;; The position just after the need-th newline in [p, end), or -1 with `counted` = the newlines found.
  *   (func (export "nthNewline") (param $p i32) (param $end i32) (param $need i32) (result i32)
@@ -49,7 +49,7 @@
  */
 
 const WASM = Buffer.from(
-  'AGFzbQEAAAABCAFgA39/fwF/AwIBAAUGAQGIAYgBBgYBfwFBAAsHIQMGbWVtb3J5AgAHY291bnRlZAMACm50aE5ld2xpbmUAAAq2AQGzAQIDfwF7QQr9DyEGAkADQCAAQRBqIAFLDQEgAP0ABAAgBv0j/WQhBCAEaSEFIAMgBWogAk8EQAJAA0AgAyACQQFrRg0BIAQgBEEBa3EhBCADQQFqIQMMAAsLIAAgBGhqQQFqDwsgAyAFaiEDIABBEGohAAwACwsCQANAIAAgAU8NASAALQAAQQpGBEAgA0EBaiEDIAMgAkYEQCAAQQFqDwsLIABBAWohAAwACwsgAyQAQX8L',
+  'AGFzbQEAAAABCAFgA39/fwF/AwIBAAUEAQEYGAYGAX8BQQALByEDBm1lbW9yeQIAB2NvdW50ZWQDAApudGhOZXdsaW5lAAAKtgEBswECA38Be0EK/Q8hBgJAA0AgAEEQaiABSw0BIAD9AAQAIAb9I/1kIQQgBGkhBSADIAVqIAJPBEACQANAIAMgAkEBa0YNASAEIARBAWtxIQQgA0EBaiEDDAALCyAAIARoakEBag8LIAMgBWohAyAAQRBqIQAMAAsLAkADQCAAIAFPDQEgAC0AAEEKRgRAIANBAWohAyADIAJGBEAgAEEBag8LCyAAQQFqIQAMAAsLIAMkAEF/Cw==',
   'base64',
 );
 const NEWLINE = 10;
@@ -76,7 +76,7 @@ function loadScanner(): ScanExports {
 /** A buffer the fast scan can read; a plain one when the scanner's memory is used up. */
 export function allocateScanBuffer(size: number): Buffer {
   const { memory } = loadScanner();
-  // Fixed size (136 pages of 64 KiB: two 4 MiB read buffers and room to spare).
+  // Fixed size (24 pages of 64 KiB: the 1 MiB read buffer and room to spare).
   if (allocated + size > memory.buffer.byteLength) return Buffer.allocUnsafeSlow(size);
   const buffer = Buffer.from(memory.buffer, allocated, size);
   allocated += size;
