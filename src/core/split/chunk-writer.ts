@@ -60,7 +60,7 @@ export class ChunkWriter {
   async write(data: Buffer, start: number, end: number, lines = 0): Promise<void> {
     if (end <= start) return;
     this.#temp ??= await this.#writes.openChunkTemp();
-    await this.#temp.write(data, start, end);
+    this.#temp.write(data, start, end);
     const lastNewline = data.lastIndexOf(NEWLINE, end - 1);
     if (lastNewline >= start) this.chunk.lastLineEnd = this.chunk.bytes + lastNewline + 1 - start;
     this.chunk.bytes += end - start;
@@ -106,7 +106,7 @@ export class ChunkWriter {
       for (let position = keep; position < bytes; ) {
         const read = await old.readAt(buffer, Math.min(buffer.length, bytes - position), position);
         if (read === 0) throw new Error(`chunk temp ${old.path} is shorter than written`);
-        await next.write(buffer, 0, read);
+        next.write(buffer, 0, read);
         position += read;
       }
       await old.truncate(keep);

@@ -68,7 +68,7 @@ export class ChunkTemp {
   }
 
   /** Synchronous, like the reads (see READ_BLOCK_BYTES in inputs.ts): split has nothing else to do meanwhile. */
-  async write(data: Uint8Array, start: number, end: number): Promise<void> {
+  write(data: Uint8Array, start: number, end: number): void {
     let offset = start;
     const fd = this.#open().fd;
     while (offset < end) offset += writeSync(fd, data, offset, end - offset);

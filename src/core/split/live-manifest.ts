@@ -19,7 +19,7 @@ export class LiveManifest {
   #queue: Promise<void> = Promise.resolve();
   #lastWrite = 0;
   #timer: NodeJS.Timeout | undefined;
-  #timerError: unknown;
+  #timerError: Error | undefined;
 
   constructor(writes: SplitJobWrites, manifest: JobManifest) {
     this.#writes = writes;
@@ -32,7 +32,7 @@ export class LiveManifest {
     const beatMs = (SPLIT_HEARTBEAT_SECONDS * 1000) / 2;
     this.#timer = setInterval(() => {
       if (Date.now() - this.#lastWrite < beatMs) return;
-      this.#write().catch((error: unknown) => (this.#timerError ??= error));
+      this.#write().catch((error: unknown) => (this.#timerError ??= error instanceof Error ? error : new Error(String(error))));
     }, beatMs);
     this.#timer.unref();
   }
