@@ -283,6 +283,15 @@ test('the same split again leaves the job as it is; other settings or a changed 
   const later = new Date(Date.now() + 5000);
   await fs.utimes(input, later, later);
   await assert.rejects(split({ into: job, inputs: [input], mode: 'lines', size: 10 }), /an input changed/);
+
+  const dir = path.join(root, `rerun-files${n}`);
+  await fs.mkdir(dir);
+  for (let i = 0; i < 4; i++) await fs.writeFile(path.join(dir, `${i}.png`), '');
+  const filesJob = jobDir();
+  await split({ into: filesJob, inputs: [path.join(dir, '*.png')], mode: 'files', size: 2 });
+  assert.equal((await split({ into: filesJob, inputs: [path.join(dir, '*.png')], mode: 'files', size: 2 })).action, 'unchanged');
+  await fs.writeFile(path.join(dir, '9.png'), '');
+  await assert.rejects(split({ into: filesJob, inputs: [path.join(dir, '*.png')], mode: 'files', size: 2 }), /its files make 2 chunks, not 3/);
 });
 
 test('--group NAME on a job whose chunks are in groups adds the group; an existing group or a top-level job is refused', async () => {

@@ -28,6 +28,8 @@ export interface SplitRequest {
   readsStdin: boolean;
   /** The newest modification time of the input files (ms). */
   newestInputMtimeMs: number;
+  /** --files: the chunks the files found now make (a glob that matches more files is another split). */
+  fileListChunks?: number;
   force: boolean;
 }
 
@@ -77,6 +79,7 @@ function differencesFrom(manifest: JobManifest, request: SplitRequest): string[]
   if (was.mode !== now.mode || was.size !== now.size) found.push(`it was split by ${was.mode} ${was.size}, not ${now.mode} ${now.size}`);
   if (JSON.stringify(was.inputs) !== JSON.stringify(now.inputs)) found.push(`it was made from ${was.inputs.join(' ')}`);
   else if (request.newestInputMtimeMs > Date.parse(manifest.created)) found.push('an input changed after it was made');
+  else if (request.fileListChunks !== undefined && request.fileListChunks !== manifest.chunkCount) found.push(`its files make ${manifest.chunkCount} chunks, not ${request.fileListChunks}`);
   const groupNow = request.group ?? '';
   const groupWas = manifest.groups.length === 1 ? manifest.groups[0]!.name : undefined;
   if (was.grouping !== now.grouping || (now.grouping === 'named' && groupWas !== groupNow)) found.push('its chunks are grouped differently');

@@ -100,6 +100,7 @@ export async function split(options: SplitOptions): Promise<SplitResult> {
     retries,
     readsStdin: sources.some((s) => s.kind === 'stdin'),
     newestInputMtimeMs: Math.max(0, ...sources.map((s) => s.mtimeMs ?? 0)),
+    fileListChunks: mode === 'files' ? Math.ceil(fileItems.length / size) : undefined,
     force: options.force ?? false,
   });
   if (plan.action === 'unchanged') {
