@@ -346,3 +346,13 @@ test('the SIMD newline scan finds the same N-th newline as indexOf, in and out o
     assert.equal(nthNewline(fast.subarray(0, from + 20), from, need), nthNewline(data.subarray(0, from + 20), from, need));
   }
 });
+
+test('a glob the shell did not expand is expanded, in natural order; one that matches nothing is refused', async () => {
+  const dir = path.join(root, `glob${n++}`);
+  await fs.mkdir(dir);
+  for (const i of [10, 2, 1]) await fs.writeFile(path.join(dir, `part${i}.tsv`), `${i}\n`);
+  const job = jobDir();
+  await split({ into: job, inputs: [path.join(dir, 'part*.tsv')], mode: 'lines', size: 1 });
+  assert.deepEqual(chunkContents(job).map(String), ['1\n', '2\n', '10\n']);
+  await assert.rejects(split({ into: jobDir(), inputs: [path.join(dir, 'nope*.tsv')], mode: 'lines', size: 1 }), /no file matches/);
+});

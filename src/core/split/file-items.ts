@@ -6,7 +6,6 @@
  *     that mount the job at the same depth as this one).
  */
 import path from 'node:path';
-import fg from 'fast-glob';
 import { UsageError } from '../errors.js';
 import { chunkWidthFor } from '../job-folder.js';
 import { compareNatural } from '../natural-order.js';
@@ -17,7 +16,7 @@ export async function resolveFileItems(patterns: string[], jobRoot: string): Pro
   if (patterns.length === 0) throw new UsageError('--files needs at least one file or glob');
   const found: string[] = [];
   for (const pattern of patterns) {
-    const matches = (await exists(pattern)) ? [pattern] : await fg(pattern, { onlyFiles: true, dot: false });
+    const matches = (await exists(pattern)) ? [pattern] : await (await import('fast-glob')).default(pattern, { onlyFiles: true, dot: false });
     if (matches.length === 0) throw new UsageError(`${pattern}: no file matches`);
     found.push(...matches.sort(compareNatural));
   }
