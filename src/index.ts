@@ -2,7 +2,7 @@
  * piecework as a library: the same protocol the commands use, with no terminal in sight.
  *   import { split, work, verify, merge } from 'piecework';
  */
-export { split, type SplitOptions, type SplitResult, DEFAULT_RETRIES, DEFAULT_STALE_SECONDS } from './core/split.js';
+export { split, type SplitOptions, type SplitResult, DEFAULT_RETRIES, DEFAULT_STALE_SECONDS } from './core/split/split.js';
 export { work, type WorkOptions, type WorkReport, CommandUnavailableError } from './core/work/worker.js';
 export { verify, type VerifyOptions, type VerifyReport, type BadOutput } from './core/verify.js';
 export { merge, type MergeOptions, type MergeResult } from './core/merge.js';

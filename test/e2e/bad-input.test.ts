@@ -62,9 +62,10 @@ test('split over an existing job is refused and leaves it untouched', async () =
   const job = path.join(root, 'exists-job');
   assert.equal((await runPiecework(['split', input, '--into', job])).code, 0);
   const before = await fs.readFile(path.join(job, 'job.json'), 'utf8');
-  const again = await runPiecework(['split', input, '--into', job]);
+  // The same split again is not refused (it leaves the job as it is: test/unit/split-cli.test.ts); another one is.
+  const again = await runPiecework(['split', input, '--into', job, '--lines', '1']);
   assert.equal(again.code, 2);
-  assert.match(again.stderr, /a job already exists at .* \(1 chunks, split complete\)\n  choose another --into, or add --force/);
+  assert.match(again.stderr, /a job already exists at .* \(1 chunks, split complete\) and it was split by lines 1000, not lines 1\n  choose another --into, add --force/);
   assert.equal(await fs.readFile(path.join(job, 'job.json'), 'utf8'), before);
 });
 

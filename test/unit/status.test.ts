@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { split } from '../../src/core/split.js';
+import { split } from '../../src/core/split/split.js';
 import { JobLayout } from '../../src/core/store/layout.js';
 import { PosixJobStore } from '../../src/core/store/posix-store.js';
 import { writeFileAtomic } from '../../src/core/store/atomic-write.js';

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { UsageError } from '../../core/errors.js';
 import { parseSize, formatBytes } from '../../core/units.js';
 import type { SplitMode } from '../../core/manifest.js';
+import type { SplitResult } from '../../core/split/split.js';
 import { getContext } from '../context.js';
 import { positiveInt, positiveSeconds, nonNegativeInt } from '../args.js';
 
@@ -15,8 +16,8 @@ interface SplitArgs {
   perChunk?: number;
   group?: string;
   groupByFile?: boolean;
-  force?: boolean;
   ext?: string;
+  force?: boolean;
   stale?: number;
   retries?: number;
   quiet?: boolean;
@@ -25,7 +26,7 @@ interface SplitArgs {
 
 const command: CommandModule<object, SplitArgs> = {
   command: 'split [inputs..]',
-  describe: 'Cut input (files, globs, stdin) into numbered chunks of a new job',
+  describe: 'Cut input (files, globs, stdin) into numbered chunks of a new job (or a new group of a job)',
   builder: (y) =>
     y
       .positional('inputs', { type: 'string', array: true, describe: 'Input files or globs; - or nothing for stdin' })
@@ -35,10 +36,10 @@ const command: CommandModule<object, SplitArgs> = {
       .option('chunks', { alias: 'n', type: 'number', describe: 'Cut into K chunks of about equal size (files only)' })
       .option('files', { type: 'string', array: true, describe: 'Register existing files (or globs) as work items, without copying' })
       .option('per-chunk', { type: 'number', describe: 'With --files: files listed per chunk (default 1)' })
-      .option('group', { type: 'string', describe: 'Put the chunks under chunks/NAME/' })
-      .option('group-by-file', { type: 'boolean', describe: 'Give each input file its own group folder' })
-      .option('ext', { type: 'string', describe: 'Output extension of every chunk (out/000000.json with --ext .json); workers cannot change it' })
-      .option('force', { type: 'boolean', describe: 'Replace an existing job at --into (deletes its chunks and outputs)' })
+      .option('group', { type: 'string', describe: 'Put the chunks under chunks/NAME/ (letters, digits, _ and -); on an existing job whose chunks are in groups, add this group' })
+      .option('group-by-file', { type: 'boolean', describe: 'Give each input file its own group folder (named after the file, made unique)' })
+      .option('ext', { type: 'string', describe: 'Extension of every output, with or without its dot: out/000000.json' })
+      .option('force', { type: 'boolean', describe: 'Replace an existing job at --into (deletes its chunks and outputs); refused while live workers work on it' })
       .option('stale', { type: 'number', describe: 'Seconds after which a claim not refreshed is taken over (default 60)' })
       .option('retries', { type: 'number', describe: 'Retries of a failing chunk before it fails for good (default 2)' })
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'No summary on stderr' })
@@ -51,7 +52,11 @@ const command: CommandModule<object, SplitArgs> = {
       .example('zcat logs.gz | $0 split - --into jobs/logs --bytes 64M', 'from stdin, 64 MiB chunks cut at line ends')
       .example('$0 split layer*.tsv --into jobs/exp --group-by-file --chunks 8', 'one group folder per input file')
       .example('$0 split --files "scans/*.png" --per-chunk 50 --into jobs/ocr', '50 existing files per chunk, not copied')
-      .example('piecework work "$($0 split data.txt --into jobs/x)" -- wc -l', 'the job path is printed on stdout'),
+      .example('$0 split b.tsv --into jobs/exp --group layerB', 'add a group to a job whose chunks are in groups')
+      .example('piecework work "$($0 split data.txt --into jobs/x)" -- wc -l', 'the job path is printed on stdout; run again, the same split leaves the job as it is')
+      .epilogue(
+        'An existing job is refused, unless it was made by this same split (same inputs, unchanged since, same mode, size, grouping, --ext, --stale and --retries) and is complete: then it is left as it is, its path printed, exit 0. Several input files are one stream: a file that does not end with a newline gets one at its end, so lines of two files are never glued together.',
+      ),
   handler: async (argv) => {
     const context = getContext();
     const { mode, size } = splitMode(argv);
@@ -60,7 +65,7 @@ const command: CommandModule<object, SplitArgs> = {
       throw new UsageError('no input given and stdin is a terminal', 'name input files, or pipe data in: cat data | piecework split - --into JOB');
     }
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
-    const [{ split }, { humanEvents }] = await Promise.all([import('../../core/split.js'), import('../report/events.js')]);
+    const [{ split }, { humanEvents }] = await Promise.all([import('../../core/split/split.js'), import('../report/events.js')]);
     const reporter = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
     const result = await split({
       into: argv.into!,
@@ -69,8 +74,8 @@ const command: CommandModule<object, SplitArgs> = {
       size,
       group: argv.group,
       groupPerFile: argv.groupByFile,
-      force: argv.force,
       ext: argv.ext,
+      force: argv.force,
       staleSeconds: positiveSeconds(argv.stale, '--stale'),
       retries: nonNegativeInt(argv.retries, '--retries'),
       stdin: context.stdin as unknown as import('node:stream').Readable,
@@ -79,9 +84,16 @@ const command: CommandModule<object, SplitArgs> = {
     reporter.finish();
     if (argv.json) context.stdout.write(JSON.stringify(result) + '\n');
     else context.stdout.write(result.job + '\n');
-    if (!argv.quiet) context.stderr.write(`split: ${result.chunks} chunks (${formatBytes(result.bytes)}) in ${result.job}\n`);
+    if (!argv.quiet) context.stderr.write(summary(result) + '\n');
   },
 };
+
+function summary(result: SplitResult): string {
+  if (result.action === 'unchanged') return `split: ${result.job} already holds this split (${result.chunks} chunks); left as it is`;
+  const written = `${result.written} chunks (${formatBytes(result.bytes)})`;
+  if (result.action === 'add-group') return `split: group ${result.groups[result.groups.length - 1]}: ${written} added to ${result.job} (${result.chunks} chunks in all)`;
+  return `split: ${written} in ${result.job}`;
+}
 
 function splitMode(argv: SplitArgs): { mode: SplitMode; size: number } {
   if (argv.files) return { mode: 'files', size: positiveInt(argv.perChunk, '--per-chunk') ?? 1 };

@@ -91,6 +91,14 @@ export interface PendingOutput {
   discard(): Promise<void>;
 }
 
+/** A chunk being written by split: a local file at `path`, published into chunks/ by `publish`. */
+export interface PendingChunk {
+  readonly path: string;
+  /** Publish the file as chunks/<chunk> by one atomic rename (group folder made if missing). */
+  publish(chunk: string): Promise<void>;
+  discard(): Promise<void>;
+}
+
 /** One lane's space for temp outputs (`.tmp/<worker>.<lane>/`). */
 export interface LaneSpace {
   /** A fresh temp output for a chunk, to be published as out/<chunk><ext>. */
@@ -142,6 +150,8 @@ export interface JobStore {
   measureClock(label: string): Promise<MountClock>;
   /** Claims on chunks, judged by the file server's clock. */
   claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims>;
+  /** A new chunk file for split to write (a temp file under .tmp/, or a local one uploaded on publish). */
+  newChunkFile(): Promise<PendingChunk>;
   /** A chunk's input as a local file. */
   stageInput(chunk: string): Promise<StagedInput>;
   /** A lane's space for temp outputs, made if missing. */

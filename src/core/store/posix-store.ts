@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { errorCode, isMountGone, JobMissingError, PieceworkError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from './atomic-write.js';
-import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingOutput, StagedInput } from './job-store.js';
+import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { JobLayout } from './layout.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
 
@@ -178,6 +178,15 @@ export class PosixJobStore implements JobStore {
     // Loaded only by workers: status, verify and merge never claim (nor load proper-lockfile).
     const { ClaimBook } = await import('./posix-claims.js');
     return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent));
+  }
+
+  newChunkFile(): Promise<PendingChunk> {
+    const temp = this.layout.tempPath('split');
+    return Promise.resolve({
+      path: temp,
+      publish: (chunk) => this.#withGroupFolder('chunks', chunk, () => fs.rename(temp, this.layout.chunkPath(chunk))),
+      discard: () => fs.rm(temp, { force: true }),
+    });
   }
 
   stageInput(chunk: string): Promise<StagedInput> {

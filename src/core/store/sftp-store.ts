@@ -33,7 +33,7 @@ import type { NodeSSH } from 'node-ssh';
 import type { OpenMode, SFTPWrapper, Stats as SftpStats } from 'ssh2';
 import { connectHost, defaultKnownHostsFiles, loadCredentials } from '../../remote/ssh.js';
 import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../errors.js';
-import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingOutput, StagedInput } from './job-store.js';
+import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
 import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
@@ -639,6 +639,26 @@ export class SftpJobStore implements JobStore {
     }
     await fs.writeFile(local, data);
     return { path: local, release: () => fs.rm(local, { force: true }) };
+  }
+
+  async newChunkFile(): Promise<PendingChunk> {
+    const name = tempName('split', '');
+    const local = path.join(this.#local, name);
+    const remote = this.remotePath('tmp', name);
+    await fs.writeFile(local, '');
+    return {
+      path: local,
+      publish: async (chunk) => {
+        try {
+          await this.#upload(remote, local);
+        } catch (error) {
+          throw this.#translate(error);
+        }
+        await this.#withGroupFolder('chunks', chunk, () => this.#rename(remote, this.remotePath('chunks', chunk)));
+        await fs.rm(local, { force: true });
+      },
+      discard: () => fs.rm(local, { force: true }),
+    };
   }
 
   async openLaneSpace(workerId: string, lane: number): Promise<LaneSpace> {
