@@ -24,6 +24,8 @@ import { Scheduler, type StopReason } from './scheduler.js';
 import { mapBounded, WorkBehind } from './concurrency.js';
 import { LanePace, settlesWithin } from './lane-pace.js';
 import { StderrCapture } from './stderr-capture.js';
+import { openLaneStarter } from './spawn/choose-starter.js';
+import type { CommandStarter } from './spawn/command-starter.js';
 
 export interface WorkOptions {
   job: string;
@@ -137,6 +139,8 @@ class Worker {
   readonly laneTempDirs: string[];
   /** Each lane's file for its commands' stderr. */
   stderrFiles: StderrCapture[] = [];
+  /** How each lane starts its commands: a fork server, or node's spawn (issue 11). */
+  starters: CommandStarter[] = [];
   /** When a claim last found its chunk's output already there (another host finished it). */
   #claimFoundDoneAt = 0;
 
@@ -184,6 +188,7 @@ class Worker {
     try {
       const stderrFiles = Promise.all(this.laneTempDirs.map(() => StderrCapture.open()));
       [this.chunks, this.stderrFiles] = await Promise.all([listing, stderrFiles, this.heartbeat.write('running'), ...this.laneTempDirs.map((dir) => makeFolder(dir))]);
+      this.starters = this.stderrFiles.map((stderr, lane) => openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: this.layout.root }));
       this.onEvent({ type: 'work:start', job: this.layout.root, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
       this.scheduler = new Scheduler(this);
       await Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.runLane(lane)));
@@ -197,7 +202,7 @@ class Worker {
       this.options.signal?.removeEventListener('abort', onAbort);
     }
     // Empty by now: every temp output was committed or removed. rmdir, not rm -r, all the same.
-    await Promise.all([...this.laneTempDirs.map((dir) => fs.rmdir(dir).catch(() => {})), ...this.stderrFiles.map((file) => file.close().catch(() => {}))]);
+    await Promise.all([...this.laneTempDirs.map((dir) => fs.rmdir(dir).catch(() => {})), ...this.stderrFiles.map((file) => file.close().catch(() => {})), ...this.starters.map((starter) => starter.close().catch(() => {}))]);
 
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
@@ -449,6 +454,7 @@ class Worker {
           timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
           signal: stopChunk.signal,
           stderr: this.stderrFiles[lane]!,
+          starter: this.starters[lane],
         },
         ready.io,
       );
