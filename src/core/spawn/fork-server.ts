@@ -71,7 +71,7 @@ export class ForkServer {
           detached: true,
         });
       } catch (error) {
-        reject(error);
+        reject(error instanceof Error ? error : new Error(String(error)));
         return;
       }
       const exited = new Promise<void>((done) => child.once('exit', () => done()));
