@@ -13,6 +13,7 @@ import { ForkServerStarter } from '../../src/core/spawn/fork-server-starter.js';
 import { nodeStarter } from '../../src/core/spawn/node-starter.js';
 import { StderrCapture } from '../../src/core/stderr-capture.js';
 import { runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { waitUntil } from '../helpers/wait.js';
 
@@ -201,4 +202,22 @@ test('a shell that is not there: the lane falls back to node, and says why', asy
   const result = await runOne(starter, ['cat'], { input: 'still works\n' });
   assert.equal(result.output, 'still works\n');
   await starter.close();
+});
+
+test('work: both ways give the same outputs; a bad PIECEWORK_SPAWN is a usage error, not a stack', async () => {
+  const input = path.join(root, 'lines.txt');
+  writeFileSync(input, Array.from({ length: 40 }, (_, i) => `line ${i}\n`).join(''));
+  const merged: Record<string, string> = {};
+  for (const way of ['node', 'bash', 'sh', 'auto']) {
+    const job = (await runPiecework(['split', input, '--into', path.join(root, `job-${way}`), '--lines', '3'])).stdout.trim();
+    const worked = await runPiecework(['work', job, '-j', '2', '-q', '--', 'tr', 'a-z', 'A-Z'], { env: { PIECEWORK_SPAWN: way } });
+    assert.equal(worked.code, 0, worked.stderr);
+    merged[way] = (await runPiecework(['merge', job])).stdout;
+  }
+  for (const way of ['bash', 'sh', 'auto']) assert.equal(merged[way], merged.node, `${way} merges as node`);
+  assert.equal(merged.node, readFileSync(input, 'utf8').toUpperCase());
+  const bad = await runPiecework(['work', path.join(root, 'job-node'), '--', 'cat'], { env: { PIECEWORK_SPAWN: 'fork' } });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /PIECEWORK_SPAWN=fork: not a way to start commands/);
+  assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/);
 });
