@@ -5,10 +5,12 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openChunkIo, prepareCommand, runChunk, type ChunkRunResult } from '../../src/core/run-chunk.js';
 import type { CommandStarter } from '../../src/core/spawn/command-starter.js';
+import { FORK_SERVER_SCRIPT } from '../../src/core/spawn/fork-server-script.js';
 import { ForkServerStarter } from '../../src/core/spawn/fork-server-starter.js';
 import { nodeStarter } from '../../src/core/spawn/node-starter.js';
 import { StderrCapture } from '../../src/core/stderr-capture.js';
@@ -221,3 +223,18 @@ test('work: both ways give the same outputs; a bad PIECEWORK_SPAWN is a usage er
   assert.match(bad.stderr, /PIECEWORK_SPAWN=fork: not a way to start commands/);
   assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/);
 });
+
+test('the fork server script is shellcheck-clean as sh and as bash', { skip: !hasShellcheck() && 'shellcheck is not installed' }, () => {
+  const script = path.join(root, 'fork-server.sh');
+  writeFileSync(script, FORK_SERVER_SCRIPT);
+  for (const shell of ['sh', 'bash']) execFileSync('shellcheck', ['-s', shell, script], { stdio: 'pipe' });
+});
+
+function hasShellcheck(): boolean {
+  try {
+    execFileSync('shellcheck', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -20,6 +20,7 @@
  * learns its own pid from /proc/self and execs through setsid(1) — one exec more per command.
  */
 export const FORK_SERVER_SCRIPT = `
+# shellcheck disable=SC2034 # used by the requests: shell-words.ts writes a newline as "$nl"
 nl='
 '
 wd=$PWD
@@ -38,6 +39,7 @@ run() {
   shift 11
   if [ "$mode" = bash ]; then
     # bash has set the child's process group before $! is known: a kill of -PID cannot miss it.
+    # shellcheck disable=SC3038 # bash only: this branch runs in bash
     (exec -a "$a0" "$f" "$@") 2>&4 <"$i" >"$o" 3>&- 4>&- &
     echo "P $!" >&3
     wait "$!"
