@@ -18,7 +18,9 @@ const claimsOf = (job: string) => filesUnder(path.join(job, 'locks')).filter((n)
 test('SIGTERM: the worker stops its commands, releases its claims, removes temp files and exits 143', async () => {
   const job = await makeJob('term', 6);
   const marker = `pw-term-${process.pid}`;
-  const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', `sleep 120; echo ${marker}`]);
+  // A sleep no other process on the machine has (other test runs may sleep 120 too).
+  const sleep = `sleep 120.${process.pid}`;
+  const worker = startPiecework(['work', job, '-j', '2', '--', 'sh', '-c', `${sleep}; echo ${marker}`]);
   const done = collect(worker);
   try {
     await waitUntil(() => claimsOf(job).length === 2, 20_000, 'two claims');
@@ -30,7 +32,7 @@ test('SIGTERM: the worker stops its commands, releases its claims, removes temp 
     assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'claims released');
     assert.deepEqual(filesUnder(path.join(job, '.tmp')), [], 'temp files removed');
     assert.deepEqual(filesUnder(path.join(job, 'failed')), [], 'an interruption is not a failure');
-    assert.doesNotMatch(execFileSync('ps', ['-eo', 'args']).toString(), new RegExp(`sleep 120`), 'children stopped');
+    assert.doesNotMatch(execFileSync('ps', ['-eo', 'args']).toString(), new RegExp(sleep.replace('.', '\\.')), 'children stopped');
     const heartbeat = JSON.parse(await fs.readFile(path.join(job, 'workers', filesUnder(path.join(job, 'workers'))[0]!), 'utf8')) as { state: string };
     assert.equal(heartbeat.state, 'exited');
   } finally {

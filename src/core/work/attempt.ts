@@ -16,6 +16,7 @@ import type { MountClock } from '../store/mount-clock.js';
 import type { LanePace } from './lane-pace.js';
 import { openChunkIo, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
 import type { StderrCapture } from './stderr-capture.js';
+import type { CommandStarter } from '../spawn/command-starter.js';
 import { warmChunkIo, type WarmLanes } from './warm-lanes.js';
 import type { WorkerLog } from './worker-log.js';
 
@@ -150,7 +151,7 @@ async function readFileList(store: JobStore, chunk: string): Promise<string[]> {
 }
 
 /** Run the command of a ready chunk. Never throws: what happened is in the result. */
-export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lane: number, stderr: StderrCapture): Promise<AttemptResult> {
+export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lane: number, stderr: StderrCapture, starter: CommandStarter): Promise<AttemptResult> {
   const { chunk, claim, attempt } = ready;
   context.onEvent({ type: 'chunk:claimed', chunk, lane, attempt });
   context.heartbeat.chunkStarted(lane, chunk);
@@ -175,6 +176,7 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
       timeoutMs: context.timeoutMs,
       signal: stopChunk.signal,
       stderr,
+      starter,
     };
     // --warm: the lane's process gets a request; a lost claim kills it at once, a stop lets the
     // chunk finish for a while.

@@ -10,6 +10,7 @@ import { settlesWithin } from './lane-pace.js';
 import type { Scheduler } from './scheduler.js';
 import type { LaneSpace } from '../store/job-store.js';
 import type { StderrCapture } from './stderr-capture.js';
+import type { CommandStarter } from '../spawn/command-starter.js';
 
 /** Chunks a lane may have committing behind the one it runs. */
 const MAX_COMMITS_BEHIND = 4;
@@ -38,14 +39,16 @@ export class Lane {
   readonly #lane: number;
   readonly #space: LaneSpace;
   readonly #stderr: StderrCapture;
+  readonly #starter: CommandStarter;
   /** When a claim last found its chunk's output already there (another host finished it). */
   #claimFoundDoneAt = 0;
 
-  constructor(host: LaneHost, lane: number, space: LaneSpace, stderr: StderrCapture) {
+  constructor(host: LaneHost, lane: number, space: LaneSpace, stderr: StderrCapture, starter: CommandStarter) {
     this.#host = host;
     this.#lane = lane;
     this.#space = space;
     this.#stderr = stderr;
+    this.#starter = starter;
   }
 
   async run(): Promise<void> {
@@ -69,7 +72,7 @@ export class Lane {
           await this.#drop(current);
           return;
         }
-        const running = runAttempt(host.context, current, this.#lane, this.#stderr);
+        const running = runAttempt(host.context, current, this.#lane, this.#stderr, this.#starter);
         const aheadMs = host.context.pace.prepareAheadAfterMs();
         if (aheadMs !== undefined && !(await settlesWithin(running, aheadMs))) {
           while (ready.length < host.context.pace.prepareDepth() && !host.stopReason) prepareNext();

@@ -9,14 +9,14 @@
  * Without {in}/{file}/{files} the chunk's data is the command's stdin; without {out} its stdout
  * is the output.
  *
- * child_process.spawn with raw file descriptors is used here rather than execa: on this per-chunk
- * hot path it costs about half as much per spawn and the data never passes through node.
+ * How the command is started — node's spawn or the lane's fork server — is the lane's CommandStarter
+ * (spawn/); this file decides what to run, with which files, and when to stop it.
  */
-import { spawn } from 'node:child_process';
-import { accessSync, constants, createReadStream, promises as fs, statSync } from 'node:fs';
+import { accessSync, constants, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { describeExit, type PieceworkError } from '../errors.js';
+import type { CommandStarter } from '../spawn/command-starter.js';
+import { nodeStarter } from '../spawn/node-starter.js';
 import type { StderrCapture } from './stderr-capture.js';
 
 export interface CommandTemplate {
@@ -78,6 +78,8 @@ export interface ChunkInvocation {
   signal: AbortSignal;
   /** The lane's stderr file: emptied before the command starts, its tail read if it fails. */
   stderr: StderrCapture;
+  /** How the lane starts commands (spawn/choose-starter.ts); node's spawn when not given. */
+  starter?: CommandStarter;
 }
 
 export interface ChunkRunResult {
@@ -163,8 +165,7 @@ export async function openChunkIo(template: CommandTemplate, run: Pick<ChunkInvo
 /** Run the command on one chunk with its files opened by openChunkIo; the caller closes them. */
 export async function runChunk(template: CommandTemplate, run: ChunkInvocation, io: ChunkIo): Promise<ChunkRunResult> {
   const argv = buildArgv(template, run);
-  const env = {
-    ...template.env,
+  const chunkEnv = {
     PIECEWORK_IN: run.chunkPath,
     PIECEWORK_OUT: run.tempOutput,
     PIECEWORK_NAME: run.chunk,
@@ -177,77 +178,62 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
   };
 
   run.stderr.reset();
-  const result = await new Promise<Omit<ChunkRunResult, 'stderrTail'>>((resolve) => {
-    let timedOut = false;
-    let aborted = false;
-    let settled = false;
-    const timers: NodeJS.Timeout[] = [];
-    const finish = (result: Omit<ChunkRunResult, 'stderrTail' | 'timedOut' | 'aborted'>) => {
-      if (settled) return;
-      settled = true;
-      for (const timer of timers) clearTimeout(timer);
-      run.signal.removeEventListener('abort', onAbort);
-      resolve({ ...result, timedOut, aborted });
-    };
-
-    let child: ReturnType<typeof spawn>;
-    try {
-      // detached: the command leads its own process group, so a kill reaches its whole tree.
-      child = spawn(template.file, argv.slice(1), { argv0: argv[0], stdio: [io.stdin, io.stdout, run.stderr.fd], env, detached: true });
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? 'error';
-      finish({ ok: false, exitCode: null, signal: null, spawnError: code, reason: spawnReason(argv[0]!, code) });
-      return;
-    }
-
-    const killGroup = (sig: NodeJS.Signals) => {
-      if (child.pid === undefined) return;
-      try {
-        process.kill(-child.pid, sig);
-      } catch {
-        // The group is gone already.
-      }
-    };
-    const stopTree = () => {
-      killGroup('SIGTERM');
-      const hard = setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
-      hard.unref();
-      timers.push(hard);
-    };
-    function onAbort() {
-      aborted = true;
-      stopTree();
-    }
-    run.signal.addEventListener('abort', onAbort);
-    if (run.signal.aborted) onAbort();
-    if (run.timeoutMs !== undefined) {
-      const timer = setTimeout(() => {
-        timedOut = true;
-        stopTree();
-      }, run.timeoutMs);
-      timer.unref();
-      timers.push(timer);
-    }
-    const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
-    sizeCheck.unref();
-    timers.push(sizeCheck);
-    if (io.stdin === 'pipe') pipeFiles(io.stdinSources, child.stdin!);
-
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      const code = error.code ?? 'error';
-      finish({ ok: false, exitCode: null, signal: null, spawnError: code, reason: spawnReason(argv[0]!, code) });
-    });
-    child.on('exit', (exitCode, signal) => {
-      // Whatever the command left running in its group would write into a chunk we are done with.
-      killGroup('SIGKILL');
-      const ok = exitCode === 0 && !timedOut && !aborted;
-      let reason = describeExit(exitCode, signal);
-      if (timedOut) reason = `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${reason})`;
-      finish({ ok, exitCode, signal, reason });
-    });
+  // A placeholder in the command's name itself: only the substituted name can be executed.
+  const file = template.file.includes('{') ? argv[0]! : template.file;
+  const command = (run.starter ?? nodeStarter).start({
+    file,
+    argv,
+    env: template.env,
+    chunkEnv,
+    stdin: io.stdin,
+    stdinSources: io.stdinSources,
+    stdout: io.stdout,
+    stderrFd: run.stderr.fd,
   });
-  // Read only when it will be kept: a failure record carries the tail, a success nothing.
-  const stderrTail = result.ok ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+  let timedOut = false;
+  let aborted = false;
+  const timers: NodeJS.Timeout[] = [];
+  const stopTree = () => {
+    command.killGroup('SIGTERM');
+    const hard = setTimeout(() => command.killGroup('SIGKILL'), KILL_GRACE_MS);
+    hard.unref();
+    timers.push(hard);
+  };
+  const onAbort = () => {
+    aborted = true;
+    stopTree();
+  };
+  run.signal.addEventListener('abort', onAbort);
+  if (run.signal.aborted) onAbort();
+  if (run.timeoutMs !== undefined) {
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stopTree();
+    }, run.timeoutMs);
+    timer.unref();
+    timers.push(timer);
+  }
+  const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
+  sizeCheck.unref();
+  timers.push(sizeCheck);
+
+  const end = await command.ended;
+  for (const timer of timers) clearTimeout(timer);
+  run.signal.removeEventListener('abort', onAbort);
+  let result: Omit<ChunkRunResult, 'stderrTail'>;
+  if (end.spawnError !== undefined) {
+    result = { ok: false, exitCode: null, signal: null, timedOut, aborted, spawnError: end.spawnError, reason: spawnReason(argv[0]!, end.spawnError) };
+  } else {
+    // Whatever the command left running in its group would write into a chunk we are done with.
+    command.killGroup('SIGKILL');
+    const { exitCode, signal } = end;
+    let reason = end.failure ?? describeExit(exitCode, signal);
+    if (timedOut) reason = `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${reason})`;
+    result = { ok: exitCode === 0 && !timedOut && !aborted && end.failure === undefined, exitCode, signal, timedOut, aborted, reason };
+  }
+  // Read only when it will be kept: a failure record carries the tail, a success nothing — nor a
+  // command that never started (a fork server's shell says "not found" there; node's spawn, nothing).
+  const stderrTail = result.ok || result.spawnError !== undefined ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
   return { ...result, stderrTail };
 }
 
@@ -255,20 +241,4 @@ export function spawnReason(command: string, code: string): string {
   if (code === 'ENOENT') return `command not found: ${command} (exit 127)`;
   if (code === 'EACCES') return `command not executable: ${command} (exit 126, check its permissions)`;
   return `could not start ${command}: ${code}`;
-}
-
-/** The data of a multi-file --files chunk, concatenated on the command's stdin. */
-function pipeFiles(files: string[], target: Writable): void {
-  target.on('error', () => {}); // EPIPE when the command stops reading early: its exit status tells.
-  const next = (index: number) => {
-    if (index >= files.length) {
-      target.end();
-      return;
-    }
-    const source: Readable = createReadStream(files[index]!);
-    source.on('error', (error) => target.destroy(error));
-    source.on('end', () => next(index + 1));
-    source.pipe(target, { end: false });
-  };
-  next(0);
 }

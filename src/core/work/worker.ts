@@ -6,7 +6,7 @@
  * the watchdog that notices a hung mount or a vanished job, the lanes (lane.ts, each attempt in
  * attempt.ts), and the final report — which is confirmed by lookups, never read off a listing.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { errorCode, isMountGone, JobMissingError, JobReplacedError, PieceworkError, UsageError } from '../errors.js';
 import { ignoreEvents, type EventSink } from '../events.js';
@@ -29,6 +29,9 @@ import { Scheduler, type StopReason } from './scheduler.js';
 import { StderrCapture } from './stderr-capture.js';
 import { WorkerLog } from './worker-log.js';
 import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
+import { openLaneStarter } from '../spawn/choose-starter.js';
+import type { CommandStarter } from '../spawn/command-starter.js';
+import { nodeStarter } from '../spawn/node-starter.js';
 import { checkDuration } from '../units.js';
 
 export { CommandUnavailableError } from '../errors.js';
@@ -229,6 +232,7 @@ class Worker {
     let failure: unknown;
     let spaces: LaneSpace[] = [];
     let stderrFiles: StderrCapture[] = [];
+    let starters: CommandStarter[] = [];
     try {
       // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
       [spaces, stderrFiles] = await Promise.all([
@@ -237,8 +241,12 @@ class Worker {
         this.heartbeat.write('running'),
       ]);
       this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
+      // How each lane starts its commands: a small fork server, or node's spawn (spawn/).
+      const localJob = this.store.localPath('top', '');
+      // (A warm lane's process is started by the lane itself.)
+      starters = stderrFiles.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
       this.scheduler = new Scheduler(this);
-      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!).run()));
+      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
     } catch (error) {
@@ -252,7 +260,7 @@ class Worker {
       this.options.signal?.removeEventListener('abort', onAbort);
     }
     // Empty by now: every temp output was committed or removed.
-    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {}))]);
+    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {}))]);
 
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
