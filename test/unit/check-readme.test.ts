@@ -20,7 +20,7 @@ test("the repository's README and docs pass the check (make test runs it)", asyn
 test('an unclosed fence and a relative link to a missing file fail, each named with its line', async () => {
   await fs.writeFile(path.join(root, 'here.md'), '');
   const page = path.join(root, 'page.md');
-  await fs.writeFile(page, ['# t', '[ok](here.md) [web](https://x.org/y) [anchor](#t) `[code](nope.md)`', '[bad](missing/file.md#part)', '```sh', 'echo', '````', 'still code', ''].join('\n'));
+  await fs.writeFile(page, ['# t', '[ok](here.md) [web](https://x.org/y) [anchor](#t) `[code](nope.md)`', '[bad](missing/file.md#part)', '```sh', 'echo', '~~~', '``` sh', 'still code', ''].join('\n'));
   const result = check(page);
   assert.equal(result.status, 1);
   assert.match(result.stderr, /page\.md:3: link to a missing file: missing\/file\.md#part/);
