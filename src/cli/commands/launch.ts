@@ -5,7 +5,7 @@ import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../..
 import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
 import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
-import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
+import { commandAfterDashes, exitStatusList, positiveInt, positiveSeconds } from '../args.js';
 import { getContext, type CliContext } from '../context.js';
 import { plural } from '../report/format.js';
 
@@ -37,6 +37,8 @@ export interface LaunchArgs {
   env?: string[];
   warm?: boolean;
   maxChunksPerProcess?: number;
+  successExit?: string;
+  haltAfter?: number;
   jobId?: string;
   providerArg?: string[];
   project?: string;
@@ -101,6 +103,8 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('env', { type: 'string', array: true, nargs: 1, describe: 'NAME=VALUE for the workers and their commands (repeatable)' })
       .option('warm', { type: 'boolean', describe: 'Passed on to `work --warm`' })
       .option('max-chunks-per-process', { type: 'number', describe: 'Passed on to `work --max-chunks-per-process N`' })
+      .option('success-exit', { type: 'string', describe: 'Passed on to `work --success-exit 0,1`' })
+      .option('halt-after', { type: 'number', describe: 'Passed on to `work --halt-after N`' })
       .option('job-id', { type: 'string', describe: 'With --provider: the job\'s id (job.json "id"), when the job folder is not visible here' })
       .option('provider-arg', { type: 'string', array: true, nargs: 1, describe: 'One more argument for gcloud / aws / sbatch as is, e.g. --provider-arg=--min-cpu-platform=AMD\ Milan (repeatable)' })
       .option('project', { type: 'string', describe: 'gcloud: the project' })
@@ -261,6 +265,8 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   const workOptions = [
     ...(argv.warm ? ['--warm'] : []),
     ...(argv.maxChunksPerProcess !== undefined ? ['--max-chunks-per-process', String(positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'))] : []),
+    ...(argv.successExit !== undefined ? ['--success-exit', exitStatusList(argv.successExit)!.join(',')] : []),
+    ...(argv.haltAfter !== undefined ? ['--halt-after', String(positiveInt(argv.haltAfter, '--halt-after'))] : []),
   ];
   if (workOptions.length) options.workOptions = workOptions;
 

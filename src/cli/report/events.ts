@@ -69,7 +69,7 @@ export function humanEvents(stream: Writable & { isTTY?: boolean; columns?: numb
         say(`${color.yellow('claim lost')} on chunk ${event.chunk}: ${event.reason}`);
         break;
       case 'work:stopping':
-        if (event.reason !== 'split-incomplete') say(`stopping (${event.reason === 'stop-file' ? 'STOP file' : event.reason}): taking no new chunks`);
+        if (event.reason !== 'split-incomplete') say(`stopping (${event.reason === 'stop-file' ? 'STOP file' : event.reason === 'halt' ? '--halt-after: too many chunks failed for good; STOP written for every worker' : event.reason}): taking no new chunks`);
         break;
       case 'work:waiting':
         view.show('work ', jobDone, total, `waiting for ${event.splitIncomplete ? 'the split to add chunks' : 'claims held by other workers'}…`);

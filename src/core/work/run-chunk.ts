@@ -246,8 +246,8 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
       finish({ ok, exitCode, signal, reason });
     });
   });
-  // Read only when it will be kept: a failure record carries the tail, a success nothing.
-  const stderrTail = result.ok ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+  // Kept for a failure record, and for a success too (logs/stderr/<chunk>): an empty file costs one fstat.
+  const stderrTail = await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
   return { ...result, stderrTail };
 }
 
