@@ -54,7 +54,7 @@ const command: CommandModule<object, WorkArgs> = {
       .example('$0 work jobs/x --halt-after 10 -- ./run.sh', 'stop the whole job once 10 chunks failed for good')
       .epilogue(
         [
-          'Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.',
+          'Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {base}/{stem} the input file\'s name without folders / also without its extension (scans/a.png: a.png / a), {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.',
           '',
           'With --warm each lane starts the command once (PIECEWORK_WARM=1, PIECEWORK_LANE, PIECEWORK_JOB set) and writes one JSON line per chunk on its stdin:',
           '  {"v":1,"in":"<chunk file>","out":"<write the output here>","name":"000007","files":[…] or null,"attempt":1,"job":"<job folder>"}',

@@ -5,6 +5,8 @@
  *   {name}  the chunk name           {file}  the (first) input file of a --files job
  *   {files} every input file of a --files chunk (a lone `{files}` argument becomes one argument each)
  *   {job}   the job folder           {attempt} the attempt number, from 1
+ *   {base}  the (first) input file's name, without folders (scans/a.png → a.png); the chunk's name
+ *           in a data job       {stem}  the same without its last extension (a.png → a)
  * The same values are in the environment as PIECEWORK_IN, PIECEWORK_OUT, … for scripts.
  * Without {in}/{file}/{files} the chunk's data is the command's stdin; without {out} its stdout
  * is the output.
@@ -101,7 +103,7 @@ const KILL_GRACE_MS = 3000;
 
 function substitute(arg: string, values: Record<string, string>): string {
   if (!arg.includes('{')) return arg;
-  return arg.replace(/\{(in|out|name|file|files|job|attempt)\}/g, (_, key: string) => values[key] ?? '');
+  return arg.replace(/\{(in|out|name|file|files|job|attempt|base|stem)\}/g, (_, key: string) => values[key] ?? '');
 }
 
 export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 'chunk' | 'chunkPath' | 'files' | 'tempOutput' | 'job' | 'attempt'>): string[] {
@@ -114,6 +116,7 @@ export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 
     files: files.join(' '),
     job: run.job,
     attempt: String(run.attempt),
+    ...inputNames(files[0] ?? run.chunkPath),
   };
   const argv: string[] = [];
   for (const arg of template.argv) {
@@ -121,6 +124,13 @@ export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 
     else argv.push(substitute(arg, values));
   }
   return argv;
+}
+
+/** {base} and {stem} of an input file: `scans/a.tar.gz` → `a.tar.gz`, `a.tar`. */
+function inputNames(file: string): { base: string; stem: string } {
+  const base = path.basename(file);
+  const ext = path.extname(base);
+  return { base, stem: ext ? base.slice(0, -ext.length) : base };
 }
 
 /**
