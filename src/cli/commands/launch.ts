@@ -76,6 +76,7 @@ const command: CommandModule<object, LaunchArgs> = {
   // Repeatable flags take one value each (nargs 1): `--hosts a.txt JOB` must not swallow JOB.
   builder: (y) =>
     y
+      .usage(`$0 launch <job> [options] -- COMMAND ARGS…\n\nStart workers on other machines: lab hosts over SSH, or cloud spot instances / a Slurm array`)
       .positional('job', { type: 'string', describe: 'The job folder (as this machine sees it)', demandOption: true })
       .option('hosts', { type: 'string', array: true, nargs: 1, describe: 'Hosts file ([N/][user@]host[:port] a line) or a,b,c' })
       .option('identity', { alias: 'i', type: 'string', array: true, nargs: 1, describe: 'Private key file (default: agent, then ~/.ssh/id_*)' })

@@ -20,6 +20,7 @@ const command: CommandModule<object, MergeArgs> = {
   describe: 'Write the outputs in chunk order to stdout or a file',
   builder: (y) =>
     y
+      .usage(`$0 merge <job> [options] [--reduce -- COMMAND ARGS…]\n\nWrite the outputs in chunk order to stdout or a file`)
       .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
       .option('output', { alias: 'o', type: 'string', describe: 'Write to FILE (atomically) instead of stdout' })
       .option('partial', { type: 'boolean', describe: 'Merge the outputs that exist even if the job is incomplete' })

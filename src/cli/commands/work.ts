@@ -30,6 +30,7 @@ const command: CommandModule<object, WorkArgs> = {
   describe: 'Run a command on every chunk of a job, with N lanes on this host',
   builder: (y) =>
     y
+      .usage(`$0 work <job> [options] -- COMMAND ARGS…\n\nRun a command on every chunk of a job, with N lanes on this host`)
       .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
       .option('lanes', { alias: 'j', type: 'number', describe: 'Chunks run at once (default: the number of cores)' })
       .option('stale', { type: 'number', describe: "Seconds before a silent claim is taken over (default: the job's, 60)" })

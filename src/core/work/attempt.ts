@@ -268,7 +268,7 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
   if (result.stopWorker) throw result.stopWorker;
   if (result.spawnError === 'ENOENT' || result.spawnError === 'EACCES') {
     throw new CommandUnavailableError(`${result.reason} on this host`, {
-      hint: 'install it on every worker host, or give its full path; chunk ' + chunk + ' was recorded as failed',
+      hint: `${commandHint(context.command[0] ?? '', result.spawnError)}; chunk ${chunk} was recorded as failed`,
       exitStatus: result.spawnError === 'ENOENT' ? 127 : 126,
     });
   }
@@ -293,6 +293,17 @@ async function keepStderr(context: AttemptContext, chunk: string, tail: string, 
     if (isMountGone(error)) throw error;
     context.log.line({ lane, chunk, event: 'warning', detail: `could not keep its stderr: ${(error as Error).message}` });
   }
+}
+
+/**
+ * What to do about a command that is not there. `-- 'sort | uniq -c'` is one argument, taken as a
+ * program's name, because commands run without a shell: say so, with the shell line to write.
+ */
+function commandHint(program: string, spawnError: string): string {
+  if (spawnError === 'ENOENT' && /[\s|&;<>()$`*?~]/.test(program)) {
+    return `commands run without a shell, so "${program}" was taken as the name of one program: for a pipeline or other shell syntax write -- sh -c '${program.replaceAll("'", "'\\''")}'`;
+  }
+  return 'install it on every worker host, or give its full path';
 }
 
 /** Less free space than a small write needs: the worker stops, the chunk is not counted failed. */
