@@ -16,7 +16,9 @@ build: install
 demo: build
 	./scripts/demo.sh
 
+# The README and docs render as written (fences closed, relative links resolve), then the suite.
 test: build
+	node scripts/check-readme.mjs
 	npm test
 
 test-unit test-cli test-store test-e2e test-faults test-cluster: build

@@ -34,3 +34,13 @@ export function positiveSeconds(value: unknown, flag: string): number | undefine
 function shown(value: unknown): string {
   return typeof value === 'string' || typeof value === 'number' ? String(value) : JSON.stringify(value);
 }
+
+/** `--success-exit 0,1`: a list of exit statuses. */
+export function exitStatusList(value: string | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  const codes = String(value).split(',').map((part) => part.trim());
+  for (const code of codes) {
+    if (!/^\d+$/.test(code) || Number(code) > 255) throw new UsageError(`--success-exit ${value}: give exit statuses from 0 to 255, separated by commas`, 'e.g. --success-exit 0,1 (grep exits 1 when nothing matched)');
+  }
+  return codes.map(Number);
+}

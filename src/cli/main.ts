@@ -11,6 +11,7 @@ import type { Argv } from 'yargs';
 import { ExitStatus, PieceworkError, UsageError } from '../core/errors.js';
 import { PACKAGE_VERSION } from '../core/version.js';
 import { processContext, setContext, type CliContext } from './context.js';
+import { copyableExamples } from './examples.js';
 import splitCommand from './commands/split.js';
 import workCommand from './commands/work.js';
 import verifyCommand from './commands/verify.js';
@@ -25,8 +26,15 @@ const EPILOGUE = `Exit status: 0 success; 1 failure (chunks failed for good, a c
 3 job incomplete; 4 no job at that path (or its mount is gone); 130/143 stopped by SIGINT/SIGTERM.
 Docs and examples: the README, and \`piecework COMMAND --help\`.`;
 
+/** The help's width: the terminal's (or $COLUMNS), at most 110. */
+function helpWidth(): number {
+  return Math.min(110, Number(process.env.COLUMNS) || process.stdout.columns || 100);
+}
+
 export function createParser(argv: string[]): Argv {
-  const parser = yargs(argv)
+  const parser = yargs(argv);
+  copyableExamples(parser, helpWidth);
+  parser
     .scriptName('piecework')
     .usage('$0 COMMAND JOB [options] [-- COMMAND ARGS…]\n\nSpread a batch job over many machines that share a folder.')
     .command([splitCommand, workCommand, verifyCommand, mergeCommand, stopCommand, launchCommand, statusCommand, dashboardCommand, completionCommand])
@@ -37,14 +45,31 @@ export function createParser(argv: string[]): Argv {
     .recommendCommands()
     .exitProcess(false)
     .fail((message, error) => {
-      throw error ?? new UsageError(message, 'see `piecework --help`');
+      throw error ?? new UsageError(message, usageHint(message, argv));
     })
     .epilogue(EPILOGUE)
     .version(PACKAGE_VERSION)
     .help()
-    .wrap(Math.min(110, process.stdout.columns ?? 100));
+    .wrap(helpWidth());
   skipHelpCache(parser);
   return parser;
+}
+
+/** Commands whose own command comes after `--`. */
+const TAKES_A_COMMAND = new Set(['work', 'launch', 'verify', 'merge']);
+
+/**
+ * `piecework work J wc -l` reads `wc` and `-l` as piecework's own (unknown) arguments: say where
+ * the command goes.
+ */
+function usageHint(message: string, argv: string[]): string {
+  const dashes = argv.indexOf('--');
+  const before = dashes === -1 ? argv : argv.slice(0, dashes);
+  const command = before.find((arg) => !arg.startsWith('-'));
+  if (/^Unknown arguments?:/.test(message) && dashes === -1 && command && TAKES_A_COMMAND.has(command)) {
+    return `the command to run goes after --, e.g. piecework ${command} JOB … -- wc -l`;
+  }
+  return 'see `piecework --help`';
 }
 
 /**

@@ -4,7 +4,9 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { piecework, runPiecework } from '../helpers/cli.js';
+import { collect, killGroup, piecework, runPiecework, startPiecework } from '../helpers/cli.js';
+import { waitUntil } from '../helpers/wait.js';
+import { readdirSync } from 'node:fs';
 import { quoteArgv } from '../../src/remote/quote.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-progress-${process.pid}-`));
@@ -54,4 +56,27 @@ test('not a terminal: no bar at all, nothing but the summary', async () => {
   const work = await runPiecework(['work', input, '--', 'cat']);
   assert.equal(work.code, 0);
   assert.equal(work.stderr, 'work: job complete (5 chunks); this worker: 5 outputs committed\n');
+});
+
+test("a worker's bar shows the job's progress, other workers' outputs included, with its own share beside it", async () => {
+  const job = await makeJob('shared', 30);
+  await runPiecework(['split', `${job}.txt`, '--into', job, '--lines', '1']);
+  // A, on a terminal, is slow; B, elsewhere, does most of the job meanwhile and is then stopped,
+  // so A's claims keep finding B's outputs between its own slow chunks.
+  const slow = inTerminal(['work', job, '-j', '1', '--', 'sh', '-c', 'sleep 0.4; cat']);
+  const outputs = () => readdirSync(path.join(job, 'out')).length;
+  await waitUntil(() => outputs() >= 1, 10_000, "A's first output");
+  const fast = startPiecework(['work', job, '-j', '2', '--quiet', '--', 'sh', '-c', 'sleep 0.02; cat']);
+  const fastResult = collect(fast);
+  try {
+    await waitUntil(() => outputs() >= 20, 20_000, '20 outputs');
+  } finally {
+    killGroup(fast, 'SIGTERM');
+  }
+  await fastResult;
+  const work = await slow;
+  assert.equal(work.code, 0, work.output);
+  const frames = [...work.output.matchAll(/(\d+)\/30 · this worker (\d+)/g)].map((m) => ({ job: Number(m[1]), mine: Number(m[2]) }));
+  assert.ok(frames.length > 0, work.output);
+  assert.ok(frames.some((f) => f.job >= f.mine + 10 && f.job < 30), `a frame before the end counts the other worker's outputs: ${JSON.stringify(frames)}`);
 });

@@ -60,7 +60,12 @@ test('status --json is one JSON report with the same numbers', async () => {
 });
 
 test('status --watch, not on a terminal, prints a fresh report every interval and Ctrl-C ends it with 0', async () => {
-  const child = startPiecework(['status', job, '--watch', '--interval', '0.2']);
+  // A job nobody works on yet: chunks are pending, so the watch goes on until Ctrl-C.
+  const input = path.join(root, 'waiting.txt');
+  await fs.writeFile(input, 'a\nb\n');
+  const waiting = path.join(root, 'waiting');
+  assert.equal((await runPiecework(['split', input, '--into', waiting, '--lines', '1'])).code, 0);
+  const child = startPiecework(['status', waiting, '--watch', '--interval', '0.2']);
   started.push(child);
   const result = collect(child);
   let reports = 0;
@@ -71,6 +76,29 @@ test('status --watch, not on a terminal, prints a fresh report every interval an
   assert.equal(code, 0);
   assert.doesNotMatch(stdout, /\u001b\[/);
   assert.ok(stdout.split('\n\n').length >= 3, 'reports are separated by a blank line');
+});
+
+test('status --watch ends by itself with 1 when nothing is left to do but chunks failed for good', async () => {
+  const child = startPiecework(['status', job, '--watch', '--interval', '0.2', '--json']);
+  started.push(child);
+  const timer = setTimeout(() => killGroup(child), 10_000);
+  const result = await collect(child);
+  clearTimeout(timer);
+  assert.equal(result.code, 1, 'the status verify gives a job with chunks failed for good');
+  const reports = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as JobStatus);
+  assert.equal(reports.length, 1);
+  assert.equal(reports[0]!.counts.failed, 1);
+});
+
+test('status --watch ends with 3 when a STOP file is there and no worker is left', async () => {
+  const input = path.join(root, 'stopped.txt');
+  await fs.writeFile(input, 'a\nb\n');
+  const stopped = path.join(root, 'stopped');
+  assert.equal((await runPiecework(['split', input, '--into', stopped, '--lines', '1'])).code, 0);
+  assert.equal((await runPiecework(['stop', stopped])).code, 0);
+  const result = await runPiecework(['status', stopped, '--watch', '--interval', '0.2']);
+  assert.equal(result.code, 3, result.stderr);
+  assert.match(result.stdout, /stopped \(STOP file\)/);
 });
 
 test('status --watch ends by itself once the job is complete', async () => {

@@ -177,6 +177,16 @@ export function storeContract(getFixture: () => StoreFixture): void {
     await assert.rejects(fs.stat(backing), 'the job folder was not made again');
   });
 
+  test('concurrent writes into a group folder none of them made yet all land', async (t) => {
+    t.after(closeAll);
+    const { store } = await job();
+    // Lanes write at once into a new group (logs/stderr/…): a call that failed before another
+    // made the folder tries again instead of taking the folder for gone.
+    const names = Array.from({ length: 8 }, (_, i) => `stderr/g/00000${i}`);
+    await Promise.all(names.map((name) => store.write('logs', name, name)));
+    for (const name of names) assert.equal((await store.read('logs', name))?.toString(), name);
+  });
+
   test('commit: publishes once; a folder at the temp path is not-a-file; no file is missing', async (t) => {
     t.after(closeAll);
     const { store } = await job();

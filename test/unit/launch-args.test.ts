@@ -77,6 +77,10 @@ test('launch: working directory, environment, work options and each provider\'s 
       { job: 'J', command: ['./c'], hosts: ['h'], cwd: '/mnt/x/tools', env: [['A', '1'], ['B', 'x=y'], ['EMPTY', '']], workOptions: ['--warm', '--max-chunks-per-process', '20'], ...defaults },
     ],
     [
+      'launch J --hosts h --success-exit 0,1 --halt-after 5 -- grep x',
+      { job: 'J', command: ['grep', 'x'], hosts: ['h'], workOptions: ['--success-exit', '0,1', '--halt-after', '5'], ...defaults },
+    ],
+    [
       'launch J --provider gcloud --count 2 --zone z --project p --service-account sa@p.iam.gserviceaccount.com --scopes cloud-platform,compute --disk-size 50GB --disk-type pd-ssd --network n --subnet s --no-external-ip --accelerator type=nvidia-l4,count=1 --label team=nlp --max-run-duration 8h --provider-arg=--min-cpu-platform=AMD --job-id abc123 -- c',
       {
         job: 'J', command: ['c'], provider: 'gcloud', count: 2, zone: 'z', project: 'p', jobId: 'abc123', providerArgs: ['--min-cpu-platform=AMD'],

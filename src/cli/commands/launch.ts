@@ -5,7 +5,7 @@ import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../..
 import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
 import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
-import { commandAfterDashes, positiveInt, positiveSeconds } from '../args.js';
+import { commandAfterDashes, exitStatusList, positiveInt, positiveSeconds } from '../args.js';
 import { getContext, type CliContext } from '../context.js';
 import { plural } from '../report/format.js';
 
@@ -37,6 +37,8 @@ export interface LaunchArgs {
   env?: string[];
   warm?: boolean;
   maxChunksPerProcess?: number;
+  successExit?: string;
+  haltAfter?: number;
   jobId?: string;
   providerArg?: string[];
   project?: string;
@@ -74,6 +76,7 @@ const command: CommandModule<object, LaunchArgs> = {
   // Repeatable flags take one value each (nargs 1): `--hosts a.txt JOB` must not swallow JOB.
   builder: (y) =>
     y
+      .usage(`$0 launch <job> [options] -- COMMAND ARGS…\n\nStart workers on other machines: lab hosts over SSH, or cloud spot instances / a Slurm array`)
       .positional('job', { type: 'string', describe: 'The job folder (as this machine sees it)', demandOption: true })
       .option('hosts', { type: 'string', array: true, nargs: 1, describe: 'Hosts file ([N/][user@]host[:port] a line) or a,b,c' })
       .option('identity', { alias: 'i', type: 'string', array: true, nargs: 1, describe: 'Private key file (default: agent, then ~/.ssh/id_*)' })
@@ -101,6 +104,8 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('env', { type: 'string', array: true, nargs: 1, describe: 'NAME=VALUE for the workers and their commands (repeatable)' })
       .option('warm', { type: 'boolean', describe: 'Passed on to `work --warm`' })
       .option('max-chunks-per-process', { type: 'number', describe: 'Passed on to `work --max-chunks-per-process N`' })
+      .option('success-exit', { type: 'string', describe: 'Passed on to `work --success-exit 0,1`' })
+      .option('halt-after', { type: 'number', describe: 'Passed on to `work --halt-after N`' })
       .option('job-id', { type: 'string', describe: 'With --provider: the job\'s id (job.json "id"), when the job folder is not visible here' })
       .option('provider-arg', { type: 'string', array: true, nargs: 1, describe: 'One more argument for gcloud / aws / sbatch as is, e.g. --provider-arg=--min-cpu-platform=AMD\ Milan (repeatable)' })
       .option('project', { type: 'string', describe: 'gcloud: the project' })
@@ -261,6 +266,8 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   const workOptions = [
     ...(argv.warm ? ['--warm'] : []),
     ...(argv.maxChunksPerProcess !== undefined ? ['--max-chunks-per-process', String(positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'))] : []),
+    ...(argv.successExit !== undefined ? ['--success-exit', exitStatusList(argv.successExit)!.join(',')] : []),
+    ...(argv.haltAfter !== undefined ? ['--halt-after', String(positiveInt(argv.haltAfter, '--halt-after'))] : []),
   ];
   if (workOptions.length) options.workOptions = workOptions;
 

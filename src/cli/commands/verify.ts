@@ -21,6 +21,7 @@ const command: CommandModule<object, VerifyArgs> = {
   describe: 'Say whether a job is complete; list missing, failed, running and stale chunks',
   builder: (y) =>
     y
+      .usage(`$0 verify <job> [options] [--check -- VALIDATOR ARGS…]\n\nSay whether a job is complete; list missing, failed, running and stale chunks`)
       .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
       .option('missing', { type: 'boolean', describe: 'Print the names of chunks without output on stdout, one per line' })
       .option('json', { type: 'boolean', describe: 'Print the full report as JSON on stdout' })

@@ -3,7 +3,7 @@ import type { WorkReport } from '../../core/work/worker.js';
 import { ExitStatus, InterruptedError } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { getContext } from '../context.js';
-import { commandAfterDashes, nonNegativeInt, positiveInt, positiveSeconds } from '../args.js';
+import { commandAfterDashes, exitStatusList, nonNegativeInt, positiveInt, positiveSeconds } from '../args.js';
 import { plural } from '../report/format.js';
 
 interface WorkArgs {
@@ -21,6 +21,8 @@ interface WorkArgs {
   quiet?: boolean;
   warm?: boolean;
   maxChunksPerProcess?: number;
+  successExit?: string;
+  haltAfter?: number;
 }
 
 const command: CommandModule<object, WorkArgs> = {
@@ -28,6 +30,7 @@ const command: CommandModule<object, WorkArgs> = {
   describe: 'Run a command on every chunk of a job, with N lanes on this host',
   builder: (y) =>
     y
+      .usage(`$0 work <job> [options] -- COMMAND ARGS…\n\nRun a command on every chunk of a job, with N lanes on this host`)
       .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
       .option('lanes', { alias: 'j', type: 'number', describe: 'Chunks run at once (default: the number of cores)' })
       .option('stale', { type: 'number', describe: "Seconds before a silent claim is taken over (default: the job's, 60)" })
@@ -42,13 +45,17 @@ const command: CommandModule<object, WorkArgs> = {
       .option('quiet', { alias: 'q', type: 'boolean', describe: 'Print only errors' })
       .option('warm', { type: 'boolean', describe: 'Start the command once per lane and send it the chunks as request lines on stdin (see below)' })
       .option('max-chunks-per-process', { type: 'number', describe: 'With --warm: replace a lane\'s process after N chunks (for programs that leak)' })
+      .option('success-exit', { type: 'string', describe: 'Exit statuses that mean success, e.g. 0,1 for grep ("no match" is not a failure); default 0' })
+      .option('halt-after', { type: 'number', describe: 'After N chunks failed for good, write STOP (every worker drains and exits) and exit 1' })
       .example('$0 work jobs/score -j 8 -- python3 score.py', 'chunk on stdin, stdout is the output')
       .example('$0 work jobs/ocr -- tesseract {file} {out}', '{file}: the input file of a --files job; {out}: write here')
       .example("$0 work jobs/x --timeout 600 --retries 1 -- sh -c 'sort {in} | uniq -c'", 'a shell only when you ask for one')
       .example('$0 work jobs/score -j 4 --warm -- python3 score.py', 'load the model once per lane, then one request per chunk')
+      .example('$0 work jobs/logs --success-exit 0,1 -- grep ERROR', 'grep exits 1 when nothing matched: an empty output, not a failure')
+      .example('$0 work jobs/x --halt-after 10 -- ./run.sh', 'stop the whole job once 10 chunks failed for good')
       .epilogue(
         [
-          'Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.',
+          'Placeholders: {in} chunk file, {out} output path, {name} chunk name, {file}/{files} input files of a --files job, {base}/{stem} the input file\'s name without folders / also without its extension (scans/a.png: a.png / a), {job}, {attempt}; also as PIECEWORK_IN, PIECEWORK_OUT, … in the environment.',
           '',
           'With --warm each lane starts the command once (PIECEWORK_WARM=1, PIECEWORK_LANE, PIECEWORK_JOB set) and writes one JSON line per chunk on its stdin:',
           '  {"v":1,"in":"<chunk file>","out":"<write the output here>","name":"000007","files":[…] or null,"attempt":1,"job":"<job folder>"}',
@@ -79,6 +86,8 @@ const command: CommandModule<object, WorkArgs> = {
         fsync: argv.fsync,
         warm: argv.warm,
         maxChunksPerProcess: positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'),
+        successExitCodes: exitStatusList(argv.successExit),
+        haltAfter: positiveInt(argv.haltAfter, '--halt-after'),
         signal,
         onEvent: (event) => sinks.forEach((sink) => sink(event)),
       });
@@ -104,6 +113,7 @@ function summary(report: WorkReport): string {
   if (report.complete) return `work: job complete (${plural(report.chunks, 'chunk')}); ${mine}`;
   const parts = [];
   if (report.failedForGood.length) parts.push(`${plural(report.failedForGood.length, 'chunk')} failed for good (first: ${report.failedForGood.slice(0, 3).join(', ')}) — see \`piecework verify ${report.job}\``);
+  if (report.stoppedBy === 'halt') parts.push('halted by --halt-after, and wrote STOP so that every worker stops: fix the cause, `piecework verify --requeue` then `piecework stop --clear`');
   if (report.stoppedBy === 'stop-file') parts.push('stopped by the STOP file (`piecework stop --clear` to resume)');
   if (report.stoppedBy === 'split-incomplete') parts.push('the split has not finished: run with --follow to wait for more chunks');
   if (report.remaining) parts.push(`${plural(report.remaining, 'chunk')} without output`);

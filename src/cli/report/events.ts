@@ -21,13 +21,19 @@ export function humanEvents(stream: Writable & { isTTY?: boolean; columns?: numb
     if (!options.quiet) view.line(text);
   };
   const rate = new RecentRate();
-  let done = 0;
+  // The bar shows the job, not this worker: each pass's listing of out/ counts every worker's
+  // outputs, and between passes this worker adds what it commits and the outputs of others its
+  // claims find (a skipped chunk was not in the listing, so nothing is counted twice). No I/O of
+  // its own. This worker's share is shown beside it.
+  let jobDone = 0;
+  let mine = 0;
   let total = 0;
   let failed = 0;
   const showWork = () => {
     const perSecond = rate.perSecond();
-    const details = [`${done}/${total}`, failed ? `${failed} failed` : '', perSecond > 0 ? `${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)}/s` : ''];
-    view.show('work ', done, total, details.filter(Boolean).join(' · '));
+    const share = `this worker ${mine}${perSecond > 0 ? ` at ${perSecond < 10 ? perSecond.toFixed(1) : Math.round(perSecond)}/s` : ''}`;
+    const details = [`${jobDone}/${total}`, share, failed ? `${failed} failed` : ''];
+    view.show('work ', jobDone, total, details.filter(Boolean).join(' · '));
   };
   const sink = (event: PieceworkEvent) => {
     switch (event.type) {
@@ -39,14 +45,21 @@ export function humanEvents(stream: Writable & { isTTY?: boolean; columns?: numb
         showWork();
         break;
       case 'work:pass':
-        // The pass's listing counts every worker's outputs: the bar shows the job, not just us.
-        done = Math.max(done, event.done);
+        // A listing can lag (sshfs: 20 s) behind what this worker has seen: never go back.
+        jobDone = Math.min(total, Math.max(jobDone, event.done));
         showWork();
         break;
       case 'chunk:done':
-        done = Math.min(total, done + 1);
+        jobDone = Math.min(total, jobDone + 1);
+        mine++;
         rate.add();
         showWork();
+        break;
+      case 'chunk:skipped':
+        if (event.reason === 'output-exists') {
+          jobDone = Math.min(total, jobDone + 1);
+          showWork();
+        }
         break;
       case 'chunk:failed':
         if (event.final) failed++;
@@ -56,10 +69,10 @@ export function humanEvents(stream: Writable & { isTTY?: boolean; columns?: numb
         say(`${color.yellow('claim lost')} on chunk ${event.chunk}: ${event.reason}`);
         break;
       case 'work:stopping':
-        if (event.reason !== 'split-incomplete') say(`stopping (${event.reason === 'stop-file' ? 'STOP file' : event.reason}): taking no new chunks`);
+        if (event.reason !== 'split-incomplete') say(`stopping (${event.reason === 'stop-file' ? 'STOP file' : event.reason === 'halt' ? '--halt-after: too many chunks failed for good; STOP written for every worker' : event.reason}): taking no new chunks`);
         break;
       case 'work:waiting':
-        view.show('work ', done, total, `waiting for ${event.splitIncomplete ? 'the split to add chunks' : 'claims held by other workers'}…`);
+        view.show('work ', jobDone, total, `waiting for ${event.splitIncomplete ? 'the split to add chunks' : 'claims held by other workers'}…`);
         break;
       case 'merge:progress':
         view.show('merge', event.outputs, event.totalOutputs, `${event.outputs}/${event.totalOutputs} outputs · ${formatBytes(event.bytes)}`);

@@ -114,6 +114,14 @@ export const OWNER_SUFFIX = '.owner';
 export const FAILURE_SUFFIX = '.json';
 export const HEARTBEAT_SUFFIX = '.json';
 
+/**
+ * `logs/stderr/<chunk>`: the stderr tail of the attempt that made a chunk's output, written only
+ * when it is not empty. Under logs/, which verify and merge never read as outputs.
+ */
+export function stderrLogName(chunk: string): string {
+  return `stderr/${chunk}`;
+}
+
 /** This host's name as it appears in file names: no separators, no dots (they delimit fields). */
 export const HOST = hostname().replace(/[^A-Za-z0-9_-]/g, '_') || 'host';
 

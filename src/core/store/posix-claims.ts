@@ -13,6 +13,11 @@
  * - A holder learns it lost the claim from proper-lockfile (its mtime changed or the lock went) or
  *   from the owner record (another token): then it stops the chunk and must not remove the lock,
  *   which is no longer its own.
+ * - A claim made on this host, in this boot (the owner record's host and boot id are ours), by a
+ *   pid that no longer exists is dead at once: a rerun after `kill -9` need not wait `staleMs`.
+ *   Claims younger than OWNER_RECORD_DELAY_MS have no owner record, so they still wait. The one
+ *   who takes such a claim first moves its owner record away by a rename, which only one
+ *   contender can win; only the winner removes the lock, and claims it again by mkdir.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +27,8 @@ import { errorCode } from '../errors.js';
 import type { Claim as StoreClaim, ClaimOwner, Claims, ClaimSettings } from './job-store.js';
 import type { JobLayout } from './layout.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
-import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
+import { OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
+import { processIsGone } from '../processes.js';
 
 export class Claim implements StoreClaim {
   readonly chunk: string;
@@ -166,8 +172,15 @@ export class ClaimBook implements Claims {
     } catch (error) {
       const code = errorCode(error);
       // ESTALE: an NFS handle went away under a concurrent takeover; treat as busy too.
-      if (code === 'ELOCKED' || code === 'ESTALE' || code === 'EEXIST') return undefined;
-      throw error;
+      if (code !== 'ELOCKED' && code !== 'ESTALE' && code !== 'EEXIST') throw error;
+      if (code !== 'ELOCKED' || !(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
+      try {
+        release = await this.#lock(lockPath, (lost) => made.claim?.markLost(lost));
+      } catch (again) {
+        const againCode = errorCode(again);
+        if (againCode === 'ELOCKED' || againCode === 'ESTALE' || againCode === 'EEXIST') return undefined;
+        throw again;
+      }
     }
     const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
     const owner: OwnerRecord = {
@@ -183,6 +196,41 @@ export class ClaimBook implements Claims {
     const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
     made.claim = new Claim(this, chunk, token, writeOwner, release);
     return made.claim;
+  }
+
+  /**
+   * Remove a claim whose holder ran on this host, in this boot, and is gone (its pid does not
+   * exist): true when this call removed it. Nothing is removed on any doubt.
+   */
+  async #removeClaimOfDeadLocalProcess(chunk: string): Promise<boolean> {
+    const { host, bootId } = this.identity;
+    if (!bootId) return false; // no /proc boot id: a pid alone could be another boot's
+    const ownerPath = this.layout.ownerPath(chunk);
+    const text = await fs.readFile(ownerPath, 'utf8').catch(() => undefined);
+    const owner = parseOwnerRecord(text);
+    if (!text || !owner || owner.host !== host || owner.bootId !== bootId || owner.pid === process.pid || !Number.isInteger(owner.pid) || !processIsGone(owner.pid)) return false;
+    // Take the record by a rename: of several workers that judged this claim dead, one wins.
+    const taken = this.layout.tempPath('dead-claim');
+    try {
+      await fs.rename(ownerPath, taken);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false; // another worker took it first
+      throw error;
+    }
+    // Still the record we judged? (A new holder writes its own only after a second.)
+    const moved = await fs.readFile(taken, 'utf8').catch(() => undefined);
+    if (moved?.slice(0, TOKEN_LENGTH) !== text.slice(0, TOKEN_LENGTH)) {
+      await fs.rename(taken, ownerPath).catch(() => {});
+      return false;
+    }
+    try {
+      await fs.rmdir(this.layout.lockPath(chunk));
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error;
+    } finally {
+      await fs.unlink(taken).catch(() => {});
+    }
+    return true;
   }
 
   async #lock(lockPath: string, onCompromised: (error: Error) => void): Promise<() => Promise<void>> {

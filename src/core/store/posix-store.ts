@@ -277,8 +277,9 @@ export class PosixJobStore implements JobStore {
       return await operation();
     } catch (error) {
       const slash = name.lastIndexOf('/');
-      if (errorCode(error) !== 'ENOENT' || slash === -1 || this.#madeFolders.has(`${area}/${name.slice(0, slash)}`)) throw this.#translate(error);
-      await this.#makeGroupFolders(area, name.slice(0, slash));
+      if (errorCode(error) !== 'ENOENT' || slash === -1) throw this.#translate(error);
+      // Already made — perhaps by a concurrent call, after this one failed: one more try tells.
+      if (!this.#madeFolders.has(`${area}/${name.slice(0, slash)}`)) await this.#makeGroupFolders(area, name.slice(0, slash));
       return this.#guard(operation);
     }
   }

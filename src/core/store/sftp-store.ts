@@ -785,8 +785,9 @@ export class SftpJobStore implements JobStore {
       return await operation();
     } catch (error) {
       const slash = name.lastIndexOf('/');
-      if (!isCode(error, 'ENOENT') || slash === -1 || this.#madeFolders.has(`${area}/${name.slice(0, slash)}`)) throw this.#translate(error);
-      await this.#makeGroupFolders(area, name.slice(0, slash));
+      if (!isCode(error, 'ENOENT') || slash === -1) throw this.#translate(error);
+      // Already made — perhaps by a concurrent call, after this one failed: one more try tells.
+      if (!this.#madeFolders.has(`${area}/${name.slice(0, slash)}`)) await this.#makeGroupFolders(area, name.slice(0, slash));
       try {
         return await operation();
       } catch (again) {

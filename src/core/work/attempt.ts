@@ -11,7 +11,7 @@ import { isExhausted, readFailure, writeFailure, type FailureRecord } from '../f
 import type { Heartbeat } from '../heartbeat.js';
 import { outputName, type JobManifest } from '../manifest.js';
 import type { Claim, Claims, JobStore, LaneSpace, PendingOutput, StagedInput } from '../store/job-store.js';
-import { HOST } from '../store/layout.js';
+import { HOST, stderrLogName } from '../store/layout.js';
 import type { MountClock } from '../store/mount-clock.js';
 import type { LanePace } from './lane-pace.js';
 import { openChunkIo, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
@@ -40,6 +40,8 @@ export interface AttemptContext {
   readonly killAll: AbortSignal;
   /** --warm: each lane's long-lived process; undefined in per-chunk mode. */
   readonly warm: WarmLanes | undefined;
+  /** Exit statuses besides 0 that mean success (`--success-exit 0,1` for grep). */
+  readonly successExits: ReadonlySet<number>;
 }
 
 /** A chunk claimed, looked up again and with its files open: ready for its lane to run. */
@@ -180,7 +182,7 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
     };
     // --warm: the lane's process gets a request; a lost claim kills it at once, a stop lets the
     // chunk finish for a while.
-    const result = context.warm ? await context.warm.run(lane, invocation, () => claim.lost !== undefined) : await runChunk(context.template, invocation, ready.io);
+    const result = acceptExit(context, context.warm ? await context.warm.run(lane, invocation, () => claim.lost !== undefined) : await runChunk(context.template, invocation, ready.io));
     const ms = Date.now() - started;
     if (result.ok) context.pace.recordRun(ms);
     return { result, ms };
@@ -222,6 +224,7 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
     await stopIfDiskFull(context, chunk, 'the command exited 0, but');
     const committed = await output.commit({ fsync: context.fsync });
     if (committed === 'committed') {
+      await keepStderr(context, chunk, result.stderrTail, lane);
       onEvent({ type: 'chunk:done', chunk, lane, ms, output: outputName(context.manifest, chunk) });
       log.line({ lane, chunk, event: 'done', ms, detail: attempt > 1 ? `attempt ${attempt}` : undefined });
       return 'done';
@@ -267,11 +270,42 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
   if (result.stopWorker) throw result.stopWorker;
   if (result.spawnError === 'ENOENT' || result.spawnError === 'EACCES') {
     throw new CommandUnavailableError(`${result.reason} on this host`, {
-      hint: 'install it on every worker host, or give its full path; chunk ' + chunk + ' was recorded as failed',
+      hint: `${commandHint(context.command[0] ?? '', result.spawnError)}; chunk ${chunk} was recorded as failed`,
       exitStatus: result.spawnError === 'ENOENT' ? 127 : 126,
     });
   }
   return 'failed';
+}
+
+/** An exit status the user called success (`--success-exit`) makes the attempt a success. */
+function acceptExit(context: AttemptContext, result: ChunkRunResult): ChunkRunResult {
+  if (result.ok || result.exitCode === null || result.signal !== null || result.timedOut || result.aborted || result.spawnError !== undefined) return result;
+  return context.successExits.has(result.exitCode) ? { ...result, ok: true } : result;
+}
+
+/**
+ * The stderr of a successful attempt, its tail, goes to logs/stderr/<chunk> (only when there is
+ * some), as GNU parallel's --results keeps it. Losing it is not worth failing a committed chunk.
+ */
+async function keepStderr(context: AttemptContext, chunk: string, tail: string, lane: number): Promise<void> {
+  if (tail === '') return;
+  try {
+    await context.store.write('logs', stderrLogName(chunk), tail);
+  } catch (error) {
+    if (isMountGone(error)) throw error;
+    context.log.line({ lane, chunk, event: 'warning', detail: `could not keep its stderr: ${(error as Error).message}` });
+  }
+}
+
+/**
+ * What to do about a command that is not there. `-- 'sort | uniq -c'` is one argument, taken as a
+ * program's name, because commands run without a shell: say so, with the shell line to write.
+ */
+function commandHint(program: string, spawnError: string): string {
+  if (spawnError === 'ENOENT' && /[\s|&;<>()$`*?~]/.test(program)) {
+    return `commands run without a shell, so "${program}" was taken as the name of one program: for a pipeline or other shell syntax write -- sh -c '${program.replaceAll("'", "'\\''")}'`;
+  }
+  return 'install it on every worker host, or give its full path';
 }
 
 /** Less free space than a small write needs: the worker stops, the chunk is not counted failed. */

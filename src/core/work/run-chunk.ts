@@ -5,6 +5,8 @@
  *   {name}  the chunk name           {file}  the (first) input file of a --files job
  *   {files} every input file of a --files chunk (a lone `{files}` argument becomes one argument each)
  *   {job}   the job folder           {attempt} the attempt number, from 1
+ *   {base}  the (first) input file's name, without folders (scans/a.png → a.png); the chunk's name
+ *           in a data job       {stem}  the same without its last extension (a.png → a)
  * The same values are in the environment as PIECEWORK_IN, PIECEWORK_OUT, … for scripts.
  * Without {in}/{file}/{files} the chunk's data is the command's stdin; without {out} its stdout
  * is the output.
@@ -103,7 +105,7 @@ const KILL_GRACE_MS = 3000;
 
 function substitute(arg: string, values: Record<string, string>): string {
   if (!arg.includes('{')) return arg;
-  return arg.replace(/\{(in|out|name|file|files|job|attempt)\}/g, (_, key: string) => values[key] ?? '');
+  return arg.replace(/\{(in|out|name|file|files|job|attempt|base|stem)\}/g, (_, key: string) => values[key] ?? '');
 }
 
 export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 'chunk' | 'chunkPath' | 'files' | 'tempOutput' | 'job' | 'attempt'>): string[] {
@@ -116,6 +118,7 @@ export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 
     files: files.join(' '),
     job: run.job,
     attempt: String(run.attempt),
+    ...inputNames(files[0] ?? run.chunkPath),
   };
   const argv: string[] = [];
   for (const arg of template.argv) {
@@ -123,6 +126,13 @@ export function buildArgv(template: CommandTemplate, run: Pick<ChunkInvocation, 
     else argv.push(substitute(arg, values));
   }
   return argv;
+}
+
+/** {base} and {stem} of an input file: `scans/a.tar.gz` → `a.tar.gz`, `a.tar`. */
+function inputNames(file: string): { base: string; stem: string } {
+  const base = path.basename(file);
+  const ext = path.extname(base);
+  return { base, stem: ext ? base.slice(0, -ext.length) : base };
 }
 
 /**
@@ -231,9 +241,9 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
     if (timedOut) reason = `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${reason})`;
     result = { ok: exitCode === 0 && !timedOut && !aborted && end.failure === undefined, exitCode, signal, timedOut, aborted, reason };
   }
-  // Read only when it will be kept: a failure record carries the tail, a success nothing — nor a
-  // command that never started (a fork server's shell says "not found" there; node's spawn, nothing).
-  const stderrTail = result.ok || result.spawnError !== undefined ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
+  // Kept for a failure record, and for a success too (logs/stderr/<chunk>): an empty file costs one
+  // fstat. Not for a command that never started (a fork server's shell says "not found" there).
+  const stderrTail = result.spawnError !== undefined ? '' : await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
   return { ...result, stderrTail };
 }
 

@@ -20,7 +20,8 @@ const MAX_HELD_LOOKUPS = 16;
 const HELD_LOOKUP_SPACING_MS = 20;
 
 /** Why a worker stopped before the job was complete. */
-export type StopReason = 'stop-file' | 'signal' | 'split-incomplete';
+/** 'halt': `work --halt-after N` saw N chunks fail for good (and wrote STOP for the others). */
+export type StopReason = 'stop-file' | 'signal' | 'split-incomplete' | 'halt';
 
 /** What the scheduler reads and calls of its worker. */
 export interface SchedulingWorker {

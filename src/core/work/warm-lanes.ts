@@ -28,7 +28,7 @@ export interface WarmLanesOptions {
 /** The chunk's files are named in the request: with --warm a lane opens no descriptor per chunk. */
 export const warmChunkIo: ChunkIo = { stdin: 'ignore', stdinSources: [], stdout: 'ignore', close: () => Promise.resolve() };
 
-const perChunkPlaceholders = ['{in}', '{out}', '{name}', '{file}', '{files}', '{attempt}'];
+const perChunkPlaceholders = ['{in}', '{out}', '{name}', '{file}', '{files}', '{attempt}', '{base}', '{stem}'];
 
 /** A warm command starts once per lane, so it cannot take a chunk's values as arguments. */
 export function checkWarmCommand(argv: string[], maxChunksPerProcess: number | undefined): void {

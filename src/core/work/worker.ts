@@ -63,6 +63,13 @@ export interface WorkOptions {
   warm?: boolean;
   /** With `warm`: replace a lane's process after this many chunks. */
   maxChunksPerProcess?: number;
+  /** Exit statuses that mean success besides 0 (grep's 1: "no match"). */
+  successExitCodes?: number[];
+  /**
+   * Once this many chunks have failed for good (this worker's own, and those its claims find
+   * recorded by others), write STOP — every worker of the job drains and exits — and stop.
+   */
+  haltAfter?: number;
 }
 
 export interface WorkReport {
@@ -89,6 +96,11 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
   if (!Number.isInteger(lanes) || lanes < 1 || lanes > 4096) throw new UsageError(`-j ${options.lanes}: the number of lanes must be a whole number from 1 to 4096`);
   if (options.timeoutSeconds !== undefined) checkDuration(options.timeoutSeconds, '--timeout');
   if (options.pollSeconds !== undefined) checkDuration(options.pollSeconds, '--poll');
+  for (const code of options.successExitCodes ?? []) {
+    if (!Number.isInteger(code) || code < 0 || code > 255) throw new UsageError(`--success-exit ${code}: an exit status is a whole number from 0 to 255`, 'e.g. --success-exit 0,1');
+  }
+  if (options.successExitCodes?.some((code) => code !== 0) && options.warm) throw new UsageError('--success-exit does not apply to --warm', 'a warm command answers `ok` or `fail` for each chunk; its exit status is not per chunk');
+  if (options.haltAfter !== undefined && (!Number.isInteger(options.haltAfter) || options.haltAfter < 1)) throw new UsageError(`--halt-after ${options.haltAfter}: must be a whole number of at least 1`);
   const store = options.store ?? (await openJobStore(options.job));
   try {
     const [manifest, stopRequested] = await Promise.all([readManifest(store), store.lookup('top', STOP_FILE)]);
@@ -221,6 +233,7 @@ class Worker {
       fsync: this.options.fsync ?? false,
       killAll: this.killAll.signal,
       warm: this.warm,
+      successExits: new Set(this.options.successExitCodes ?? []),
     };
     const onAbort = () => this.stop('signal');
     this.options.signal?.addEventListener('abort', onAbort);
@@ -307,6 +320,20 @@ class Worker {
     if (outcome === 'done') this.done++;
     if (outcome === 'failed') this.failedAttempts++;
     this.heartbeat.chunkEnded(chunk, outcome === 'done' ? 'done' : outcome === 'failed' ? 'failed' : 'other');
+    if (outcome === 'failed') this.haltIfTooManyFailed();
+  }
+
+  /**
+   * --halt-after N, like GNU parallel's `--halt soon,fail=N`: no new chunk, running ones finish.
+   * The STOP file stops every worker of the job, on every host: they would fail the same way.
+   * Counted here after each failure and in `tick` (failures others recorded that our claims met).
+   */
+  haltIfTooManyFailed(): void {
+    const limit = this.options.haltAfter;
+    if (limit === undefined || this.exhausted.size < limit || this.stopReason) return;
+    this.stop('halt');
+    const record = { requestedAt: new Date(this.clock.now()).toISOString(), host: HOST, pid: process.pid, reason: `work --halt-after ${limit}: ${this.exhausted.size} chunks failed for good`, jobId: this.manifest.id };
+    this.behind.add(this.store.write('top', STOP_FILE, JSON.stringify(record) + '\n'));
   }
 
   get typicalRunMs(): number | undefined {
@@ -334,6 +361,7 @@ class Worker {
       return;
     }
     if (hungMs > 10_000) this.log.line({ event: 'waiting', detail: `the heartbeat write has waited ${Math.round(hungMs / 1000)}s for the job folder` });
+    this.haltIfTooManyFailed();
     try {
       if (this.warm) this.heartbeat.record.warm = await this.warm.memory();
       await this.heartbeat.write();
