@@ -8,7 +8,7 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
+import { collect, killGroup, startPiecework } from '../helpers/cli.js';
 import { filesUnder, lineJob } from '../helpers/job.js';
 import { waitUntil } from '../helpers/wait.js';
 
