@@ -262,3 +262,17 @@ function readdirNames(dir: string): string[] {
     return [];
   }
 }
+
+test('a job folder this user cannot write gives one line saying so, for every command — not "this is a bug"', async () => {
+  const job = await lineJob(root, 'not-mine', 2);
+  // root writes everywhere: run the CLI as nobody on a job root owns, for a real EACCES.
+  await fs.chmod(root, 0o755);
+  const asNobody = { wrapper: ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--'] };
+  const work = await runPiecework(['work', job, '-j', '1', '--', 'cat'], asNobody);
+  assert.equal(work.code, 1, work.stderr);
+  assert.match(work.stderr, /is not writable \(or readable\) by this user/);
+  assert.match(work.stderr, /check the owner and permissions/);
+  noStack(work.stderr);
+  assert.equal(work.stderr.trim().split('\n').length, 2, 'one line and its hint');
+  assert.deepEqual(filesUnder(path.join(job, 'out')), []);
+});
