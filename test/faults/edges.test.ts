@@ -276,3 +276,19 @@ test('a job folder this user cannot write gives one line saying so, for every co
   assert.equal(work.stderr.trim().split('\n').length, 2, 'one line and its hint');
   assert.deepEqual(filesUnder(path.join(job, 'out')), []);
 });
+
+test('a detached grandchild that keeps writing after its command ended cannot change a committed output (the lane cgroup ends it)', { skip: !cgroupWritable() && 'no writable cgroup2 mount here (run as root)' }, async () => {
+  const job = await lineJob(root, 'setsid-writer', 2);
+  // The grandchild leaves the process group (setsid; given time to, before the command exits) and
+  // writes into the command's stdout — the temp output — after the output has been committed.
+  // With PIECEWORK_CGROUP=off (process groups alone) both outputs end in LATE.
+  const script = 'cat; setsid sh -c "sleep 1; echo LATE" & sleep 0.3; exit 0';
+  const work = await runPiecework(['work', job, '-j', '1', '--', 'sh', '-c', script]);
+  assert.equal(work.code, 0, work.stderr);
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.equal((await runPiecework(['merge', job])).stdout, '0\n1\n', 'the outputs are what the commands wrote, nothing later');
+});
+
+function cgroupWritable(): boolean {
+  return process.getuid?.() === 0 && readFileSync('/proc/self/mounts', 'utf8').includes(' cgroup2 ');
+}

@@ -17,6 +17,8 @@ export interface CommandSpec {
   stdinSources: string[];
   stdout: number | 'ignore';
   stderrFd: number;
+  /** Called with the command's pid as soon as it is known (to move it into the lane's cgroup). */
+  onPid?: (pid: number) => void;
 }
 
 export interface CommandEnd {

@@ -87,6 +87,7 @@ export class ForkServerStarter implements CommandStarter {
           server.request(line, {
             onPid: (value) => {
               pid = value;
+              spec.onPid?.(value);
               if (pendingSignal) killGroup(pendingSignal);
             },
             onStatus: (status) => {

@@ -17,6 +17,7 @@ import type { LanePace } from './lane-pace.js';
 import { openChunkIo, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
 import type { StderrCapture } from './stderr-capture.js';
 import type { CommandStarter } from '../spawn/command-starter.js';
+import type { ChunkCgroup } from './chunk-cgroup.js';
 import { warmChunkIo, type WarmLanes } from './warm-lanes.js';
 import type { WorkerLog } from './worker-log.js';
 
@@ -153,7 +154,7 @@ async function readFileList(store: JobStore, chunk: string): Promise<string[]> {
 }
 
 /** Run the command of a ready chunk. Never throws: what happened is in the result. */
-export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lane: number, stderr: StderrCapture, starter: CommandStarter): Promise<AttemptResult> {
+export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lane: number, stderr: StderrCapture, starter: CommandStarter, cgroup: ChunkCgroup | undefined): Promise<AttemptResult> {
   const { chunk, claim, attempt } = ready;
   context.onEvent({ type: 'chunk:claimed', chunk, lane, attempt });
   context.heartbeat.chunkStarted(lane, chunk);
@@ -179,6 +180,7 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
       signal: stopChunk.signal,
       stderr,
       starter,
+      cgroup,
     };
     // --warm: the lane's process gets a request; a lost claim kills it at once, a stop lets the
     // chunk finish for a while.

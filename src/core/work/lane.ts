@@ -11,6 +11,7 @@ import type { Scheduler } from './scheduler.js';
 import type { LaneSpace } from '../store/job-store.js';
 import type { StderrCapture } from './stderr-capture.js';
 import type { CommandStarter } from '../spawn/command-starter.js';
+import type { ChunkCgroup } from './chunk-cgroup.js';
 
 /** Chunks a lane may have committing behind the one it runs. */
 const MAX_COMMITS_BEHIND = 4;
@@ -40,15 +41,17 @@ export class Lane {
   readonly #space: LaneSpace;
   readonly #stderr: StderrCapture;
   readonly #starter: CommandStarter;
+  readonly #cgroup: ChunkCgroup | undefined;
   /** When a claim last found its chunk's output already there (another host finished it). */
   #claimFoundDoneAt = 0;
 
-  constructor(host: LaneHost, lane: number, space: LaneSpace, stderr: StderrCapture, starter: CommandStarter) {
+  constructor(host: LaneHost, lane: number, space: LaneSpace, stderr: StderrCapture, starter: CommandStarter, cgroup: ChunkCgroup | undefined) {
     this.#host = host;
     this.#lane = lane;
     this.#space = space;
     this.#stderr = stderr;
     this.#starter = starter;
+    this.#cgroup = cgroup;
   }
 
   async run(): Promise<void> {
@@ -72,7 +75,7 @@ export class Lane {
           await this.#drop(current);
           return;
         }
-        const running = runAttempt(host.context, current, this.#lane, this.#stderr, this.#starter);
+        const running = runAttempt(host.context, current, this.#lane, this.#stderr, this.#starter, this.#cgroup);
         const aheadMs = host.context.pace.prepareAheadAfterMs();
         if (aheadMs !== undefined && !(await settlesWithin(running, aheadMs))) {
           while (ready.length < host.context.pace.prepareDepth() && !host.stopReason) prepareNext();

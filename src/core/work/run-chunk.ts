@@ -19,6 +19,7 @@ import path from 'node:path';
 import { describeExit, type PieceworkError } from '../errors.js';
 import type { CommandStarter } from '../spawn/command-starter.js';
 import { nodeStarter } from '../spawn/node-starter.js';
+import type { ChunkCgroup } from './chunk-cgroup.js';
 import type { StderrCapture } from './stderr-capture.js';
 
 export interface CommandTemplate {
@@ -82,6 +83,8 @@ export interface ChunkInvocation {
   stderr: StderrCapture;
   /** How the lane starts commands (spawn/choose-starter.ts); node's spawn when not given. */
   starter?: CommandStarter;
+  /** The lane's cgroup, where the system offers one: all the command started dies with it. */
+  cgroup?: ChunkCgroup;
 }
 
 export interface ChunkRunResult {
@@ -199,6 +202,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
     stdinSources: io.stdinSources,
     stdout: io.stdout,
     stderrFd: run.stderr.fd,
+    onPid: run.cgroup ? (pid) => run.cgroup!.adopt(pid) : undefined,
   });
   let timedOut = false;
   let aborted = false;
@@ -228,6 +232,8 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
   timers.push(sizeCheck);
 
   const end = await command.ended;
+  // Whatever the command started — setsid daemons included — ends before its output is committed.
+  await run.cgroup?.killAll();
   for (const timer of timers) clearTimeout(timer);
   run.signal.removeEventListener('abort', onAbort);
   let result: Omit<ChunkRunResult, 'stderrTail'>;

@@ -32,6 +32,7 @@ import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
 import { openLaneStarter } from '../spawn/choose-starter.js';
 import type { CommandStarter } from '../spawn/command-starter.js';
 import { nodeStarter } from '../spawn/node-starter.js';
+import { ChunkCgroup } from './chunk-cgroup.js';
 import { checkDuration } from '../units.js';
 
 export { CommandUnavailableError } from '../errors.js';
@@ -246,6 +247,7 @@ class Worker {
     let spaces: LaneSpace[] = [];
     let stderrFiles: StderrCapture[] = [];
     let starters: CommandStarter[] = [];
+    let cgroups: (ChunkCgroup | undefined)[] = [];
     try {
       // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
       [spaces, stderrFiles] = await Promise.all([
@@ -258,8 +260,9 @@ class Worker {
       const localJob = this.store.localPath('top', '');
       // (A warm lane's process is started by the lane itself.)
       starters = stderrFiles.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
+      cgroups = this.warm ? [] : await Promise.all(spaces.map((_, lane) => ChunkCgroup.open(`${this.workerId}.${lane}`)));
       this.scheduler = new Scheduler(this);
-      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!).run()));
+      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!, cgroups[lane]).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
     } catch (error) {
@@ -273,7 +276,7 @@ class Worker {
       this.options.signal?.removeEventListener('abort', onAbort);
     }
     // Empty by now: every temp output was committed or removed.
-    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {}))]);
+    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {})), ...cgroups.map((cgroup) => cgroup?.close())]);
 
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
