@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import type { ClaimOwner } from './job-store.js';
+
 /**
  * A claim's owner record, `locks/<chunk>.owner`, beside the claim (files inside the lock folder
  * would make a takeover fail with ENOTEMPTY): a random token on the first line — the holder
@@ -23,6 +26,22 @@ export const OWNER_RECORD_DELAY_MS = 1000;
 export function defaultUpdateMs(staleMs: number): number {
   // Leave room for an sshfs attribute cache (20 s) and clock rounding within the stale period.
   return Math.max(1000, Math.floor(staleMs / 4));
+}
+
+/** A new claim's owner record: its token (random) and the text written to `<chunk>.owner`. */
+export function newOwnerRecord(identity: ClaimOwner, chunk: string, lane: number, mountNow: number): { token: string; text: string } {
+  const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
+  const record: OwnerRecord = {
+    token,
+    worker: identity.workerId,
+    host: identity.host,
+    pid: identity.pid,
+    bootId: identity.bootId,
+    lane,
+    chunk,
+    claimedAt: new Date(mountNow).toISOString(),
+  };
+  return { token, text: `${token}\n${JSON.stringify(record)}\n` };
 }
 
 export function parseOwnerRecord(text: string | undefined): OwnerRecord | undefined {

@@ -21,13 +21,12 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import lockfile from 'proper-lockfile';
 import { errorCode } from '../errors.js';
 import type { Claim as StoreClaim, ClaimOwner, Claims, ClaimSettings } from './job-store.js';
 import type { JobLayout } from './layout.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
-import { OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
+import { newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 import { processIsGone } from '../processes.js';
 
 export class Claim implements StoreClaim {
@@ -182,18 +181,8 @@ export class ClaimBook implements Claims {
         throw again;
       }
     }
-    const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
-    const owner: OwnerRecord = {
-      token,
-      worker: this.identity.workerId,
-      host: this.identity.host,
-      pid: this.identity.pid,
-      bootId: this.identity.bootId,
-      lane,
-      chunk,
-      claimedAt: new Date(this.clock.now()).toISOString(),
-    };
-    const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), `${token}\n${JSON.stringify(owner)}\n`);
+    const { token, text } = newOwnerRecord(this.identity, chunk, lane, this.clock.now());
+    const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), text);
     made.claim = new Claim(this, chunk, token, writeOwner, release);
     return made.claim;
   }

@@ -36,7 +36,7 @@ import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../erro
 import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
-import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-record.js';
+import { newOwnerRecord, OWNER_RECORD_DELAY_MS, TOKEN_LENGTH } from './owner-record.js';
 
 /** Every SFTP request is answered within this, or the link counts as dead. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -918,18 +918,7 @@ class SftpClaimBook implements Claims {
   }
 
   #newClaim(chunk: string, lane: number, writeOwnerNow: boolean): SftpClaim {
-    const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
-    const owner: OwnerRecord = {
-      token,
-      worker: this.identity.workerId,
-      host: this.identity.host,
-      pid: this.identity.pid,
-      bootId: this.identity.bootId,
-      lane,
-      chunk,
-      claimedAt: new Date(this.clock.now()).toISOString(),
-    };
-    const text = `${token}\n${JSON.stringify(owner)}\n`;
+    const { token, text } = newOwnerRecord(this.identity, chunk, lane, this.clock.now());
     // A takeover replaces the old holder's record; a plain claim's late record is created only if
     // there is none: a takeover's record, already there, must not be overwritten by the old holder.
     const writeOwner = writeOwnerNow ? () => this.store.writeFileAtomic(this.ownerPath(chunk), text) : () => this.store.createFile(this.ownerPath(chunk), text);
