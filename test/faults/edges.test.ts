@@ -230,7 +230,9 @@ test('verify --requeue removes nothing of a live worker: its claims, lane folder
   const worker = startPiecework(['work', job, '-j', '1', '--', 'sh', '-c', 'sleep 30; cat']);
   const done = collect(worker);
   try {
-    await waitUntil(() => readdirNames(path.join(job, 'locks')).length > 0, 10_000, 'a claim');
+    // A claim names its holder (the owner record) once it is a second old: only then can a reader
+    // tell whose it is; before that, a claim that looks stale by its mtime has no proof of life.
+    await waitUntil(() => readdirNames(path.join(job, 'locks')).some((name) => name.endsWith('.owner')), 10_000, 'a claim with its owner record');
     await waitUntil(() => readdirNames(path.join(job, 'workers')).length > 0, 10_000, 'a heartbeat');
     const tmpBefore = filesUnder(path.join(job, '.tmp'));
     const locksBefore = readdirNames(path.join(job, 'locks'));
