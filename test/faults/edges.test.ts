@@ -294,3 +294,17 @@ test('a detached grandchild that keeps writing after its command ended cannot ch
 function cgroupWritable(): boolean {
   return process.getuid?.() === 0 && readFileSync('/proc/self/mounts', 'utf8').includes(' cgroup2 ');
 }
+
+test('outputs that verify --requeue removes while a worker runs are redone by it; it never calls the job complete without them', async () => {
+  const job = await lineJob(root, 'requeued-under', 4);
+  const worker = startPiecework(['work', job, '-j', '1', '--', 'sh', '-c', 'sleep 0.7; cat']);
+  const done = collect(worker);
+  await waitUntil(() => readdirNames(path.join(job, 'out')).length >= 1, 20_000, 'a first output');
+  // `false` judges every output there is bad: they are removed while the worker goes on.
+  const requeue = await runPiecework(['verify', job, '--check', '--requeue', '--', 'false']);
+  assert.equal(requeue.code, 3, requeue.stderr);
+  const result = await done;
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /job complete/);
+  assert.equal((await runPiecework(['merge', job])).stdout, serial(4));
+});

@@ -8,6 +8,7 @@ import { chunkNames, readManifest, type JobManifest } from '../manifest.js';
 import { listedOutputs, listFailures } from '../scan.js';
 import type { JobStore } from '../store/job-store.js';
 import { JobReplacedError } from '../errors.js';
+import { parseRequeueRecord, REQUEUE_RECORD, type RequeueRecord } from '../requeue-record.js';
 
 /** Never look up held chunks' outputs more often than this, whatever the chunks' length. */
 const HELD_LOOKUP_MIN_MS = 100;
@@ -66,8 +67,9 @@ export class Scheduler {
   #wakeUp: (() => void) | undefined;
   #stopFollowing: (() => void) | undefined;
 
-  constructor(worker: SchedulingWorker) {
+  constructor(worker: SchedulingWorker, mountNow: number) {
     this.#worker = worker;
+    this.#startedAtMount = mountNow;
   }
 
   /** Stop watching the job marker: a watcher left open keeps the process alive after a failure. */
@@ -108,6 +110,24 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Outputs this worker confirmed once may have been removed since by `verify --requeue` (on any
+   * host): its record names them, and they are looked at again like any other chunk.
+   */
+  #forgetRequeued(requeue: RequeueRecord | undefined): void {
+    if (!requeue || requeue.at === this.#requeueSeen) return;
+    const first = this.#requeueSeen === undefined;
+    this.#requeueSeen = requeue.at;
+    // A record older than this worker was read at start-up, before anything was confirmed.
+    if (first && Date.parse(requeue.at) < this.#startedAtMount) return;
+    if (requeue.more) this.#worker.knownDone.clear();
+    for (const chunk of requeue.chunks) this.#worker.knownDone.delete(chunk);
+  }
+
+  #requeueSeen: string | undefined;
+  /** When this scheduler started, by the mount's clock (requeues before it are history). */
+  readonly #startedAtMount: number;
+
   /** How long to leave chunks others hold, and so how often to list a job we only wait on. */
   #retryIntervalMs(): number {
     // A pass over a huge job costs seconds: never spend more than half the time listing.
@@ -125,8 +145,13 @@ export class Scheduler {
     if (manifest.chunkCount !== worker.manifest.chunkCount || manifest.groups.length !== worker.manifest.groups.length) worker.chunks = chunkNames(manifest);
     worker.manifest = manifest;
     const chunkSet = new Set(worker.chunks);
-    const [outputs, failures] = await Promise.all([listedOutputs(worker.store, manifest, worker.chunks), listFailures(worker.store, chunkSet)]);
+    const [outputs, failures, requeue] = await Promise.all([
+      listedOutputs(worker.store, manifest, worker.chunks),
+      listFailures(worker.store, chunkSet),
+      worker.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord),
+    ]);
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
+    this.#forgetRequeued(requeue);
 
     const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
     const now = Date.now();

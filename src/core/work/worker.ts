@@ -261,7 +261,7 @@ class Worker {
       // (A warm lane's process is started by the lane itself.)
       starters = stderrFiles.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
       cgroups = this.warm ? [] : await Promise.all(spaces.map((_, lane) => ChunkCgroup.open(`${this.workerId}.${lane}`)));
-      this.scheduler = new Scheduler(this);
+      this.scheduler = new Scheduler(this, this.clock.now());
       await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!, cgroups[lane]).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
