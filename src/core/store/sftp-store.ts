@@ -42,6 +42,8 @@ import { OWNER_RECORD_DELAY_MS, TOKEN_LENGTH, type OwnerRecord } from './owner-r
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const KEEPALIVE_INTERVAL_MS = 5_000;
 export const KEEPALIVE_COUNT_MAX = 3;
+/** How long close() lets the server answer the goodbye before dropping the connection. */
+const CLOSE_GRACE_MS = 1000;
 
 const AREA_FOLDERS: Record<Area, string> = {
   chunks: 'chunks',
@@ -96,6 +98,8 @@ export function parseSftpAddress(location: string): SftpAddress {
 export class SftpLinkLostError extends JobMissingError {
   constructor(location: string, detail: string) {
     super(location, detail);
+    // Not "no piecework job": the job may be fine, the link to it is not.
+    this.message = `${detail}; the job ${location} is out of reach`;
     Object.defineProperty(this, 'hint', {
       value: 'check the network and the SSH server; chunks this worker held will be taken over by others after the stale time',
     });
@@ -185,7 +189,10 @@ export class SftpJobStore implements JobStore {
   readonly #extensions: Record<string, string>;
   /** Local folder for staged inputs and temp outputs; removed by close(). */
   readonly #local: string;
-  readonly #pending = new Set<(error: Error) => void>();
+  readonly #pending = new Map<(error: Error) => void, number>();
+  /** Set by hurry(): requests sent before this time must be answered by #hurryDeadline. */
+  #hurryTimer: NodeJS.Timeout | undefined;
+  #hurriedMs: number | undefined;
   readonly #madeFolders = new Set<string>();
   #dead: Error | undefined;
   #closed = false;
@@ -211,8 +218,12 @@ export class SftpJobStore implements JobStore {
   #linkLost(why: string): void {
     if (this.#dead || this.#closed) return;
     this.#dead = new SftpLinkLostError(this.location, `lost the SFTP connection to ${this.address.host}:${this.address.port}: ${why}`);
-    for (const reject of [...this.#pending]) reject(this.#dead);
-    this.#ssh.dispose();
+    for (const reject of [...this.#pending.keys()]) reject(this.#dead);
+    clearTimeout(this.#hurryTimer);
+    // Destroyed, not ended: a graceful end waits for a peer that may never answer, and its open
+    // socket would keep the process alive after it has said why it stops.
+    this.#destroyConnection();
+    for (const listener of this.#lostListeners.splice(0)) listener(this.#dead);
   }
 
   /** One SFTP request, with its deadline; a dead link fails it at once. */
@@ -229,11 +240,12 @@ export class SftpJobStore implements JobStore {
         fn();
       };
       const abort = (error: Error) => finish(() => reject(error));
+      const deadlineMs = Math.min(this.requestTimeoutMs, this.#hurriedMs ?? Infinity);
       const timer = setTimeout(() => {
-        this.#linkLost(`no answer to ${what} ${remotePath} within ${this.requestTimeoutMs / 1000} s`);
+        this.#linkLost(`no answer to ${what} ${remotePath} within ${deadlineMs / 1000} s`);
         abort(this.#dead ?? new Error('timeout'));
-      }, this.requestTimeoutMs);
-      this.#pending.add(abort);
+      }, deadlineMs);
+      this.#pending.set(abort, Date.now());
       try {
         send((error, value) => {
           if (error) finish(() => reject(this.#dead ?? nodeError(error, remotePath, what)));
@@ -243,6 +255,31 @@ export class SftpJobStore implements JobStore {
         finish(() => reject(this.#dead ?? nodeError(error, remotePath, what)));
       }
     });
+  }
+
+  #destroyConnection(): void {
+    const socket = connectionSocket(this.#ssh);
+    this.#ssh.dispose();
+    socket?.destroy();
+  }
+
+  readonly #lostListeners: ((error: Error) => void)[] = [];
+
+  onLinkLost(listener: (error: Error) => void): void {
+    if (this.#dead) queueMicrotask(() => listener(this.#dead!));
+    else this.#lostListeners.push(listener);
+  }
+
+  /** Stopping: requests (sent or to come) not answered within `ms` end the link. */
+  hurry(ms: number): void {
+    if (this.#dead || this.#closed || (this.#hurriedMs !== undefined && this.#hurriedMs <= ms)) return;
+    this.#hurriedMs = ms;
+    const since = Date.now();
+    clearTimeout(this.#hurryTimer);
+    this.#hurryTimer = setTimeout(() => {
+      if ([...this.#pending.values()].some((sentAt) => sentAt <= since)) this.#linkLost(`no answer within ${ms / 1000} s after the stop signal`);
+    }, ms);
+    this.#hurryTimer.unref();
   }
 
   // ------------------------------------------------------------------ raw requests
@@ -715,8 +752,12 @@ export class SftpJobStore implements JobStore {
     if (this.#closed) return;
     this.#closed = true;
     const closed = new PieceworkError(`${this.location}: the store is closed`);
-    for (const reject of [...this.#pending]) reject(closed);
+    for (const reject of [...this.#pending.keys()]) reject(closed);
+    clearTimeout(this.#hurryTimer);
+    // A server that does not answer the goodbye must not keep the process alive.
+    const socket = connectionSocket(this.#ssh);
     this.#ssh.dispose();
+    setTimeout(() => socket?.destroy(), CLOSE_GRACE_MS).unref();
     await fs.rm(this.#local, { recursive: true, force: true }).catch(() => {});
   }
 
@@ -800,6 +841,15 @@ export class SftpJobStore implements JobStore {
     }
     return error;
   }
+}
+
+/**
+ * The connection's socket. ssh2's `destroy()` does nothing once `end()` was called (it checks
+ * that the socket is still writable), and `end()` leaves the socket open until the peer answers:
+ * a silent peer would keep the process alive. So the socket itself is destroyed.
+ */
+function connectionSocket(ssh: NodeSSH): { destroy(): void } | undefined {
+  return (ssh.connection as unknown as { _sock?: { destroy(): void } } | null)?._sock;
 }
 
 function isCode(error: unknown, code: string): boolean {
