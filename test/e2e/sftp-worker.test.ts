@@ -254,3 +254,29 @@ test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its claim
   assert.ok(Date.now() - killedAt >= 3000, 'the dead claims were taken over only once stale');
   assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
 });
+
+test('clocks disagree: an SFTP worker 5 minutes ahead takes no live claim; every chunk runs once', async () => {
+  const { job, expected } = makeJob('skew', 6, 6);
+  const ledger = path.join(makeTempDir('skew-ledger'), 'ledger');
+  writeFileSync(ledger, '');
+  const recording = (tag: string, seconds: number) => ['sh', '-c', `echo "$PIECEWORK_NAME ${tag}" >> ${ledger}; sleep ${seconds}; tr a-z A-Z`];
+  const honest = startWorker([address(job), '-j', '2', '--quiet', '--', ...recording('honest', 8)]);
+  await waitUntil(() => lockFolders(job).length === 2, 20_000, 'two claims of the honest worker');
+  // Its claims are 0–8 s old by the server's clock, never stale (6 s after their last refresh):
+  // a worker that trusted its own clock would see them 300 s old.
+  const child = startPiecework(['work', address(job), '-j', '2', '--quiet', '--', ...recording('ahead', 0)], { env: env(), wrapper: ['faketime', '-f', '+300s'] });
+  registerCleanup(() => killGroup(child), `kill worker group ${child.pid}`);
+  const ahead = await collect(child);
+  const first = await honest.result;
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(ahead.code, 0, ahead.stderr);
+  const runs = new Map<string, string[]>();
+  for (const line of execFileSync('cat', [ledger], { encoding: 'utf8' }).trim().split('\n')) {
+    const [chunk, tag] = line.split(' ');
+    runs.set(chunk!, [...(runs.get(chunk!) ?? []), tag!]);
+  }
+  assert.equal(runs.size, 6);
+  for (const [chunk, tags] of runs) assert.equal(tags.length, 1, `${chunk} ran once (${tags.join(', ')})`);
+  assert.ok([...runs.values()].filter((t) => t[0] === 'honest').length >= 2, 'the honest worker kept its chunks');
+  assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
+});
