@@ -104,7 +104,12 @@ function serverTree(server: Sshd): number[] {
   const found = new Set([server.pid]);
   for (let grew = true; grew; ) {
     grew = false;
-    for (const p of procs) if (found.has(p.ppid) && !found.has(p.pid)) (found.add(p.pid), (grew = true));
+    for (const p of procs) {
+      if (found.has(p.ppid) && !found.has(p.pid)) {
+        found.add(p.pid);
+        grew = true;
+      }
+    }
   }
   return [...found];
 }
@@ -133,7 +138,7 @@ function assertClearMessage(result: RunResult, pattern: RegExp): void {
   assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
 }
 
-test('a worker over SFTP runs a job end to end; status, verify and merge over sftp:// equal the serial run', async () => {
+void test('a worker over SFTP runs a job end to end; status, verify and merge over sftp:// equal the serial run', async () => {
   const proxy: DelayProxy = await startDelayProxy({ targetPort: sshd.port, delayMs: 2 });
   registerCleanup(() => void proxy.close(), 'close proxy');
   knowPort(proxy.port);
@@ -157,7 +162,7 @@ test('a worker over SFTP runs a job end to end; status, verify and merge over sf
   await proxy.close();
 });
 
-test('a reset link (the proxy killed): the worker exits 4 with a clear message at once and leaves no process', async (t) => {
+void test('a reset link (the proxy killed): the worker exits 4 with a clear message at once and leaves no process', async (t) => {
   const proxy = await startDelayProxy({ targetPort: sshd.port, delayMs: 0 });
   registerCleanup(() => void proxy.close(), 'close proxy');
   knowPort(proxy.port);
@@ -176,7 +181,7 @@ test('a reset link (the proxy killed): the worker exits 4 with a clear message a
   await waitUntil(() => groupLeft(child.pid!).length === 0, 5000, 'the worker\'s commands to be gone');
 });
 
-test('a silent link: a short freeze is ridden out, a long one ends the worker within the bound, leaving no process', async (t) => {
+void test('a silent link: a short freeze is ridden out, a long one ends the worker within the bound, leaving no process', async (t) => {
   const own = await startSshd({ clientKeyPath: sshd.clientKeyPath });
   knowPort(own.port, own);
   const { job, expected } = makeJob('silent', 30);
@@ -209,7 +214,7 @@ test('a silent link: a short freeze is ridden out, a long one ends the worker wi
   own.stop();
 });
 
-test('SIGTERM ends an SFTP worker within its grace period: claims released on a live link, exit anyway on a silent one', async (t) => {
+void test('SIGTERM ends an SFTP worker within its grace period: claims released on a live link, exit anyway on a silent one', async (t) => {
   const { job } = makeJob('term', 6);
   const live = startWorker([address(job), '-j', '2', '--', 'sleep', '120']);
   await waitUntil(() => lockFolders(job).length === 2, 20_000, 'two claims');
@@ -239,7 +244,7 @@ test('SIGTERM ends an SFTP worker within its grace period: claims released on a 
   own.stop();
 });
 
-test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its claims are stale; merge equals the serial run', async () => {
+void test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its claims are stale; merge equals the serial run', async () => {
   const { job, expected } = makeJob('kill', 8, 3);
   const victim = startWorker([address(job), '-j', '2', '--', 'sh', '-c', 'sleep 120; cat']);
   await waitUntil(() => lockFolders(job).length === 2, 20_000, 'two claims');
@@ -255,7 +260,7 @@ test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its claim
   assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
 });
 
-test('clocks disagree: an SFTP worker 5 minutes ahead takes no live claim; every chunk runs once', async () => {
+void test('clocks disagree: an SFTP worker 5 minutes ahead takes no live claim; every chunk runs once', async () => {
   const { job, expected } = makeJob('skew', 6, 6);
   const ledger = path.join(makeTempDir('skew-ledger'), 'ledger');
   writeFileSync(ledger, '');
