@@ -285,3 +285,19 @@ void test('clocks disagree: an SFTP worker 5 minutes ahead takes no live claim; 
   assert.ok([...runs.values()].filter((t) => t[0] === 'honest').length >= 2, 'the honest worker kept its chunks');
   assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
 });
+
+void test('launch --via sftp: bad combinations are usage errors with a hint, before anything connects', async () => {
+  const cases: [string[], RegExp][] = [
+    [['launch', '/tmp/x', '--hosts', 'h', '--via', 'sftp', '--', 'cat'], /--via sftp needs --head/],
+    [['launch', '/tmp/x', '--hosts', 'h', '--head', 'me@h', '--', 'cat'], /--head and --head-identity need --via sftp/],
+    [['launch', '/tmp/x', '--hosts', 'h', '--via', 'sftp', '--head', 'bad host', '--', 'cat'], /expected \[user@\]host\[:port\]/],
+    [['launch', 'sftp://me@h/srv/job', '--hosts', 'h', '--via', 'sftp', '--head', 'me@h', '--', 'cat'], /already an sftp:\/\/ address/],
+    [['launch', '/tmp/x', '--hosts', 'h', '--via', 'sftp', '--head', 'me@h', '--mount', 'me@h:/srv', '--at', '/mnt/x', '--', 'cat'], /--via sftp and --mount do not go together/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runPiecework(args, { env: env() });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
