@@ -6,7 +6,11 @@
 # this comment block, each single-quoted, so they are data and never code.
 #   PW_ACTION          check | start | run   (check: node, mount, job; start: and start a detached
 #                      worker, print its pid; run: and run the worker in the foreground)
-#   PW_JOB             the job folder as this host sees it
+#   PW_JOB             the job folder as this host sees it, or its sftp:// address (PW_VIA=sftp)
+#   PW_VIA             sftp: the worker reaches the job over SFTP; nothing is mounted, no FUSE
+#   PW_SFTP_IDENTITY   with sftp: key file on this host for the head (PIECEWORK_SSH_IDENTITY)
+#   PW_SFTP_KNOWN_HOSTS_LINES  with sftp: the head's known_hosts lines, from the launcher
+#                      (written to a file the worker checks: PIECEWORK_KNOWN_HOSTS)
 #   PW_JOB_MARKER      its job.json (a dropped mount is not an empty job)
 #   PW_LOG_DIR         the job's logs/ folder
 #   PW_TOOL            the bundled piecework CLI (piecework.mjs) on this host
@@ -181,8 +185,32 @@ if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
 fi
 
 # --- the job ---------------------------------------------------------------------------------
-[ -f "$marker" ] || fail 12 "no piecework job at $job ($marker is missing: wrong path, or the shared folder is not mounted)"
-say "job=$job"
+via=${PW_VIA:-}
+case $via in '' | sftp) ;; *) fail 2 "PW_VIA must be sftp or empty, not '$via'" ;; esac
+if [ "$via" = sftp ]; then
+  [ -z "${PW_MOUNT_SOURCE:-}" ] || fail 2 "PW_VIA=sftp and PW_MOUNT_SOURCE do not go together"
+  case $job in sftp://*) ;; *) fail 2 "with PW_VIA=sftp, PW_JOB must be an sftp:// address, not '$job'" ;; esac
+  if [ -n "${PW_SFTP_IDENTITY:-}" ]; then
+    PIECEWORK_SSH_IDENTITY=$PW_SFTP_IDENTITY
+    export PIECEWORK_SSH_IDENTITY
+  fi
+  if [ -n "${PW_SFTP_KNOWN_HOSTS_LINES:-}" ]; then
+    cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
+    mkdir -p "$cache"
+    known=$cache/known_hosts.sftp
+    # Written aside and renamed: workers starting at once must never read it half-written.
+    printf '%s\n' "$PW_SFTP_KNOWN_HOSTS_LINES" >"$known.$$"
+    mv -f "$known.$$" "$known"
+    PIECEWORK_KNOWN_HOSTS=$known
+    export PIECEWORK_KNOWN_HOSTS
+  fi
+  # The job is checked by the worker itself (it needs node and the CLI): see below.
+  say "job=$job"
+elif [ -f "$marker" ]; then
+  say "job=$job"
+else
+  fail 12 "no piecework job at $job ($marker is missing: wrong path, or the shared folder is not mounted)"
+fi
 # The user's command runs here: relative paths in it (./score.sh) mean the same on every host.
 if [ -n "${PW_CWD:-}" ]; then
   cd "$PW_CWD" 2>/dev/null || fail 16 "the working directory $PW_CWD does not exist on $(uname -n) (give launch --cwd DIR as the hosts see it)"
@@ -197,6 +225,14 @@ tool=${PW_TOOL:-}
 [ -n "$tool" ] || fail 2 "PW_TOOL (the piecework CLI on this host) is not set"
 case $tool in /*) ;; *) tool=$HOME/$tool ;; esac
 [ -f "$tool" ] || fail 14 "the piecework CLI is missing at $tool"
+if [ "$via" = sftp ]; then
+  # Reach the job once as the worker will (key, host key, job.json): a wrong key or path is
+  # reported here, not in a detached worker's log.
+  if ! why=$("$node" "$tool" status "$job" --json 2>&1 >/dev/null); then
+    printf '%s\n' "$why" >&2
+    fail 12 "cannot reach the job $job over SFTP from $(uname -n): $(printf '%s\n' "$why" | grep -m1 '^piecework:' || printf '%s\n' "$why" | tail -n 1)"
+  fi
+fi
 command -v setsid >/dev/null 2>&1 || fail 15 "setsid is not installed on $(uname -n) (util-linux)"
 lanes=${PW_LANES:-}
 if [ -z "$lanes" ]; then
@@ -217,15 +253,21 @@ eval "set -- ${PW_COMMAND:-}"
 [ "$#" -gt 0 ] || fail 2 "no command to run"
 eval "set -- ${PW_WORK_OPTIONS:-} -- \"\$@\""
 
-mkdir -p "$log_dir"
 host=$(uname -n | tr -c 'A-Za-z0-9._\n-' '_')
-log=$log_dir/launch-$host-$$.log
+if [ "$via" = sftp ]; then
+  # The job's logs/ is not a folder here: the worker's output stays on this host (the worker
+  # still writes its own log into the job over SFTP).
+  log=/dev/null
+else
+  mkdir -p "$log_dir"
+  log=$log_dir/launch-$host-$$.log
+fi
 
 # A second copy of the worker's output on this host's own disk: when the shared folder drops,
 # the worker's last words ("the mount looks gone") cannot reach the job's logs/, but reach this.
 state_dir=${XDG_STATE_HOME:-$HOME/.local/state}/piecework
 mkdir -p "$state_dir/logs" || fail 2 "cannot create $state_dir/logs"
-job_name=$(basename "$job" | tr -c 'A-Za-z0-9._\n-' '_')
+job_name=$(basename "${job%/}" | tr -c 'A-Za-z0-9._\n-' '_')
 local_log=$state_dir/logs/$job_name-launch-$host-$$.log
 fifo=$state_dir/logs/.$job_name-$$.fifo
 pid_file=$state_dir/logs/.$job_name-$$.pid
@@ -339,5 +381,5 @@ if ! alive "$pid"; then
 fi
 say "pid=$pid"
 say "lanes=$lanes"
-say "log=$log"
+if [ "$via" = sftp ]; then say "log=$local_log"; else say "log=$log"; fi
 say "local_log=$local_log"

@@ -86,7 +86,7 @@ for dir in /proc/[0-9]*; do
   [ "$(readlink "$dir/ns/net" 2>/dev/null || echo gone)" = "$my_net" ] || continue
   path=$(worker_job "$pid")
   [ -n "$path" ] || continue
-  case $path in /*) ;; *) path=$(readlink "$dir/cwd" 2>/dev/null || echo /nonexistent)/$path ;; esac
+  case $path in /* | sftp://*) ;; *) path=$(readlink "$dir/cwd" 2>/dev/null || echo /nonexistent)/$path ;; esac
   [ "$path" = / ] || path=${path%/}
   if [ "$path" = "$job" ] || has_job_id "$path"; then
     found="$found $pid"

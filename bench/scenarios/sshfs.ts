@@ -13,6 +13,7 @@ import { SftpCounter, startDelayedShare } from '../netbed.js';
 import { perUnit, total } from '../profile.js';
 
 const LANES = 2;
+const SFTP_ROW = 'piecework work -j 2 over SFTP (no mount)';
 const ONE_WAY_MS = 5; // 10 ms round trip
 
 export const sshfsLatency: Scenario = {
@@ -42,6 +43,11 @@ export const sshfsLatency: Scenario = {
       if (n !== chunks) throw new Error(`${tool}: ${n} outputs for ${chunks} chunks`);
     };
     const pwArgv = (name: string) => [pieceworkBin, 'work', onMount(name), '-j', String(LANES), '-q', '--', 'cat'];
+    // The same worker with no mount: SFTP through the same delay proxy (sshfs's own transport).
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${share.proxyPort} ${share.sshd.hostPublicKey}\n`);
+    const sftpEnv = ['env', `PIECEWORK_SSH_IDENTITY=${share.sshd.clientKeyPath}`, `PIECEWORK_KNOWN_HOSTS=${knownHosts}`, 'SSH_AUTH_SOCK='];
+    const sftpArgv = (name: string) => [...sftpEnv, pieceworkBin, 'work', `sftp://root@127.0.0.1:${share.proxyPort}${onServer(name)}`, '-j', String(LANES), '-q', '--', 'cat'];
     const bashArgv = (name: string) => ['bash', peer('bash-loop.sh'), onMount(name), '--', 'cat'];
     const bareArgv = (name: string, k: number) => ['bash', peer('bare-loop.sh'), onMount(name), String(k), String(LANES), '--', 'cat'];
 
@@ -51,6 +57,10 @@ export const sshfsLatency: Scenario = {
       await pieceworkJob(`pw-${r}`);
       rows.add('piecework work -j 2', await runTimed(pwArgv(`pw-${r}`)), { chunks });
       check(`pw-${r}`, 'piecework');
+
+      await pieceworkJob(`sftp-${r}`);
+      rows.add(SFTP_ROW, await runTimed(sftpArgv(`sftp-${r}`)), { chunks });
+      check(`sftp-${r}`, 'piecework over SFTP');
 
       peerJob(`bash-${r}`);
       const [b] = await runTogether([bashArgv(`bash-${r}`), bashArgv(`bash-${r}`)]);
@@ -97,10 +107,18 @@ export const sshfsLatency: Scenario = {
     });
 
     const pw = rows.get('piecework work -j 2');
-    const ratios = [ratio('piecework / bash loop ×2', pw, rows.get('bash loop ×2')), ratio('piecework / bare loop ×2', pw, rows.get('bare cat loop ×2 (static halves)'))];
+    const sftp = rows.get(SFTP_ROW);
+    const ratios = [
+      ratio('piecework / bash loop ×2', pw, rows.get('bash loop ×2')),
+      ratio('piecework / bare loop ×2', pw, rows.get('bare cat loop ×2 (static halves)')),
+      ratio('piecework over SFTP / bare loop ×2 over sshfs', sftp, rows.get('bare cat loop ×2 (static halves)')),
+      ratio('piecework over SFTP / piecework over sshfs', sftp, pw),
+    ];
     const targets = [
       { target: 'sshfs 10 ms: ≤ 0.5× the bash loop', met: atMost(ratios[0]!.value, 0.5), detail: `${ratios[0]!.value.toFixed(2)}×` },
       { target: 'sshfs 10 ms (aim): < 1× the bare cat loop', met: atMost(ratios[1]!.value, 0.999), detail: `${ratios[1]!.value.toFixed(2)}×` },
+      { target: 'SFTP workers 10 ms: ≤ 0.5× the bare cat loop over sshfs', met: atMost(ratios[2]!.value, 0.5), detail: `${ratios[2]!.value.toFixed(2)}×` },
+      { target: 'SFTP workers 10 ms: ahead of sshfs workers', met: atMost(ratios[3]!.value, 0.999), detail: `${ratios[3]!.value.toFixed(2)}×` },
     ];
     const notes = [
       `Round trip ${2 * ONE_WAY_MS} ms (a delay proxy between sshfs and a private sshd on loopback), sshfs ${'default options'}; the bare loop has no skip, claim or temp file, and its two copies split the files statically.`,

@@ -39,10 +39,20 @@ export interface MountSpec {
   cacheOptions?: string;
 }
 
+/** How a host reaches the job over SFTP instead of a folder it sees (launch --via sftp). */
+export interface SftpSpec {
+  /** Key file on the host for the head (default: the host's ~/.ssh/id_*). */
+  identity?: string;
+  /** The head's known_hosts lines, from the launcher: the workers check the head's key against them. */
+  knownHostsLines?: string[];
+}
+
 export interface BootstrapSettings {
   action: 'check' | 'start' | 'run';
-  /** The job folder as the host sees it (absolute). */
+  /** The job folder as the host sees it (absolute), or its sftp:// address with `sftp`. */
   job: string;
+  /** The workers reach the job over SFTP (`job` is an sftp:// address): nothing is mounted. */
+  sftp?: SftpSpec;
   /** The bundled CLI on the host (absolute, or relative to the host's home). */
   tool?: string;
   command?: readonly string[];
@@ -67,9 +77,14 @@ export function bootstrapValues(settings: BootstrapSettings): TemplateValues {
   // The job's paths come from the one seam that knows the layout (core/job-folder.ts).
   const layout = new JobLayout(settings.job);
   const mount = settings.mount;
+  const sftp = settings.sftp;
   return {
     PW_ACTION: settings.action,
-    PW_JOB: layout.root,
+    PW_VIA: sftp ? 'sftp' : undefined,
+    PW_SFTP_IDENTITY: sftp?.identity,
+    PW_SFTP_KNOWN_HOSTS_LINES: sftp?.knownHostsLines?.length ? sftp.knownHostsLines.join('\n') : undefined,
+    // An sftp:// address is no path: it goes as given (the worker's argument).
+    PW_JOB: sftp ? settings.job : layout.root,
     PW_JOB_MARKER: layout.jobFile,
     PW_LOG_DIR: layout.logsDir,
     PW_TOOL: settings.tool,

@@ -23,6 +23,7 @@ import {
   parseMountSource,
   renderBootstrap,
   type BootstrapSettings,
+  type SftpSpec,
 } from './bootstrap.js';
 import { formatHost, resolveHosts, type HostConnectionOptions, type HostSpec } from './hosts.js';
 import * as aws from './providers/aws.js';
@@ -37,6 +38,8 @@ import {
   type ConnectFailureStatus,
   type SshCredentials,
 } from './ssh.js';
+import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';
+import { parseSftpAddress } from '../core/store/sftp-store.js';
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
 
@@ -70,6 +73,11 @@ export interface LaunchOptions extends HostConnectionOptions {
   node?: string;
 
   mount?: LaunchMountOptions;
+  /**
+   * The workers reach the job over SFTP (no mount, no FUSE on the hosts): `address` is the job's
+   * sftp:// address as the hosts reach the head; `identity` a key file on the hosts for it.
+   */
+  sftp?: LaunchSftpOptions;
 
   /**
    * Run the CLI from the shared folder instead of copying it to each host: a path as the hosts
@@ -103,6 +111,11 @@ export interface LaunchOptions extends HostConnectionOptions {
 }
 
 export type { LaunchMountOptions } from './share.js';
+
+export interface LaunchSftpOptions {
+  address: string;
+  identity?: string;
+}
 export { remoteJobPath } from './share.js';
 
 export type HostStatus = 'started' | ConnectFailureStatus | 'no-node' | 'mount-failed' | 'no-job' | 'no-cwd';
@@ -187,6 +200,12 @@ function validateCommon(options: LaunchOptions): void {
   if (options.remoteJob !== undefined && !isAbsolute(options.remoteJob)) {
     throw new UsageError(`--remote-job ${options.remoteJob}: give the job folder's absolute path on the hosts`);
   }
+  if (options.sftp) {
+    parseSftpAddress(options.sftp.address);
+    if (options.mount) throw new UsageError('--via sftp and --mount do not go together', 'with --via sftp the hosts mount nothing: leave --mount/--at out');
+    if (options.remoteJob !== undefined) throw new UsageError('--via sftp and --remote-job do not go together', 'the hosts reach the job at its sftp:// address');
+    if (options.toolOnMount !== undefined) throw new UsageError('--via sftp and --tool-on-mount do not go together', 'the CLI is copied to each host');
+  }
   if (options.mount) {
     if (!parseMountSource(options.mount.source)) {
       throw new UsageError(`--mount ${options.mount.source}: expected [user@]host:/path`);
@@ -199,11 +218,18 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   validateCommon(options);
   const specs = options.hostSpecs ? [...options.hostSpecs] : await resolveHosts(options.hosts ?? []);
   if (specs.length === 0) throw new UsageError('no hosts: give --hosts FILE or --hosts a,b,c, or --provider');
-  const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
-  const cwd = await workingDirectory({ ...commandPlace(options), remoteJob });
+  const remoteJob = options.sftp?.address ?? options.remoteJob ?? remoteJobPath(options.job, options.mount);
   const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
+  const sftp = options.sftp ? await sftpSpec(options.sftp, knownHostsFiles) : undefined;
+  // Over SFTP the hosts have no folder of the job's: the command runs in --cwd, else the home.
+  const cwd = sftp ? options.cwd : await workingDirectory({ ...commandPlace(options), remoteJob });
+  if (sftp && options.cwd === undefined && isRelativeProgram(options.command[0] ?? '')) {
+    throw new UsageError(`${options.command[0]} is a relative path, but with --via sftp the hosts have no shared folder to run it from`, 'give --cwd DIR (a folder on the hosts), or the command as an absolute path');
+  }
+  if (sftp && options.cwd !== undefined && !isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
   const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
-  const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, cwd };
+  const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, ...(cwd !== undefined ? { cwd } : {}) };
+  if (sftp) base.sftp = sftp;
   if (options.env?.length) base.env = options.env;
   if (options.workOptions?.length) base.workOptions = options.workOptions;
   if (mount) base.mount = mount;
@@ -232,6 +258,23 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
   const started = results.filter((r) => r.status === 'started').length;
   return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
+}
+
+/**
+ * What the hosts need to reach the head over SFTP: the key file (a path on the hosts) and the
+ * head's known_hosts lines from this machine's files — the workers never accept an unknown key.
+ */
+async function sftpSpec(sftp: LaunchSftpOptions, knownHostsFiles: readonly string[]): Promise<SftpSpec> {
+  const address = parseSftpAddress(sftp.address);
+  const lines = entriesForHost(await readKnownHosts(knownHostsFiles), address.host, address.port).map(formatKnownHostsEntry);
+  if (lines.length === 0) {
+    throw new UsageError(`the head ${address.host}${address.port === 22 ? '' : `:${address.port}`} is not in known_hosts here, so the workers could not check its key`, `add it (ssh-keyscan -p ${address.port} ${address.host} >> ~/.ssh/known_hosts, after checking the fingerprint), or give --known-hosts FILE`);
+  }
+  return { knownHostsLines: lines, ...(sftp.identity ? { identity: sftp.identity } : {}) };
+}
+
+function isRelativeProgram(program: string): boolean {
+  return program.includes('/') && !isAbsolute(program);
 }
 
 function commandPlace(options: LaunchOptions): Parameters<typeof workingDirectory>[0] & { remoteJob?: string } {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import type { Arguments, CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 // Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
@@ -20,6 +21,9 @@ export interface LaunchArgs {
   at?: string;
   mountPort?: number;
   mountIdentity?: string;
+  via?: 'sftp';
+  head?: string;
+  headIdentity?: string;
   remoteJob?: string;
   toolOnMount?: string;
   node?: string;
@@ -87,6 +91,9 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('at', { type: 'string', describe: 'Mount point on the hosts (with --mount)' })
       .option('mount-port', { type: 'number', describe: "The head's SSH port (with --mount)" })
       .option('mount-identity', { type: 'string', describe: 'Key for sshfs: a path on the hosts; with a cloud provider, a local file sent to the instances' })
+      .option('via', { type: 'string', choices: ['sftp'] as const, describe: 'sftp: the workers reach the job over SFTP from the head (no mount, no FUSE on the hosts; they need SSH and node)' })
+      .option('head', { type: 'string', describe: 'With --via sftp: [user@]host[:port] of the SSH server holding the job, as the hosts reach it (the job keeps its absolute path; not needed when JOB is an sftp:// address)' })
+      .option('head-identity', { type: 'string', describe: 'With --via sftp: the key file on the hosts for the head (default: the hosts\' ~/.ssh/id_*)' })
       .option('remote-job', { type: 'string', describe: 'The job folder as the hosts see it (default: mapped through --mount/--at)' })
       .option('tool-on-mount', { type: 'string', describe: 'Run piecework from the shared folder: PATH on the hosts, or no value to copy it to <share>/.piecework/' })
       .option('node', { type: 'string', describe: 'Path of node on the hosts, if not found on PATH, nvm, volta or /usr/local' })
@@ -253,6 +260,8 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
     if (argv.mountIdentity) options.mount.identity = argv.mountIdentity;
   }
   if (argv.remoteJob) options.remoteJob = argv.remoteJob;
+  if (argv.via === 'sftp') options.sftp = sftpLaunch(job, argv);
+  else if (argv.head !== undefined || argv.headIdentity !== undefined) throw new UsageError('--head and --head-identity need --via sftp');
   // `--tool-on-mount` alone: copy the bundle onto the share; with a value: the path on the hosts.
   if (argv.toolOnMount !== undefined) options.toolOnMount = argv.toolOnMount === '' ? true : argv.toolOnMount;
   if (argv.node) options.node = argv.node;
@@ -363,6 +372,21 @@ function providerOptionsFromArgs(argv: LaunchArgs): Partial<LaunchOptions> {
 }
 
 /** `--env NAME=VALUE`: the name a shell variable name; the value anything (even empty). */
+/** The job's sftp:// address as the hosts reach the head: JOB itself, or --head + JOB's absolute path. */
+function sftpLaunch(job: string, argv: { provider?: string; head?: string; headIdentity?: string }): { address: string; identity?: string } {
+  if (argv.provider) throw new UsageError(`--via sftp does not work with --provider ${argv.provider} yet`, 'use --hosts, or --mount for cloud and Slurm workers');
+  let address: string;
+  if (/^sftp:\/\//i.test(job)) {
+    if (argv.head !== undefined) throw new UsageError('--head is for a job given as a path: JOB is already an sftp:// address');
+    address = job;
+  } else {
+    if (argv.head === undefined) throw new UsageError('--via sftp needs --head [user@]host[:port]: the SSH server the hosts reach the job on', 'e.g. --via sftp --head me@head.example.org, or give JOB as sftp://me@head/srv/jobs/score');
+    if (!/^(?:[^@\s/:]+@)?(?:\[[^\]\s]+\]|[^@\s/:[\]]+)(?::\d+)?$/.test(argv.head)) throw new UsageError(`--head ${argv.head}: expected [user@]host[:port]`);
+    address = `sftp://${argv.head}${encodeURI(resolve(job))}`;
+  }
+  return { address, ...(argv.headIdentity !== undefined ? { identity: argv.headIdentity } : {}) };
+}
+
 function parseEnv(text: string): readonly [string, string] {
   const [name, value] = splitPair(text, '--env', 'NAME=VALUE');
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new UsageError(`--env ${text}: ${name} is not a variable name (letters, digits and _, not starting with a digit)`);

@@ -57,10 +57,13 @@ const command: CommandModule<object, StopArgs> = {
       return;
     }
 
-    const { openJobStore } = await import('../../core/store/open-store.js');
-    const manifest = await readManifest(await openJobStore(argv.job!));
-    if (argv.remoteJob !== undefined && !argv.remoteJob.startsWith('/')) throw new UsageError(`--remote-job ${argv.remoteJob}: give the job folder's absolute path on the hosts`);
-    const options: StopOnHostsOptions = { remoteJob: argv.remoteJob ?? resolve(argv.job!), jobId: manifest.id, hosts: argv.hosts! };
+    const { openJobStore, isRemoteAddress } = await import('../../core/store/open-store.js');
+    const store = await openJobStore(argv.job!);
+    // Closed at once: an sftp:// store's connection would keep this process alive.
+    const manifest = await readManifest(store).finally(() => store.close());
+    if (argv.remoteJob !== undefined && !argv.remoteJob.startsWith('/') && !isRemoteAddress(argv.remoteJob)) throw new UsageError(`--remote-job ${argv.remoteJob}: give the job folder's absolute path on the hosts (or the sftp:// address their workers use)`);
+    // Workers launched --via sftp name the job by its sftp:// address, as this command was given it.
+    const options: StopOnHostsOptions = { remoteJob: argv.remoteJob ?? (isRemoteAddress(argv.job!) ? argv.job! : resolve(argv.job!)), jobId: manifest.id, hosts: argv.hosts! };
     if (argv.identity?.length) options.identityFiles = argv.identity;
     if (argv.knownHosts?.length) options.knownHostsFiles = argv.knownHosts;
     if (argv.acceptNewHostKeys) options.acceptNewHostKeys = true;

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { WorkReport } from '../../core/work/worker.js';
-import { ExitStatus, InterruptedError } from '../../core/errors.js';
+import { ExitStatus, InterruptedError, JobMissingError } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { getContext } from '../context.js';
 import { commandAfterDashes, exitStatusList, nonNegativeInt, positiveInt, positiveSeconds } from '../args.js';
@@ -91,6 +91,13 @@ const command: CommandModule<object, WorkArgs> = {
         signal,
         onEvent: (event) => sinks.forEach((sink) => sink(event)),
       });
+    } catch (error) {
+      // Stopped by a signal, then the job went out of reach while letting go (a silent network
+      // link): the signal is why the worker ended; the link is worth a line.
+      const sig = received();
+      if (!sig || !(error instanceof JobMissingError)) throw error;
+      context.stderr.write(`piecework: while stopping: ${error.message}\n`);
+      throw new InterruptedError(sig);
     } finally {
       human.finish();
     }

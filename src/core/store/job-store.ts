@@ -164,6 +164,18 @@ export interface JobStore {
    */
   localPath(area: Area, name: string): string | undefined;
 
+  /**
+   * The caller is stopping (a signal): from now on, requests not answered within `ms` (those
+   * already sent included) count as a dead link. A network store that could otherwise wait out
+   * its full request deadline implements it; a mounted folder has nothing to hurry.
+   */
+  hurry?(ms: number): void;
+  /**
+   * Called once if the store's link to the job dies (a network store): a worker whose commands
+   * are all running learns of it at once instead of at its next request.
+   */
+  onLinkLost?(listener: (error: Error) => void): void;
+
   /** Let go of connections and caches. */
   close(): Promise<void>;
 }

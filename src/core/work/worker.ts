@@ -141,6 +141,12 @@ function checkSharedSettings(manifest: JobManifest, options: WorkOptions): void 
   }
 }
 
+/**
+ * After a signal, a request to a network store not answered within this ends the link: the
+ * worker then exits without releasing its claims (they go stale), well within a 10 s grace period.
+ */
+const SIGNAL_REQUEST_DEADLINE_MS = 4000;
+
 class Worker {
   readonly store: JobStore;
   readonly options: WorkOptions;
@@ -236,6 +242,8 @@ class Worker {
       warm: this.warm,
       successExits: new Set(this.options.successExitCodes ?? []),
     };
+    // A network store's dead link ends the worker now, not at its next request.
+    this.store.onLinkLost?.((error) => this.fail(error));
     const onAbort = () => this.stop('signal');
     this.options.signal?.addEventListener('abort', onAbort);
     if (this.options.signal?.aborted) this.stop('signal');
@@ -295,8 +303,12 @@ class Worker {
   readonly behind = new WorkBehind((error) => this.fail(asError(error)));
 
   stop(reason: StopReason): void {
-    // A signal while draining for a STOP file still stops the running commands.
-    if (reason === 'signal') this.killAll.abort();
+    // A signal while draining for a STOP file still stops the running commands, and a network
+    // store must not keep the worker past its grace period waiting for a silent server.
+    if (reason === 'signal') {
+      this.killAll.abort();
+      this.store.hurry?.(SIGNAL_REQUEST_DEADLINE_MS);
+    }
     if (this.stopReason) {
       if (reason === 'signal') this.stopReason = 'signal';
       return;
