@@ -21,10 +21,11 @@ const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-conc
 let tail = '';
 child.stdout.on('data', (data) => {
   process.stdout.write(data);
-  tail = (tail + data.toString()).slice(-4000);
+  tail = (tail + data.toString()).slice(-400_000);
 });
 child.on('close', (code) => {
-  const count = (word) => Number(new RegExp(`ℹ ${word} (\\d+)`).exec(tail)?.[1] ?? 0);
+  // The runner's own totals come before its list of failures, which can be long: the last match.
+  const count = (word) => Number([...tail.matchAll(new RegExp(`ℹ ${word} (\\d+)`, 'g'))].at(-1)?.[1] ?? 0);
   console.log(`tests: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`);
   process.exit(code ?? 1);
 });

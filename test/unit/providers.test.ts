@@ -37,7 +37,7 @@ let endpoint: CloudEndpoint;
 function makeJob(name: string, id: string): string {
   const job = join(share, 'jobs', name);
   mkdirSync(join(job, 'logs'), { recursive: true });
-  writeFileSync(join(job, 'job.json'), JSON.stringify({ protocol: 1, tool: 'piecework', id, created: new Date().toISOString(), split: { mode: 'lines', size: 1, inputs: [], grouping: 'none' }, chunkCount: 1, complete: true, staleSeconds: 60, retries: 2 }));
+  writeFileSync(join(job, 'job.json'), JSON.stringify({ protocol: 2, tool: 'piecework', id, created: new Date().toISOString(), split: { mode: 'lines', size: 1, inputs: [], grouping: 'none' }, groups: [{ name: '', count: 1, width: 6 }], ext: '', chunkCount: 1, complete: true, staleSeconds: 60, retries: 2 }));
   writeFileSync(join(job, 'score.sh'), '#!/bin/sh\ncat\n');
   return job;
 }
