@@ -4,6 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { registerCleanup } from './cleanup.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const piecework = path.join(repoRoot, 'bin/piecework');
@@ -23,7 +25,31 @@ export interface RunOptions {
   wrapper?: string[];
 }
 
+/**
+ * Workers that a test SIGKILLs cannot remove their lanes' cgroups (src/core/work/chunk-cgroup.ts):
+ * when the test file ends, the empty ones of processes that are gone are removed.
+ */
+let cgroupSweepRegistered = false;
+function sweepLaneCgroupsAtEnd(): void {
+  if (cgroupSweepRegistered) return;
+  cgroupSweepRegistered = true;
+  registerCleanup(() => {
+    const root = /^\S+ (\S+) cgroup2 /m.exec(readFileSync('/proc/self/mounts', 'utf8'))?.[1];
+    if (!root) return;
+    for (const name of readdirSync(root)) {
+      const pid = /^piecework-.+\.(\d+)\.\d+$/.exec(name)?.[1];
+      if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
+      try {
+        rmdirSync(path.join(root, name));
+      } catch {
+        // still in use, or gone already
+      }
+    }
+  }, 'remove the lane cgroups of workers that were killed');
+}
+
 export function startPiecework(args: string[], options: RunOptions = {}): ChildProcess {
+  sweepLaneCgroupsAtEnd();
   const argv = [...(options.wrapper ?? []), process.execPath, piecework, ...args];
   const child = spawn(argv[0]!, argv.slice(1), {
     cwd: options.cwd,
