@@ -12,7 +12,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { collect, killGroup, piecework, runPiecework, startPiecework, type RunResult } from '../helpers/cli.js';
-import { isAlive, listProcesses, markerEnv, registerCleanup, runCleanups } from '../helpers/cleanup.js';
+import { isAlive, listProcesses, markerEnv, processTree, registerCleanup, runCleanups } from '../helpers/cleanup.js';
 import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js';
 import { filesUnder } from '../helpers/job.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
@@ -98,22 +98,6 @@ const lockFolders = (job: string) => {
   }
 };
 
-/** sshd and every process below it (each connection has its own session), for SIGSTOP/SIGCONT. */
-function serverTree(server: Sshd): number[] {
-  const procs = listProcesses();
-  const found = new Set([server.pid]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const p of procs) {
-      if (found.has(p.ppid) && !found.has(p.pid)) {
-        found.add(p.pid);
-        grew = true;
-      }
-    }
-  }
-  return [...found];
-}
-
 function signalTree(pids: number[], signal: NodeJS.Signals): void {
   for (const pid of pids) {
     try {
@@ -126,7 +110,8 @@ function signalTree(pids: number[], signal: NodeJS.Signals): void {
 
 /** Freeze a server: the link goes silent (no reset, no answer). Thawed by the returned function and the cleanups. */
 function freeze(server: Sshd): () => void {
-  const pids = serverTree(server);
+  // sshd and every process below it (each connection has its own session), for SIGSTOP/SIGCONT.
+  const pids = processTree(server.pid);
   signalTree(pids, 'SIGSTOP');
   const handle = registerCleanup(() => signalTree(pids, 'SIGCONT'), `SIGCONT sshd ${server.pid}`);
   return () => handle.run();

@@ -131,7 +131,7 @@ export function isAlive(pid: number): boolean {
 
 /** pid, its process group and all its descendants (sshd puts each connection in a new session,
  * so killing the group alone would leave per-connection children behind). */
-function processTree(pid: number): number[] {
+export function processTree(pid: number): number[] {
   const procs = listProcesses();
   const found = new Set<number>([pid]);
   for (const p of procs) if (p.pgid === pid) found.add(p.pid);
