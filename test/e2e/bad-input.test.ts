@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
+import { collect, killGroup, nobodyCannotRun, runPiecework, startPiecework } from '../helpers/cli.js';
 import { filesUnder } from '../helpers/job.js';
 
 const root = await fs.mkdtemp(path.join(os.tmpdir(), `pw-bad-${process.pid}-`));
@@ -69,7 +69,7 @@ test('split over an existing job is refused and leaves it untouched', async () =
   assert.equal(await fs.readFile(path.join(job, 'job.json'), 'utf8'), before);
 });
 
-test('an unreadable input is refused before a job is made', async () => {
+test('an unreadable input is refused before a job is made', { skip: nobodyCannotRun() }, async () => {
   const input = path.join(root, 'secret.txt');
   await fs.writeFile(input, 'x\n', { mode: 0o600 });
   await fs.chmod(root, 0o777);

@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs, existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runPiecework, startPiecework, collect } from '../helpers/cli.js';
+import { runPiecework, startPiecework, collect, nobodyCannotRun } from '../helpers/cli.js';
 import { filesUnder, lineJob } from '../helpers/job.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runCleanups } from '../helpers/cleanup.js';
@@ -265,7 +265,7 @@ function readdirNames(dir: string): string[] {
   }
 }
 
-test('a job folder this user cannot write gives one line saying so, for every command — not "this is a bug"', async () => {
+test('a job folder this user cannot write gives one line saying so, for every command — not "this is a bug"', { skip: nobodyCannotRun() }, async () => {
   const job = await lineJob(root, 'not-mine', 2);
   // root writes everywhere: run the CLI as nobody on a job root owns, for a real EACCES.
   await fs.chmod(root, 0o755);

@@ -1,7 +1,7 @@
 /**
  * Run the built CLI as a user would: a real process, real exit status, real stdout/stderr.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
@@ -46,6 +46,18 @@ function sweepLaneCgroupsAtEnd(): void {
       }
     }
   }, 'remove the lane cgroups of workers that were killed');
+}
+
+/** `setpriv` argv that runs the CLI as nobody (root reads and writes everything: no EACCES otherwise). */
+export const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--'];
+
+/**
+ * Why tests that run the CLI as nobody cannot run here, or false: a checkout inside a private
+ * folder (mktemp -d makes one) hides bin/piecework from nobody.
+ */
+export function nobodyCannotRun(): string | false {
+  const result = spawnSync(asNobody[0]!, [...asNobody.slice(1), 'test', '-r', piecework]);
+  return result.status === 0 ? false : `nobody cannot read ${piecework} (a folder on the way is private)`;
 }
 
 export function startPiecework(args: string[], options: RunOptions = {}): ChildProcess {
