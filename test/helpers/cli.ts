@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { registerCleanup } from './cleanup.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,8 +26,9 @@ export interface RunOptions {
 }
 
 /**
- * Workers that a test SIGKILLs cannot remove their lanes' cgroups (src/core/work/chunk-cgroup.ts):
- * when the test file ends, the empty ones of processes that are gone are removed.
+ * Workers that a test SIGKILLs cannot remove their lanes' cgroups (src/core/work/chunk-cgroup.ts)
+ * nor end their commands: when the test file ends, what is left in those of processes that are
+ * gone is killed, and the cgroups removed.
  */
 let cgroupSweepRegistered = false;
 function sweepLaneCgroupsAtEnd(): void {
@@ -40,7 +41,9 @@ function sweepLaneCgroupsAtEnd(): void {
       const pid = /^piecework-.+\.(\d+)\.\d+$/.exec(name)?.[1];
       if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
       try {
-        rmdirSync(path.join(root, name));
+        // A SIGKILLed worker's commands live on (a test that plays a dead host): end them too.
+        writeFileSync(path.join(root, name, 'cgroup.kill'), '1');
+        removeWhenEmpty(path.join(root, name));
       } catch {
         // still in use, or gone already
       }
@@ -58,6 +61,19 @@ export const asNobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clea
 export function nobodyCannotRun(): string | false {
   const result = spawnSync(asNobody[0]!, [...asNobody.slice(1), 'test', '-r', piecework]);
   return result.status === 0 ? false : `nobody cannot read ${piecework} (a folder on the way is private)`;
+}
+
+/** rmdir a cgroup whose processes were just killed: they take a moment to be reaped (≤ 1 s here). */
+function removeWhenEmpty(cgroup: string): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 100; i++) {
+    try {
+      rmdirSync(cgroup);
+      return;
+    } catch {
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
 }
 
 export function startPiecework(args: string[], options: RunOptions = {}): ChildProcess {
