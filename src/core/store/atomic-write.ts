@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random-hex.js';
 import { HOST } from './layout.js';
 
 export interface AtomicWriteOptions {
@@ -18,7 +18,7 @@ export interface AtomicWriteOptions {
 export async function writeFileAtomic(destination: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   const tempDir = options.tempDir ?? path.dirname(destination);
   // `.<name>.<host>.<pid>.<random>`: whoever finds it after a crash can tell whether its writer lives.
-  const temp = path.join(tempDir, `.${path.basename(destination)}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const temp = path.join(tempDir, `.${path.basename(destination)}.${HOST}.${process.pid}.${randomHex(4)}`);
   const handle = await fs.open(temp, 'w');
   try {
     await handle.writeFile(data);

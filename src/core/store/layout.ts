@@ -3,7 +3,7 @@
  * other hosts, possibly at other versions, read and write exactly these names. Pure naming — the
  * stores do the I/O; the remote layer uses JobLayout to name paths as other hosts see them.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random-hex.js';
 import { hostname } from 'node:os';
 import path from 'node:path';
 
@@ -127,7 +127,7 @@ export const HOST = hostname().replace(/[^A-Za-z0-9_-]/g, '_') || 'host';
 
 /** A temp file's name: `<label>.<host>.<pid>.<random>[<ext>]`, so its writer can be told. */
 export function tempName(label: string, ext = ''): string {
-  return `${label.replaceAll('/', '~')}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}${ext}`;
+  return `${label.replaceAll('/', '~')}.${HOST}.${process.pid}.${randomHex(4)}${ext}`;
 }
 
 export function workerIdFor(host: string, pid: number): string {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random-hex.js';
 import type { ClaimOwner } from './job-store.js';
 
 /**
@@ -30,7 +30,7 @@ export function defaultUpdateMs(staleMs: number): number {
 
 /** A new claim's owner record: its token (random) and the text written to `<chunk>.owner`. */
 export function newOwnerRecord(identity: ClaimOwner, chunk: string, lane: number, mountNow: number): { token: string; text: string } {
-  const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
+  const token = randomHex(TOKEN_LENGTH / 2);
   const record: OwnerRecord = {
     token,
     worker: identity.workerId,

@@ -28,7 +28,7 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random-hex.js';
 import { Readable } from 'node:stream';
 import type { NodeSSH } from 'node-ssh';
 import type { OpenMode, SFTPWrapper, Stats as SftpStats } from 'ssh2';
@@ -44,9 +44,6 @@ const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const KEEPALIVE_INTERVAL_MS = 5_000;
 export const KEEPALIVE_COUNT_MAX = 3;
-/** How long a roomy free-space answer is reused (freeBytes). */
-const FREE_SPACE_REUSE_MS = 1000;
-const PLENTY_OF_ROOM_BYTES = 1024 ** 3;
 /** How long close() lets the server answer the goodbye before dropping the connection. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -505,7 +502,7 @@ export class SftpJobStore implements JobStore {
 
   /** Upload under .tmp/, then posix-rename over the target: readers see old or new, never a mix. */
   async #writeAtomic(target: string, bytes: Buffer, durable: boolean): Promise<void> {
-    const temp = `${this.remotePath('tmp', '')}/.${path.posix.basename(target)}.${HOST}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    const temp = `${this.remotePath('tmp', '')}/.${path.posix.basename(target)}.${HOST}.${process.pid}.${randomHex(4)}`;
     await this.#upload(temp, bytes, { fsync: durable });
     try {
       await this.#rename(temp, target);
@@ -763,24 +760,8 @@ export class SftpJobStore implements JobStore {
     };
   }
 
-  #free: { at: number; bytes: Promise<number | undefined> } | undefined;
-
-  /**
-   * Asked before every commit: over SFTP a round trip on each chunk's critical path. An answer
-   * with plenty of room (≥ 1 GiB) is reused for a second; a low one is asked again every time.
-   */
-  freeBytes(): Promise<number | undefined> {
-    const cached = this.#free;
-    if (cached && Date.now() - cached.at < FREE_SPACE_REUSE_MS) return cached.bytes;
-    const bytes = this.#askFreeBytes();
-    this.#free = { at: Date.now(), bytes };
-    void bytes.then((n) => {
-      if (n !== undefined && n < PLENTY_OF_ROOM_BYTES && this.#free?.bytes === bytes) this.#free = undefined;
-    });
-    return bytes;
-  }
-
-  async #askFreeBytes(): Promise<number | undefined> {
+  /** Over SFTP a round trip: the worker reuses a roomy answer for a while (work/free-space.ts). */
+  async freeBytes(): Promise<number | undefined> {
     if (!this.#extensions['statvfs@openssh.com']) return undefined;
     try {
       const p = this.remotePath('tmp', '');

@@ -13,6 +13,7 @@ import { outputName, type JobManifest } from '../manifest.js';
 import type { Claim, Claims, JobStore, LaneSpace, PendingOutput, StagedInput } from '../store/job-store.js';
 import { HOST, stderrLogName } from '../store/layout.js';
 import type { MountClock } from '../store/mount-clock.js';
+import type { FreeSpaceGauge } from './free-space.js';
 import type { LanePace } from './lane-pace.js';
 import { openChunkIo, runChunk, type ChunkIo, type ChunkRunResult, type CommandTemplate } from './run-chunk.js';
 import type { StderrCapture } from './stderr-capture.js';
@@ -34,6 +35,8 @@ export interface AttemptContext {
   readonly log: WorkerLog;
   readonly onEvent: EventSink;
   readonly pace: LanePace;
+  /** Free space where outputs are written, asked before each commit. */
+  readonly freeSpace: FreeSpaceGauge;
   readonly maxAttempts: number;
   readonly timeoutMs: number | undefined;
   readonly fsync: boolean;
@@ -314,7 +317,7 @@ function commandHint(program: string, spawnError: string): string {
 const DISK_FULL_BELOW_BYTES = 64 * 1024;
 
 async function stopIfDiskFull(context: AttemptContext, chunk: string, what: string): Promise<void> {
-  const free = await context.store.freeBytes();
+  const free = await context.freeSpace.freeBytes();
   if (free === undefined || free >= DISK_FULL_BELOW_BYTES) return;
   throw new PieceworkError(`the disk holding the job is full (${what} chunk ${chunk} was not committed)`, {
     hint: 'free space and start the worker again: nothing partial was committed, and the chunk was not counted as failed',

@@ -8,7 +8,7 @@
  * it lives in the local temp folder, never on the job's mount.
  */
 import { ftruncateSync, promises as fs } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../random-hex.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -23,7 +23,7 @@ export class StderrCapture {
   }
 
   static async open(): Promise<StderrCapture> {
-    const file = path.join(os.tmpdir(), `piecework-stderr-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const file = path.join(os.tmpdir(), `piecework-stderr-${process.pid}-${randomHex(4)}`);
     // 'a+': the command appends, so writes land at the end even after a truncate under it.
     const handle = await fs.open(file, 'a+', 0o600);
     await fs.unlink(file);

@@ -21,6 +21,7 @@ import type { MountClock } from '../store/mount-clock.js';
 import { openJobStore } from '../store/open-store.js';
 import { defaultUpdateMs } from '../store/owner-record.js';
 import { PACKAGE_VERSION } from '../version.js';
+import { FreeSpaceGauge } from './free-space.js';
 import type { AttemptContext, AttemptOutcome } from './attempt.js';
 import { Lane } from './lane.js';
 import { LanePace } from './lane-pace.js';
@@ -235,6 +236,7 @@ class Worker {
       log: this.log,
       onEvent: this.onEvent,
       pace: this.pace,
+      freeSpace: new FreeSpaceGauge(this.store),
       maxAttempts: this.maxAttempts,
       timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
       fsync: this.options.fsync ?? false,
