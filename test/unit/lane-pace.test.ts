@@ -16,6 +16,16 @@ test('short chunks: the next is prepared at once when preparing takes longer tha
   assert.equal(pace.prepareDepth(), 3, 'enough chunks ready for the commands to cover one preparation');
 });
 
+test('short commands that outlast their preparation: the next is still prepared as one starts', () => {
+  // A 20 ms command with a 3 ms preparation: "shortly before the end" (14 ms in) was missed
+  // whenever the command ended early, and the lane then prepared on its critical path.
+  const pace = new LanePace();
+  pace.recordRun(20);
+  pace.recordPrepare(3);
+  assert.equal(pace.prepareAheadAfterMs(), 0);
+  assert.equal(pace.prepareDepth(), 1);
+});
+
 test('a chunk is prepared shortly before the current one is expected to end, not at its start', () => {
   const pace = new LanePace();
   pace.recordRun(2000);
@@ -35,7 +45,7 @@ test('depth is capped: a slow mount does not make a lane hoard claims', () => {
   const pace = new LanePace();
   pace.recordRun(1);
   pace.recordPrepare(500);
-  assert.equal(pace.prepareDepth(), 4);
+  assert.equal(pace.prepareDepth(), 8);
 });
 
 test('the averages follow a change in chunk length', () => {

@@ -373,32 +373,37 @@ export class SftpJobStore implements JobStore {
     const handle = await this.#open(p, 'w');
     let closed = false;
     try {
+      // The last writes, the fsync and the close go out together: the server runs the requests
+      // on one handle in the order sent, and the upload counts only if every one succeeded.
+      const last: Promise<void>[] = [];
       if (typeof source === 'string') {
         // A local file, read in pieces, with up to 16 writes in flight.
         const file = await fs.open(source, 'r');
         try {
           const size = (await file.stat()).size;
           const pieceSize = this.#writeLength;
-          const inFlight: Promise<void>[] = [];
           for (let position = 0; position < size; position += pieceSize) {
             const buffer = Buffer.allocUnsafe(Math.min(pieceSize, size - position));
             const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
-            inFlight.push(this.#writeAt(handle, p, buffer.subarray(0, bytesRead), position));
-            if (inFlight.length >= 16) await inFlight.shift();
+            last.push(this.#writeAt(handle, p, buffer.subarray(0, bytesRead), position));
+            if (last.length >= 16) await last.shift();
           }
-          await Promise.all(inFlight);
+        } catch (error) {
+          await Promise.allSettled(last);
+          throw error;
         } finally {
           await file.close();
         }
       } else {
         const pieceSize = this.#writeLength;
-        const writes: Promise<void>[] = [];
-        for (let position = 0; position < source.length; position += pieceSize) writes.push(this.#writeAt(handle, p, source.subarray(position, position + pieceSize), position));
-        await Promise.all(writes);
+        for (let position = 0; position < source.length; position += pieceSize) last.push(this.#writeAt(handle, p, source.subarray(position, position + pieceSize), position));
       }
-      if (options.fsync && this.#extensions['fsync@openssh.com']) await this.#call<void>('fsync', p, (cb) => this.#sftp.ext_openssh_fsync(handle, cb));
+      if (options.fsync && this.#extensions['fsync@openssh.com']) last.push(this.#call<void>('fsync', p, (cb) => this.#sftp.ext_openssh_fsync(handle, cb)));
       closed = true;
-      await this.#closeHandle(handle, p);
+      last.push(this.#closeHandle(handle, p));
+      const settled = await Promise.allSettled(last);
+      const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (error) {
       if (!closed) void this.#closeHandle(handle, p).catch(() => {});
       void this.#unlink(p).catch(() => {});
@@ -920,8 +925,8 @@ class SftpClaimBook implements Claims {
   async claim(chunk: string, lane: number): Promise<Claim | undefined> {
     const lock = this.lockPath(chunk);
     try {
-      const made = await this.#tryMkdir(lock, chunk);
-      if (made) return this.#newClaim(chunk, lane, false);
+      const madeAt = await this.#tryMkdir(lock, chunk);
+      if (madeAt !== undefined) return this.#newClaim(chunk, lane, false, madeAt);
       // It exists: a live claim, or a stale one to take over.
       let info: SftpStats;
       try {
@@ -935,10 +940,11 @@ class SftpClaimBook implements Claims {
       const again = await this.store.statPath(lock).catch(() => undefined);
       if (!again || again.mtime !== info.mtime || !this.#isStale(again)) return undefined;
       await this.store.rmdirPath(lock).catch(() => {});
-      if (!(await this.#tryMkdir(lock, chunk))) return undefined;
+      const takenAt = await this.#tryMkdir(lock, chunk);
+      if (takenAt === undefined) return undefined;
       // Written at once: a contender that raced this takeover learns of it from the token, and
       // the old holder's release finds it.
-      const claim = this.#newClaim(chunk, lane, true);
+      const claim = this.#newClaim(chunk, lane, true, takenAt);
       await claim.ownerWritten;
       return claim;
     } catch (error) {
@@ -951,12 +957,16 @@ class SftpClaimBook implements Claims {
     return this.clock.now() - (info.mtime * 1000 + 999) > this.settings.staleMs;
   }
 
-  /** mkdir the lock: true when made, false when the name exists; a grouped chunk's folder on demand. */
-  async #tryMkdir(lock: string, chunk: string): Promise<boolean> {
+  /**
+   * mkdir the lock: when the mkdir that made it was sent (the lock is no older), or undefined when
+   * the name exists; a grouped chunk's folder is made on demand.
+   */
+  async #tryMkdir(lock: string, chunk: string): Promise<number | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
+        const sentAt = Date.now();
         await this.store.mkdirPath(lock);
-        return true;
+        return sentAt;
       } catch (error) {
         if (!isCode(error, 'ESFTPFAILURE') && !isCode(error, 'ENOENT')) throw error;
         // Code 4 says nothing: ask whether the name exists.
@@ -967,7 +977,7 @@ class SftpClaimBook implements Claims {
             throw e;
           },
         );
-        if (exists) return false;
+        if (exists) return undefined;
         const slash = chunk.lastIndexOf('/');
         if (attempt > 0 || slash === -1) throw error;
         await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
@@ -975,12 +985,12 @@ class SftpClaimBook implements Claims {
     }
   }
 
-  #newClaim(chunk: string, lane: number, writeOwnerNow: boolean): SftpClaim {
+  #newClaim(chunk: string, lane: number, writeOwnerNow: boolean, madeAt: number): SftpClaim {
     const { token, text } = newOwnerRecord(this.identity, chunk, lane, this.clock.now());
     // A takeover replaces the old holder's record; a plain claim's late record is created only if
     // there is none: a takeover's record, already there, must not be overwritten by the old holder.
     const writeOwner = writeOwnerNow ? () => this.store.writeFileAtomic(this.ownerPath(chunk), text) : () => this.store.createFile(this.ownerPath(chunk), text);
-    return new SftpClaim(this, chunk, token, writeOwner, writeOwnerNow);
+    return new SftpClaim(this, chunk, token, writeOwner, writeOwnerNow, madeAt);
   }
 
   async readOwnerToken(chunk: string): Promise<string | undefined> {
@@ -997,7 +1007,8 @@ class SftpClaimBook implements Claims {
 class SftpClaim implements Claim {
   readonly chunk: string;
   readonly token: string;
-  readonly claimedAt = Date.now();
+  /** When the mkdir that made the lock was sent: the lock's mtime is no older. */
+  readonly claimedAt: number;
   #book: SftpClaimBook;
   #lost: Error | undefined;
   #listeners: ((reason: Error) => void)[] = [];
@@ -1008,8 +1019,9 @@ class SftpClaim implements Claim {
   #stamped: number | undefined;
   #released = false;
 
-  constructor(book: SftpClaimBook, chunk: string, token: string, writeOwner: () => Promise<void>, writeOwnerNow: boolean) {
+  constructor(book: SftpClaimBook, chunk: string, token: string, writeOwner: () => Promise<void>, writeOwnerNow: boolean, claimedAt: number) {
     this.#book = book;
+    this.claimedAt = claimedAt;
     this.chunk = chunk;
     this.token = token;
     const write = () => {
@@ -1088,6 +1100,13 @@ class SftpClaim implements Claim {
     if (this.#lost) return;
     await this.#ownerWritten?.catch(() => {});
     const store = this.#book.store;
+    // A claim younger than half the stale period, whose record was never written, cannot have
+    // been taken over (no one judges a lock stale before its mtime is a stale period old): its
+    // lock is removed at once, without reading the record first (a round trip per chunk).
+    if (!this.#ownerWritten && !this.oldEnoughToCheck) {
+      await store.rmdirPath(this.#book.lockPath(this.chunk)).catch(() => {});
+      return;
+    }
     // Never remove a claim another worker took: its owner record carries another token.
     const token = await this.#book.readOwnerToken(this.chunk).catch(() => undefined);
     if (token !== undefined && token !== this.token) {

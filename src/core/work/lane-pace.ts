@@ -11,8 +11,11 @@
 /** Chunks running longer than this on average are not prepared ahead: the saving is < 1 %. */
 export const PREPARE_AHEAD_MAX_RUN_MS = 10_000;
 
+/** Commands shorter than this on average: the next chunk is prepared as soon as one starts. */
+export const PREPARE_AT_START_BELOW_RUN_MS = 1000;
+
 /** Chunks a lane keeps ready at most: each is a claim held before its command runs. */
-const MAX_PREPARE_DEPTH = 4;
+const MAX_PREPARE_DEPTH = 8;
 
 /** Weight of the newest sample in the running averages. */
 const WEIGHT = 0.2;
@@ -40,6 +43,10 @@ export class LanePace {
    */
   prepareAheadAfterMs(): number | undefined {
     if (this.#runMs === undefined || this.#runMs > PREPARE_AHEAD_MAX_RUN_MS) return undefined;
+    // Short commands: at once. A claim taken that early waits one short command at most, which
+    // costs other hosts nothing; waiting for "shortly before the end" of a 20 ms command missed
+    // it whenever it ended early, and the lane then prepared after it, on the critical path.
+    if (this.#runMs < PREPARE_AT_START_BELOW_RUN_MS) return 0;
     // Twice the usual preparation time before the expected end: slack for a slower round trip.
     return Math.max(0, this.#runMs - 2 * (this.#prepareMs ?? 0));
   }

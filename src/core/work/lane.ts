@@ -14,7 +14,7 @@ import type { CommandStarter } from '../spawn/command-starter.js';
 import type { ChunkCgroup } from './chunk-cgroup.js';
 
 /** Chunks a lane may have committing behind the one it runs. */
-const MAX_COMMITS_BEHIND = 4;
+const MAX_COMMITS_BEHIND = 16;
 /** How long a listing of out/ is taken at its word before a chunk is looked up first. */
 const LISTING_TRUST_MS = 2000;
 /** How long after a claim found an output already there to keep looking before claiming. */

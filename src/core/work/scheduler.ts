@@ -94,6 +94,14 @@ export class Scheduler {
 
   #waitingForOwnChunks = false;
 
+  /** Take the first pass now, before any lane asks (start-up overlaps it with other steps). */
+  listAhead(): void {
+    this.#scanning ??= this.#scan().finally(() => {
+      this.#scanning = undefined;
+    });
+    this.#scanning.catch(() => {}); // a failure reaches the first lane that asks
+  }
+
   async next(): Promise<string | undefined> {
     await this.#worker.checkStopFile();
     for (;;) {
@@ -103,9 +111,7 @@ export class Scheduler {
       }
       const chunk = this.#queue.pop();
       if (chunk !== undefined) return chunk;
-      this.#scanning ??= this.#scan().finally(() => {
-        this.#scanning = undefined;
-      });
+      this.listAhead();
       await this.#scanning;
     }
   }
@@ -139,17 +145,20 @@ export class Scheduler {
     const began = Date.now();
     // The job marker is checked before every pass (invariant 6): a dropped mount must not look
     // like an empty job.
+    // The listings go out together with it, on the bet that the manifest is unchanged (a round
+    // trip or three less per pass on a network store); they are used only once it is read, and
+    // taken again when it names other chunks (a split still running).
+    const listAll = (manifest: JobManifest, chunks: string[]) =>
+      Promise.all([listedOutputs(worker.store, manifest, chunks), listFailures(worker.store, new Set(chunks)), worker.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord)]);
+    const early = listAll(worker.manifest, worker.chunks);
+    early.catch(() => {}); // settled below, or dropped when the manifest read fails
     const manifest = await readManifest(worker.store);
     if (manifest.id !== worker.manifest.id) throw new JobReplacedError(worker.store.location, 'this worker');
     // The manifest names the chunks (invariant 8): a chunk file deleted by hand is still a chunk.
-    if (manifest.chunkCount !== worker.manifest.chunkCount || manifest.groups.length !== worker.manifest.groups.length) worker.chunks = chunkNames(manifest);
+    const sameChunks = manifest.chunkCount === worker.manifest.chunkCount && manifest.groups.length === worker.manifest.groups.length && manifest.ext === worker.manifest.ext;
+    if (!sameChunks) worker.chunks = chunkNames(manifest);
     worker.manifest = manifest;
-    const chunkSet = new Set(worker.chunks);
-    const [outputs, failures, requeue] = await Promise.all([
-      listedOutputs(worker.store, manifest, worker.chunks),
-      listFailures(worker.store, chunkSet),
-      worker.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord),
-    ]);
+    const [outputs, failures, requeue] = sameChunks ? await early : await listAll(manifest, worker.chunks);
     for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
     this.#forgetRequeued(requeue);
 

@@ -207,7 +207,18 @@ class Worker {
 
   async run(): Promise<WorkReport> {
     const started = this.startedAt;
-    this.clock = await this.store.measureClock(this.workerId);
+    // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
+    const laneSpaces = Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.store.openLaneSpace(this.workerId, lane)));
+    const stderrCaptures = Promise.all(Array.from({ length: this.lanes }, () => StderrCapture.open()));
+    // Awaited below; a failure meanwhile must not count as unhandled (it would end the process).
+    laneSpaces.catch(() => {});
+    stderrCaptures.catch(() => {});
+    try {
+      this.clock = await this.store.measureClock(this.workerId);
+    } catch (error) {
+      await Promise.all([laneSpaces.then((opened) => Promise.all(opened.map((space) => space.close()))), stderrCaptures.then((opened) => Promise.all(opened.map((file) => file.close())))]).catch(() => {});
+      throw error;
+    }
     this.claims = await this.store.claims({ staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid, bootId: BOOT_ID });
     this.log = new WorkerLog(this.store, `${this.workerId}.log`, this.workerId, () => this.clock.now());
     this.heartbeat = new Heartbeat(this.store, this.clock, {
@@ -259,19 +270,24 @@ class Worker {
     let starters: CommandStarter[] = [];
     let cgroups: (ChunkCgroup | undefined)[] = [];
     try {
-      // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
-      [spaces, stderrFiles] = await Promise.all([
-        Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.store.openLaneSpace(this.workerId, lane))),
-        Promise.all(Array.from({ length: this.lanes }, () => StderrCapture.open())),
-        this.heartbeat.write('running'),
-      ]);
-      this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
-      // How each lane starts its commands: a small fork server, or node's spawn (spawn/).
-      const localJob = this.store.localPath('top', '');
-      // (A warm lane's process is started by the lane itself.)
-      starters = stderrFiles.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
-      cgroups = this.warm ? [] : await Promise.all(spaces.map((_, lane) => ChunkCgroup.open(`${this.workerId}.${lane}`)));
+      // The first pass lists the job while the heartbeat is written (it only reads); no chunk is
+      // claimed before the heartbeat exists, since requeue judges our temp files by it.
       this.scheduler = new Scheduler(this, this.clock.now());
+      this.scheduler.listAhead();
+      // The lanes' local set-up (forking a fork server costs the whole worker's memory) runs
+      // while those requests are out. Each piece is kept as it is made, for the clean-up below.
+      const localSetUp = stderrCaptures.then(async (files) => {
+        stderrFiles = files;
+        // How each lane starts its commands: a small fork server, or node's spawn (spawn/).
+        const localJob = this.store.localPath('top', '');
+        // (A warm lane's process is started by the lane itself.)
+        starters = files.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
+        cgroups = this.warm ? [] : await Promise.all(files.map((_, lane) => ChunkCgroup.open(`${this.workerId}.${lane}`)));
+      });
+      const setUp = await Promise.allSettled([laneSpaces.then((opened) => void (spaces = opened)), localSetUp, this.heartbeat.write('running')]);
+      const setUpFailure = setUp.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (setUpFailure) throw setUpFailure.reason;
+      this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
       await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!, cgroups[lane]).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
