@@ -42,6 +42,22 @@ import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-h
 import { parseSftpAddress } from '../core/store/sftp-store.js';
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
+import {
+  ensureJobKey,
+  generateJobKey,
+  headAuthorizedKeys,
+  installJobKey,
+  jobKeyComment,
+  jobKeyRecord,
+  readJobKey,
+  revokeJobKey,
+  sftpOnlyLine,
+  type HeadLogin,
+  type JobKey,
+  type JobKeyEvent,
+  type KeyHead,
+  type RevokeOutcome,
+} from './job-key.js';
 
 export interface LaunchOptions extends HostConnectionOptions {
   /** The job folder, as this machine names it. */
@@ -104,8 +120,13 @@ export interface LaunchOptions extends HostConnectionOptions {
   providerArgs?: readonly string[];
   /** Plan only: render scripts, list commands, connect nowhere. */
   dryRun?: boolean;
-  /** Providers: remove the job's instances / cancel its Slurm jobs. */
+  /** Providers: remove the job's instances / cancel its Slurm jobs, then revoke the job's key (if launch made one). */
   delete?: boolean;
+  /**
+   * Make a key for the job (job-key.ts), install it on the head for SFTP only, and give it to the
+   * workers instead of `mount.identity`. Default: on for gcloud/aws with `mount` and no identity.
+   */
+  jobKey?: boolean;
 
   onEvent?: (event: LaunchEvent) => void;
 }
@@ -154,7 +175,8 @@ export type LaunchEvent =
   | { type: 'host:starting'; host: string }
   | { type: 'host:done'; result: HostResult }
   | { type: 'tool:copied'; path: string }
-  | { type: 'provider:command'; argv: readonly string[] };
+  | { type: 'provider:command'; argv: readonly string[] }
+  | JobKeyEvent;
 
 export interface SshLaunchReport {
   kind: 'ssh';
@@ -181,6 +203,23 @@ export interface ProviderLaunchReport {
   dryRun: boolean;
   plan: ProviderPlan;
   result?: ApplyResult;
+  jobKey?: JobKeyReport;
+}
+
+/** What launch did (or, in a dry run, would do) with the job's key. */
+export interface JobKeyReport {
+  /** `piecework-job-<id>`. */
+  comment: string;
+  /** The private key on this machine. */
+  keyFile: string;
+  /** Create: the head it goes to (`user@host:port`), the line, the file there, and what happened. */
+  head?: string;
+  line?: string;
+  authorizedKeys?: string;
+  result?: 'added' | 'present' | 'would-add';
+  /** Delete: the heads it was removed from (a dry run: would be). */
+  revoked?: RevokeOutcome['revoked'];
+  wouldRevoke?: string[];
 }
 
 export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport;
@@ -456,18 +495,34 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
   const module = { gcloud, aws, slurm }[provider];
   const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
   let plan: ProviderPlan;
+  let jobKey: { key: JobKey; head: KeyHead; kept: boolean } | undefined;
   if (options.delete) {
+    const jobId = await jobIdFor(options);
     plan = await module.plan({
       action: 'delete',
       job: remoteJob,
-      jobId: await jobIdFor(options),
+      jobId,
       ...(options.zone ? { zone: options.zone } : {}),
       ...(options.region ? { region: options.region } : {}),
       ...(options.project ? { project: options.project } : {}),
       ...(options.aws?.profile ? { profile: options.aws.profile } : {}),
     });
+    if (options.dryRun) {
+      const record = await jobKeyRecord(jobId);
+      const report: ProviderLaunchReport = { kind: 'provider', provider, dryRun: true, plan };
+      if (record) report.jobKey = { comment: jobKeyComment(jobId), keyFile: record.keyFile ?? '', wouldRevoke: record.heads.map(formatHost) };
+      return report;
+    }
+    // Instances first: a head out of reach must not keep them running (and billed).
+    const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
+    const report: ProviderLaunchReport = { kind: 'provider', provider, dryRun: false, plan, result };
+    const revoked = await revokeJobKey(jobId, headLogin(options), options.onEvent);
+    if (revoked) report.jobKey = { comment: revoked.comment, keyFile: revoked.file, revoked: revoked.revoked };
+    if (revoked?.failed.length) throw revokeFailure(plan, result, revoked);
+    return report;
   } else {
     validateCommon(options);
+    validateJobKey(provider, options);
     if (options.count === undefined || !(Number.isInteger(options.count) && options.count >= 1)) {
       throw new UsageError(`--count is required with --provider ${provider} (how many ${provider === 'slurm' ? 'array tasks' : 'instances'})`);
     }
@@ -489,6 +544,13 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
         throw new UsageError(`the head in --mount ${options.mount.source} is not in known_hosts, so new instances could not check its key`, `add it (ssh-keyscan -p ${options.mount.port ?? 22} HEAD >> ~/.ssh/known_hosts, after checking the fingerprint) or pass --accept-new-host-keys`);
       }
       if (identity) create.mountKeyText = await readFile(identity, 'utf8');
+      else if (wantsJobKey(provider, options)) {
+        // A dry run makes nothing: it shows the kept key, or a throwaway one in the script.
+        const kept = await readJobKey(jobId);
+        const key = kept ?? (options.dryRun ? generateJobKey(jobId) : await ensureJobKey(jobId, options.onEvent));
+        jobKey = { key, head: mountHead(options.mount), kept: kept !== undefined || !options.dryRun };
+        create.mountKeyText = key.privateKey;
+      }
     }
     for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel', 'project', 'gcloud', 'aws', 'slurm'] as const) {
       const value = options[key];
@@ -496,7 +558,58 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
     }
     plan = await module.plan({ action: 'create', ...create });
   }
-  if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan };
+  const keyReport = jobKey && {
+    comment: jobKey.key.comment,
+    keyFile: jobKey.key.file,
+    head: formatHost(jobKey.head),
+    line: jobKey.kept ? sftpOnlyLine(jobKey.key) : `restrict,command="internal-sftp" ssh-ed25519 <a new key> ${jobKey.key.comment}`,
+    authorizedKeys: jobKey.head.authorizedKeys ?? '~/.ssh/authorized_keys',
+  };
+  if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan, ...(keyReport ? { jobKey: { ...keyReport, result: 'would-add' } } : {}) };
+  // The key goes on the head before any instance exists that would use it.
+  const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
   const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
-  return { kind: 'provider', provider, dryRun: false, plan, result };
+  return { kind: 'provider', provider, dryRun: false, plan, result, ...(keyReport && installed ? { jobKey: { ...keyReport, authorizedKeys: installed.file, result: installed.result } } : {}) };
+}
+
+/** The job key is the default for cloud instances that mount the share with no key of the user's. */
+function wantsJobKey(provider: ProviderName, options: LaunchOptions): boolean {
+  return options.jobKey ?? (provider !== 'slurm' && options.mount !== undefined && options.mount.identity === undefined);
+}
+
+function validateJobKey(provider: ProviderName | undefined, options: LaunchOptions): void {
+  if (options.jobKey !== true) return;
+  if (provider === 'slurm') throw new UsageError('--job-key does not apply to --provider slurm', "Slurm tasks see the job through the cluster's shared file system: no key reaches a head");
+  if (!options.mount && !options.sftp) throw new UsageError('--job-key needs --mount (or --via sftp): it is the key the workers reach the head with');
+  if (options.mount?.identity !== undefined || options.sftp?.identity !== undefined) {
+    throw new UsageError(`--job-key and --${options.mount ? 'mount' : 'head'}-identity do not go together`, 'the job key is the identity: leave the other out');
+  }
+}
+
+/** The head as --mount names it: where the job key goes, reached as the hosts reach it. */
+function mountHead(mount: LaunchMountOptions): KeyHead {
+  const source = parseMountSource(mount.source);
+  if (!source) throw new UsageError(`--mount ${mount.source}: expected [user@]host:/path`);
+  const authorizedKeys = headAuthorizedKeys();
+  return { ...(source.user ? { user: source.user } : {}), host: source.host, port: mount.port ?? 22, ...(authorizedKeys ? { authorizedKeys } : {}) };
+}
+
+/** Launch logs in to the head as it does to the hosts: the same keys, the same known_hosts. */
+function headLogin(options: LaunchOptions): HeadLogin {
+  return {
+    ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
+    ...(options.agent !== undefined ? { agent: options.agent } : {}),
+    ...(options.knownHostsFiles ? { knownHostsFiles: options.knownHostsFiles } : {}),
+    ...(options.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: options.acceptNewHostKeys } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+  };
+}
+
+function revokeFailure(plan: ProviderPlan, result: ApplyResult, revoked: RevokeOutcome): PieceworkError {
+  const done = result.ids.length ? `deleted ${result.ids.length} instance(s) of ${plan.jobTag}` : `nothing of ${plan.jobTag} was left to delete`;
+  const [first] = revoked.failed;
+  const heads = revoked.failed.map((f) => f.head).join(', ');
+  return new PieceworkError(`${done}, but could not revoke the job key ${revoked.comment} on ${heads}: ${first?.message ?? ''}`, {
+    hint: `${first?.hint ? `${first.hint}. ` : ''}The key still opens SFTP there: run this --delete again once the head is reachable (the key stays in ${revoked.file} until then), or remove the line ending in ${revoked.comment} from its authorized_keys by hand`,
+  });
 }

@@ -24,6 +24,7 @@ export interface LaunchArgs {
   via?: 'sftp';
   head?: string;
   headIdentity?: string;
+  jobKey?: boolean;
   remoteJob?: string;
   toolOnMount?: string;
   node?: string;
@@ -94,6 +95,7 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('via', { type: 'string', choices: ['sftp'] as const, describe: 'sftp: the workers reach the job over SFTP from the head (no mount, no FUSE on the hosts; they need SSH and node)' })
       .option('head', { type: 'string', describe: 'With --via sftp: [user@]host[:port] of the SSH server holding the job, as the hosts reach it (the job keeps its absolute path; not needed when JOB is an sftp:// address)' })
       .option('head-identity', { type: 'string', describe: 'With --via sftp: the key file on the hosts for the head (default: the hosts\' ~/.ssh/id_*)' })
+      .option('job-key', { type: 'boolean', describe: 'Make a key for this job that the head accepts for SFTP only (restrict, internal-sftp), install it there over SSH, send it to the workers; --delete revokes it. Default with --provider gcloud|aws --mount and no --mount-identity; --no-job-key: none' })
       .option('remote-job', { type: 'string', describe: 'The job folder as the hosts see it (default: mapped through --mount/--at)' })
       .option('tool-on-mount', { type: 'string', describe: 'Run piecework from the shared folder: PATH on the hosts, or no value to copy it to <share>/.piecework/' })
       .option('node', { type: 'string', describe: 'Path of node on the hosts, if not found on PATH, nvm, volta or /usr/local' })
@@ -144,8 +146,8 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('json', { type: 'boolean', describe: 'The per-host results (or the plan) as JSON on stdout' })
       .example('$0 launch /mnt/shared/jobs/score --hosts lab-hosts.txt -j 16 -- python3 score.py', 'lab hosts that already see the folder')
       .example('$0 launch /srv/share/jobs/score --hosts 4/lab1,4/lab2 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'mount the folder on each host first (over sshfs)')
-      .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --mount-identity ~/.ssh/piecework_mount --dry-run -- ./score.sh', 'spot instances: show what would run')
-      .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances")
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --dry-run -- ./score.sh', 'spot instances: show what would run, and the SFTP-only job key line the head would get')
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances, then revoke its key on the head")
       .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
       .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each'),
   handler: async (argv) => {
@@ -160,7 +162,7 @@ const command: CommandModule<object, LaunchArgs> = {
     };
     const { launch } = await import('../../remote/launch.js');
     const report = await launch(options);
-    const output = renderReport(report, { json: argv.json ?? false, redact: options.mount?.identity });
+    const output = renderReport(report, { json: argv.json ?? false, redact: keyLabel(report, options) });
     if (output.stdout) context.stdout.write(output.stdout);
     if (output.stderr) context.stderr.write(output.stderr);
     if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
@@ -260,6 +262,7 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
     if (argv.mountIdentity) options.mount.identity = argv.mountIdentity;
   }
   if (argv.remoteJob) options.remoteJob = argv.remoteJob;
+  if (argv.jobKey !== undefined) options.jobKey = argv.jobKey;
   if (argv.via === 'sftp') options.sftp = sftpLaunch(job, argv);
   else if (argv.head !== undefined || argv.headIdentity !== undefined) throw new UsageError('--head and --head-identity need --via sftp');
   // `--tool-on-mount` alone: copy the bundle onto the share; with a value: the path on the hosts.
@@ -416,6 +419,16 @@ function describeEvent(event: LaunchEvent, interactive: boolean): string | undef
       return `copied piecework to ${event.path}`;
     case 'provider:command':
       return `running ${event.argv.join(' ')}`;
+    case 'job-key:created':
+      return `new job key ${event.comment} in ${event.file}`;
+    case 'job-key:installed':
+      return `job key ${event.comment} ${event.result === 'added' ? 'added to' : 'already in'} ${event.file} on ${event.head} (SFTP only)`;
+    case 'job-key:revoked':
+      return event.result === 'removed'
+        ? `job key ${event.comment} revoked on ${event.head} (${plural(event.lines, 'line')} removed from ${event.file})`
+        : `job key ${event.comment} was not in ${event.file} on ${event.head} (nothing to revoke there)`;
+    case 'job-key:forgotten':
+      return `job key ${event.comment} deleted here (${event.file})`;
     case 'host:connecting':
     case 'host:checking':
     case 'host:starting':
@@ -441,7 +454,13 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   }
   const { plan } = report;
   if (report.dryRun) {
-    const files = plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
+    const key = report.jobKey;
+    const keyLines = key?.line
+      ? `# ---- the job key: this line would be added to ${key.authorizedKeys ?? '~/.ssh/authorized_keys'} on ${key.head ?? 'the head'} (over SSH, as you) ----\n${key.line}\n`
+      : key?.wouldRevoke
+        ? `# ---- the job key ${key.comment} would be revoked on ${key.wouldRevoke.join(', ') || 'no head'}, and ${key.keyFile || 'its record'} deleted here ----\n`
+        : '';
+    const files = keyLines + plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
     const commands = plan.commands.map((c, i) => {
       const after = plan.commands[i - 1]?.role === 'lookup' ? ' <ids printed by the command above>' : '';
       return `# ${c.description}\n${quoteArgv(c.argv)}${after}`;
@@ -459,9 +478,15 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n${cleanup}` };
 }
 
-function redacted(text: string, keyFile: string | undefined): string {
+function redacted(text: string, label: string | undefined): string {
   // The sshfs key travels in the startup script; a dry run shows where it comes from, not the key.
-  return keyFile ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<contents of ${keyFile}>'`) : text;
+  return label ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<${label}>'`) : text;
+}
+
+/** What the printed scripts say instead of the key they carry. */
+function keyLabel(report: LaunchReport, options: LaunchOptions): string | undefined {
+  if (report.kind === 'provider' && report.jobKey?.line) return `the job key ${report.jobKey.comment}${report.dryRun && report.jobKey.line.includes('<a new key>') ? ', made when launch runs' : `, ${report.jobKey.keyFile}`}`;
+  return options.mount?.identity ? `contents of ${options.mount.identity}` : undefined;
 }
 
 /** One row a host: HOST STATUS DETAIL, hints under failed rows. */
