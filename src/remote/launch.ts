@@ -39,6 +39,7 @@ import {
   type SshCredentials,
 } from './ssh.js';
 import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';
+import { renderTemplate } from './templates.js';
 import { parseSftpAddress } from '../core/store/sftp-store.js';
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
@@ -186,6 +187,7 @@ export interface SshLaunchReport {
   hosts: HostResult[];
   started: number;
   failed: number;
+  jobKey?: JobKeyReport;
 }
 
 export interface SshLaunchPlan {
@@ -195,6 +197,14 @@ export interface SshLaunchPlan {
   remoteJob: string;
   /** The script each host would run to start its worker (the tool path as it would be). */
   hosts: { host: string; spec: HostSpec; script: string }[];
+  jobKey?: JobKeyReport;
+}
+
+/** `launch JOB --delete` with no provider: the job's key revoked on the head, nothing else. */
+export interface JobKeyRevokeReport {
+  kind: 'job-key';
+  dryRun: boolean;
+  jobKey?: JobKeyReport;
 }
 
 export interface ProviderLaunchReport {
@@ -222,11 +232,24 @@ export interface JobKeyReport {
   wouldRevoke?: string[];
 }
 
-export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport;
+export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport | JobKeyRevokeReport;
 
 export async function launch(options: LaunchOptions): Promise<LaunchReport> {
   if (options.provider) return launchOnProvider(options.provider, options);
+  if (options.delete) return revokeOnly(options);
   return launchOverSsh(options);
+}
+
+/** Lab hosts have no instances to delete: `--delete` revokes the job's key, and forgets it here. */
+async function revokeOnly(options: LaunchOptions): Promise<JobKeyRevokeReport> {
+  const jobId = await jobIdFor(options);
+  if (options.dryRun) {
+    const record = await jobKeyRecord(jobId);
+    return { kind: 'job-key', dryRun: true, ...(record ? { jobKey: { comment: jobKeyComment(jobId), keyFile: record.keyFile ?? '', wouldRevoke: record.heads.map(formatHost) } } : {}) };
+  }
+  const revoked = await revokeJobKey(jobId, headLogin(options), options.onEvent);
+  if (revoked?.failed.length) throw revokeFailure(undefined, undefined, revoked);
+  return { kind: 'job-key', dryRun: false, ...(revoked ? { jobKey: { comment: revoked.comment, keyFile: revoked.file, revoked: revoked.revoked } } : {}) };
 }
 
 function validateCommon(options: LaunchOptions): void {
@@ -255,6 +278,7 @@ function validateCommon(options: LaunchOptions): void {
 
 async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | SshLaunchPlan> {
   validateCommon(options);
+  validateJobKey(undefined, options);
   const specs = options.hostSpecs ? [...options.hostSpecs] : await resolveHosts(options.hosts ?? []);
   if (specs.length === 0) throw new UsageError('no hosts: give --hosts FILE or --hosts a,b,c, or --provider');
   const remoteJob = options.sftp?.address ?? options.remoteJob ?? remoteJobPath(options.job, options.mount);
@@ -267,6 +291,7 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   }
   if (sftp && options.cwd !== undefined && !isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
   const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
+  const jobKey = options.jobKey ? await prepareJobKey(options, options.sftp ? sftpHead(options.sftp.address) : mountHead(options.mount!)) : undefined;
   const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, ...(cwd !== undefined ? { cwd } : {}) };
   if (sftp) base.sftp = sftp;
   if (options.env?.length) base.env = options.env;
@@ -278,25 +303,45 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const toolOnHosts = await cliOnHosts(toolSettings(options), !options.dryRun);
 
   if (options.dryRun) {
+    // Where the job key would be on each host (the host's own state folder).
+    const keyed = jobKey ? withIdentity(base, `~/.local/state/piecework/job-keys/${jobKey.key.jobId}`) : base;
     const hosts = await Promise.all(
       specs.map(async (spec) => ({
         host: formatHost(spec),
         spec,
         // Relative to the host's home, where the upload puts it.
-        script: await renderBootstrap(withLanes({ ...base, action: 'start', tool: toolOnHosts ?? `.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
+        script: await renderBootstrap(withLanes({ ...keyed, action: 'start', tool: toolOnHosts ?? `.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
       })),
     );
-    return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts };
+    return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts, ...(jobKey ? { jobKey: { ...jobKeyReport(jobKey), result: 'would-add' as const } } : {}) };
   }
+  const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
 
   const credentials = await loadCredentials({
     ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
     ...(options.agent !== undefined ? { agent: options.agent } : {}),
   });
-  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: options.localTool ?? bundledCliPath() };
+  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: options.localTool ?? bundledCliPath(), ...(jobKey ? { jobKey: jobKey.key } : {}) };
   const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
   const started = results.filter((r) => r.status === 'started').length;
-  return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
+  const keyReport = jobKey && installed ? { jobKey: { ...jobKeyReport(jobKey), authorizedKeys: installed.file, result: installed.result } } : {};
+  return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started, ...keyReport };
+}
+
+/** The same settings with the workers' key for the head (sshfs's, or the SFTP workers'). */
+function withIdentity(base: Omit<BootstrapSettings, 'action'>, identity: string): Omit<BootstrapSettings, 'action'> {
+  if (base.sftp) return { ...base, sftp: { ...base.sftp, identity } };
+  if (base.mount) return { ...base, mount: { ...base.mount, identity } };
+  return base;
+}
+
+/** Copy the job key to a host (templates/job-key-on-host.sh): its absolute path there. */
+async function placeJobKey(ssh: NodeSSH, key: JobKey): Promise<string> {
+  const script = await renderTemplate('job-key-on-host.sh', { PW_KEY_NAME: key.jobId, PW_KEY_TEXT: key.privateKey });
+  const run = await ssh.execCommand('sh -s', { stdin: script });
+  const file = /^piecework-keys: file=(.+)$/m.exec(run.stdout)?.[1];
+  if (run.code !== 0 || !file) throw new Error(`cannot keep the job key on the host: ${run.stderr.trim().split('\n').pop() || `exit ${run.code}`}`);
+  return file;
 }
 
 /**
@@ -337,7 +382,9 @@ export async function jobIdFor(options: Pick<LaunchOptions, 'job' | 'jobId'>): P
     return options.jobId;
   }
   try {
-    return (await readManifest(await openJobStore(options.job))).id;
+    const store = await openJobStore(options.job);
+    // Closed at once: an sftp:// store's connection would keep this process alive.
+    return (await readManifest(store).finally(() => store.close())).id;
   } catch (error) {
     const why = error instanceof PieceworkError ? error.message : String(error);
     throw new PieceworkError(`cannot read the job's id from ${resolve(options.job)}/job.json on this machine (${why})`, {
@@ -366,6 +413,8 @@ function withLanes(settings: BootstrapSettings, spec: HostSpec, options: LaunchO
 interface HostContext {
   options: LaunchOptions;
   base: Omit<BootstrapSettings, 'action'>;
+  /** The job's key, copied to each host for its workers (`--job-key`). */
+  jobKey?: JobKey;
   credentials: SshCredentials;
   knownHostsFiles: string[];
   toolOnHosts: string | undefined;
@@ -410,7 +459,8 @@ async function startOnHost(spec: HostSpec, context: HostContext): Promise<HostRe
   const common = { attempts: connection.attempts, ...(connection.hostKeyRecorded ? { hostKeyRecorded: true } : {}) };
   const timeoutMs = options.bootstrapTimeoutMs ?? 180_000;
   try {
-    const settings = withLanes({ ...context.base, action: 'check' }, spec, options);
+    const base = context.jobKey ? withIdentity(context.base, await placeJobKey(ssh, context.jobKey)) : context.base;
+    const settings = withLanes({ ...base, action: 'check' }, spec, options);
     emit({ type: 'host:checking', host });
     const check = await runBootstrap(ssh, settings, timeoutMs);
     const facts = parseBootstrapOutput(check.stdout);
@@ -495,7 +545,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
   const module = { gcloud, aws, slurm }[provider];
   const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
   let plan: ProviderPlan;
-  let jobKey: { key: JobKey; head: KeyHead; kept: boolean } | undefined;
+  let jobKey: PreparedJobKey | undefined;
   if (options.delete) {
     const jobId = await jobIdFor(options);
     plan = await module.plan({
@@ -545,11 +595,8 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
       }
       if (identity) create.mountKeyText = await readFile(identity, 'utf8');
       else if (wantsJobKey(provider, options)) {
-        // A dry run makes nothing: it shows the kept key, or a throwaway one in the script.
-        const kept = await readJobKey(jobId);
-        const key = kept ?? (options.dryRun ? generateJobKey(jobId) : await ensureJobKey(jobId, options.onEvent));
-        jobKey = { key, head: mountHead(options.mount), kept: kept !== undefined || !options.dryRun };
-        create.mountKeyText = key.privateKey;
+        jobKey = await prepareJobKey({ ...options, jobId }, mountHead(options.mount));
+        create.mountKeyText = jobKey.key.privateKey;
       }
     }
     for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel', 'project', 'gcloud', 'aws', 'slurm'] as const) {
@@ -558,18 +605,45 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
     }
     plan = await module.plan({ action: 'create', ...create });
   }
-  const keyReport = jobKey && {
-    comment: jobKey.key.comment,
-    keyFile: jobKey.key.file,
-    head: formatHost(jobKey.head),
-    line: jobKey.kept ? sftpOnlyLine(jobKey.key) : `restrict,command="internal-sftp" ssh-ed25519 <a new key> ${jobKey.key.comment}`,
-    authorizedKeys: jobKey.head.authorizedKeys ?? '~/.ssh/authorized_keys',
-  };
+  const keyReport = jobKey && jobKeyReport(jobKey);
   if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan, ...(keyReport ? { jobKey: { ...keyReport, result: 'would-add' } } : {}) };
   // The key goes on the head before any instance exists that would use it.
   const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
   const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
   return { kind: 'provider', provider, dryRun: false, plan, result, ...(keyReport && installed ? { jobKey: { ...keyReport, authorizedKeys: installed.file, result: installed.result } } : {}) };
+}
+
+interface PreparedJobKey {
+  key: JobKey;
+  head: KeyHead;
+  /** False in a dry run before the first launch: the key is a throwaway one, made nowhere. */
+  kept: boolean;
+}
+
+/** The job's key, kept here (made if new); a dry run makes nothing: the kept key, or a throwaway one. */
+async function prepareJobKey(options: LaunchOptions, head: KeyHead): Promise<PreparedJobKey> {
+  const jobId = await jobIdFor(options);
+  const kept = await readJobKey(jobId);
+  const key = kept ?? (options.dryRun ? generateJobKey(jobId) : await ensureJobKey(jobId, options.onEvent));
+  return { key, head, kept: kept !== undefined || !options.dryRun };
+}
+
+function jobKeyReport(prepared: PreparedJobKey): JobKeyReport {
+  const { key, head, kept } = prepared;
+  return {
+    comment: key.comment,
+    keyFile: key.file,
+    head: formatHost(head),
+    line: kept ? sftpOnlyLine(key) : `restrict,command="internal-sftp" ssh-ed25519 <a new key> ${key.comment}`,
+    authorizedKeys: head.authorizedKeys ?? '~/.ssh/authorized_keys',
+  };
+}
+
+/** The head of an sftp:// job address. */
+function sftpHead(address: string): KeyHead {
+  const { user, host, port } = parseSftpAddress(address);
+  const authorizedKeys = headAuthorizedKeys();
+  return { ...(user ? { user } : {}), host, port, ...(authorizedKeys ? { authorizedKeys } : {}) };
 }
 
 /** The job key is the default for cloud instances that mount the share with no key of the user's. */
@@ -605,11 +679,11 @@ function headLogin(options: LaunchOptions): HeadLogin {
   };
 }
 
-function revokeFailure(plan: ProviderPlan, result: ApplyResult, revoked: RevokeOutcome): PieceworkError {
-  const done = result.ids.length ? `deleted ${result.ids.length} instance(s) of ${plan.jobTag}` : `nothing of ${plan.jobTag} was left to delete`;
+function revokeFailure(plan: ProviderPlan | undefined, result: ApplyResult | undefined, revoked: RevokeOutcome): PieceworkError {
+  const done = !plan || !result ? '' : result.ids.length ? `deleted ${result.ids.length} instance(s) of ${plan.jobTag}, but ` : `nothing of ${plan.jobTag} was left to delete, but `;
   const [first] = revoked.failed;
   const heads = revoked.failed.map((f) => f.head).join(', ');
-  return new PieceworkError(`${done}, but could not revoke the job key ${revoked.comment} on ${heads}: ${first?.message ?? ''}`, {
+  return new PieceworkError(`${done}could not revoke the job key ${revoked.comment} on ${heads}: ${first?.message ?? ''}`, {
     hint: `${first?.hint ? `${first.hint}. ` : ''}The key still opens SFTP there: run this --delete again once the head is reachable (the key stays in ${revoked.file} until then), or remove the line ending in ${revoked.comment} from its authorized_keys by hand`,
   });
 }

@@ -34,9 +34,8 @@ let localTool: string;
 const savedEnv = { ...process.env };
 
 before(async () => {
-  if (noAws) return;
   sshd = await startSshd();
-  endpoint = await startCloudEndpoint();
+  if (!noAws) endpoint = await startCloudEndpoint();
   const dir = makeTempDir('job-key');
   share = join(dir, 'srv', 'share');
   keysDir = join(dir, 'launcher-config', 'job-keys');
@@ -52,7 +51,7 @@ after(async () => {
   await runCleanups();
 });
 beforeEach(() => {
-  Object.assign(process.env, endpoint.awsEnv(), { PIECEWORK_JOB_KEYS_DIR: keysDir, PIECEWORK_HEAD_AUTHORIZED_KEYS: authorizedKeys });
+  Object.assign(process.env, endpoint?.awsEnv(), { PIECEWORK_JOB_KEYS_DIR: keysDir, PIECEWORK_HEAD_AUTHORIZED_KEYS: authorizedKeys });
   delete process.env['SSH_AUTH_SOCK'];
 });
 afterEach(() => {
@@ -226,3 +225,64 @@ void describe('a per-job key for cloud launches (aws CLI, recording endpoint, a 
     assert.ok(existsSync(join(keysDir, ids.three)), 'the key is kept for another --delete');
   });
 });
+
+void describe('--hosts --via sftp --job-key (a real sshd as both the host and the head)', () => {
+  test('the key goes to the head SFTP-only and to the host for its workers (PIECEWORK_SSH_IDENTITY); launch JOB --delete revokes it', async () => {
+    const id = `${pid}00000005`;
+    const job = makeJob('via-sftp', id);
+    const dir = makeTempDir('via-sftp');
+    const seen = join(dir, 'worker.json');
+    // Stand-in for dist/piecework.mjs: records its argv and the key it was given, then exits 0 (nothing left to do).
+    const tool = join(dir, 'piecework.mjs');
+    writeFileSync(tool, `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(seen)}, JSON.stringify({ argv: process.argv.slice(2), identity: process.env.PIECEWORK_SSH_IDENTITY }));\n`);
+    const common = { identityFiles: [sshd.clientKeyPath], agent: false as const, knownHostsFiles: [sshd.knownHostsPath], connectTimeoutMs: 5000 };
+    const host = { user: 'root', host: '127.0.0.1', port: sshd.port, source: 'test:1' };
+    const address = `sftp://root@127.0.0.1:${sshd.port}${job}`;
+
+    const dry = await launch({ ...common, job, command: ['cat'], hostSpecs: [host], sftp: { address }, jobKey: true, localTool: tool, dryRun: true });
+    assert.equal(dry.kind === 'ssh' && dry.dryRun ? dry.jobKey?.result : undefined, 'would-add');
+    assert.deepEqual(jobLines(id), []);
+    assert.equal(existsSync(join(keysDir, id)), false);
+
+    const report = await launch({ ...common, job, command: ['cat'], hostSpecs: [host], sftp: { address }, jobKey: true, localTool: tool, graceSeconds: 1 });
+    if (report.kind !== 'ssh' || report.dryRun) return assert.fail('expected an ssh report');
+    assert.equal(report.hosts[0]?.status, 'started', report.hosts[0]?.message);
+    const [line, ...more] = jobLines(id);
+    assert.equal(more.length, 0);
+    assert.equal(line, `restrict,command="internal-sftp" ${spawnSync('ssh-keygen', ['-y', '-f', join(keysDir, id)], { encoding: 'utf8' }).stdout.trim()}`);
+    // On the host: the key in its state folder (the test sshd's sessions have XDG_STATE_HOME in its folder), 0600; the worker was pointed at it.
+    const onHost = join(sshd.dir, 'state', 'piecework', 'job-keys', id);
+    assert.equal(readFileSync(onHost, 'utf8'), readFileSync(join(keysDir, id), 'utf8'));
+    assert.equal(statSync(onHost).mode & 0o777, 0o600);
+    await waitFor(() => existsSync(seen));
+    const worker = JSON.parse(readFileSync(seen, 'utf8')) as { argv: string[]; identity: string };
+    assert.equal(worker.identity, onHost);
+    assert.equal(worker.argv[1], address);
+    assert.equal((await sftpWith(onHost, `ls ${job}\n`)).exitCode, 0);
+    assert.notEqual((await sshWith(onHost, 'true')).exitCode, 0);
+
+    // No provider, no instances: --delete revokes the key on the head and forgets it here.
+    const revoked = await launch({ ...common, job, command: [], delete: true });
+    assert.equal(revoked.kind, 'job-key');
+    assert.deepEqual(revoked.kind === 'job-key' ? revoked.jobKey?.revoked : undefined, [{ head: `root@127.0.0.1:${sshd.port}`, file: authorizedKeys, result: 'removed', lines: 1 }]);
+    assert.deepEqual(jobLines(id), []);
+    assert.equal(existsSync(join(keysDir, id)), false);
+    assert.notEqual((await sftpWith(onHost, `ls ${job}\n`)).exitCode, 0, 'the copy on the host opens nothing any more');
+  });
+
+  test('--job-key with a key of the user\'s, or with nothing to reach a head with, is a usage error', async () => {
+    const job = makeJob('usage', `${pid}00000006`);
+    const base = { job, command: ['cat'], hostSpecs: [{ host: 'h', port: 22, source: 't' }], jobKey: true, dryRun: true, localTool };
+    await assert.rejects(launch({ ...base, sftp: { address: `sftp://h${job}`, identity: '/k' } }), /--job-key and --head-identity do not go together/);
+    await assert.rejects(launch(base), /--job-key needs --mount \(or --via sftp\)/);
+    await assert.rejects(launch({ ...base, hostSpecs: [], provider: 'slurm', count: 1 }), /--job-key does not apply to --provider slurm/);
+  });
+});
+
+async function waitFor(check: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

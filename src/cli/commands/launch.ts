@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Arguments, CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 // Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
-import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
+import type { HostResult, JobKeyReport, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
 import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
 import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
@@ -162,7 +162,7 @@ const command: CommandModule<object, LaunchArgs> = {
     };
     const { launch } = await import('../../remote/launch.js');
     const report = await launch(options);
-    const output = renderReport(report, { json: argv.json ?? false, redact: keyLabel(report, options) });
+    const output = renderReport(report, { json: argv.json ?? false, redact: options.mount?.identity });
     if (output.stdout) context.stdout.write(output.stdout);
     if (output.stderr) context.stderr.write(output.stderr);
     if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
@@ -240,10 +240,10 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   if (!job) throw new UsageError('give the job folder: piecework launch JOB …');
   const options: LaunchOptions = { job, command: commandAfterDashes(argv as Arguments) };
   if (argv.provider && argv.hosts?.length) throw new UsageError('give either --hosts or --provider, not both');
-  if (!argv.provider && !argv.hosts?.length) {
+  // Without --provider, --delete revokes the job's key and nothing else (lab hosts are not deleted).
+  if (!argv.provider && !argv.hosts?.length && !argv.delete) {
     throw new UsageError('where should workers run? give --hosts FILE|a,b,c, or --provider gcloud|aws|slurm');
   }
-  if (argv.delete && !argv.provider) throw new UsageError('--delete needs --provider (it removes the instances a provider launch made)');
   if ((argv.mount === undefined) !== (argv.at === undefined)) throw new UsageError('--mount and --at go together: --mount user@head:/path --at /mnt/point');
   if (argv.mount === undefined && (argv.mountPort !== undefined || argv.mountIdentity !== undefined)) {
     throw new UsageError('--mount-port and --mount-identity need --mount');
@@ -296,8 +296,8 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
     }
     options.provider = provider;
     Object.assign(options, providerOptionsFromArgs(argv));
-    if (argv.delete) options.delete = true;
   }
+  if (argv.delete) options.delete = true;
   if (argv.dryRun) options.dryRun = true;
   return options;
 }
@@ -439,13 +439,20 @@ function describeEvent(event: LaunchEvent, interactive: boolean): string | undef
 }
 
 /** The report as text: data (JSON, scripts, ids) for stdout, the table for stderr. */
-export function renderReport(report: LaunchReport, options: { json: boolean; redact?: string | undefined }): { stdout: string; stderr: string } {
+export function renderReport(report: LaunchReport, settings: { json: boolean; redact?: string | undefined }): { stdout: string; stderr: string } {
+  // `redact`: the key file whose contents the scripts carry (--mount-identity); a job key is named by the report.
+  const options = { json: settings.json, redact: keyLabel(report, settings.redact) };
   if (options.json) {
     const data = report.kind === 'provider' ? { ...report, plan: { ...report.plan, files: report.plan.files.map((f) => ({ ...f, content: redacted(f.content, options.redact) })) } } : report;
     return { stdout: `${JSON.stringify(data, null, 2)}\n`, stderr: report.kind === 'ssh' && !report.dryRun ? hostTable(report.hosts) : '' };
   }
+  if (report.kind === 'job-key') {
+    const key = report.jobKey;
+    if (report.dryRun) return { stdout: jobKeyPlan(key), stderr: `launch: dry run${key ? '' : ': no job key of this job is kept here'}; nothing was run\n` };
+    return { stdout: '', stderr: key ? '' : 'launch: no job key of this job is kept here: nothing to revoke\n' };
+  }
   if (report.kind === 'ssh' && report.dryRun) {
-    const scripts = report.hosts.map((h) => `# ---- ${h.host}: sh -s with this script on stdin ----\n${h.script}`).join('\n');
+    const scripts = jobKeyPlan(report.jobKey) + report.hosts.map((h) => `# ---- ${h.host}: sh -s with this script on stdin ----\n${h.script}`).join('\n');
     return { stdout: scripts, stderr: `launch: dry run: ${plural(report.hosts.length, 'host')}, job ${report.remoteJob} on the hosts; nothing started\n` };
   }
   if (report.kind === 'ssh') {
@@ -454,13 +461,7 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   }
   const { plan } = report;
   if (report.dryRun) {
-    const key = report.jobKey;
-    const keyLines = key?.line
-      ? `# ---- the job key: this line would be added to ${key.authorizedKeys ?? '~/.ssh/authorized_keys'} on ${key.head ?? 'the head'} (over SSH, as you) ----\n${key.line}\n`
-      : key?.wouldRevoke
-        ? `# ---- the job key ${key.comment} would be revoked on ${key.wouldRevoke.join(', ') || 'no head'}, and ${key.keyFile || 'its record'} deleted here ----\n`
-        : '';
-    const files = keyLines + plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
+    const files = jobKeyPlan(report.jobKey) + plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
     const commands = plan.commands.map((c, i) => {
       const after = plan.commands[i - 1]?.role === 'lookup' ? ' <ids printed by the command above>' : '';
       return `# ${c.description}\n${quoteArgv(c.argv)}${after}`;
@@ -478,15 +479,22 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n${cleanup}` };
 }
 
+/** A dry run's account of the job key: the line the head would get, or where it would be revoked. */
+function jobKeyPlan(key: JobKeyReport | undefined): string {
+  if (key?.line) return `# ---- the job key: this line would be added to ${key.authorizedKeys ?? '~/.ssh/authorized_keys'} on ${key.head ?? 'the head'} (over SSH, as you) ----\n${key.line}\n`;
+  if (key?.wouldRevoke) return `# ---- the job key ${key.comment} would be revoked on ${key.wouldRevoke.join(', ') || 'no head'}, and ${key.keyFile || 'its record'} deleted here ----\n`;
+  return '';
+}
+
 function redacted(text: string, label: string | undefined): string {
   // The sshfs key travels in the startup script; a dry run shows where it comes from, not the key.
   return label ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<${label}>'`) : text;
 }
 
-/** What the printed scripts say instead of the key they carry. */
-function keyLabel(report: LaunchReport, options: LaunchOptions): string | undefined {
+/** What the printed scripts say instead of the key they carry: the job key, or the file given. */
+function keyLabel(report: LaunchReport, keyFile: string | undefined): string | undefined {
   if (report.kind === 'provider' && report.jobKey?.line) return `the job key ${report.jobKey.comment}${report.dryRun && report.jobKey.line.includes('<a new key>') ? ', made when launch runs' : `, ${report.jobKey.keyFile}`}`;
-  return options.mount?.identity ? `contents of ${options.mount.identity}` : undefined;
+  return keyFile ? `contents of ${keyFile}` : undefined;
 }
 
 /** One row a host: HOST STATUS DETAIL, hints under failed rows. */
