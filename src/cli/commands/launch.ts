@@ -141,7 +141,7 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('constraint', { type: 'string', describe: 'slurm: --constraint' })
       .option('throttle', { type: 'number', describe: 'slurm: at most N array tasks at once (--array=1-COUNT%N)' })
       .option('dry-run', { type: 'boolean', describe: 'Print the commands and rendered scripts; start nothing' })
-      .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs" })
+      .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs; then revoke the job key on the head (alone: only that)" })
       .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete (exit 0), or no worker is left alive (exit 3)' })
       .option('json', { type: 'boolean', describe: 'The per-host results (or the plan) as JSON on stdout' })
       .example('$0 launch /mnt/shared/jobs/score --hosts lab-hosts.txt -j 16 -- python3 score.py', 'lab hosts that already see the folder')
@@ -149,7 +149,9 @@ const command: CommandModule<object, LaunchArgs> = {
       .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --dry-run -- ./score.sh', 'spot instances: show what would run, and the SFTP-only job key line the head would get')
       .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances, then revoke its key on the head")
       .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
-      .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each'),
+      .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each')
+      .example('$0 launch /srv/jobs/score --hosts lab.txt --via sftp --head me@head.example.org --job-key -j 8 -- python3 /opt/score.py', 'workers reach the job over SFTP with a key made for the job, SFTP only')
+      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head'),
   handler: async (argv) => {
     const context = getContext();
     const options = launchOptionsFromArgs(argv);
