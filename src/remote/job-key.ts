@@ -195,7 +195,9 @@ export async function revokeJobKey(jobId: string, login: HeadLogin, onEvent?: (e
     } catch (error) {
       if (!(error instanceof PieceworkError)) throw error;
       left.push(head);
-      outcome.failed.push({ head: formatHost(head), message: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+      // Why, without the "cannot revoke the job key on the head H:" the caller says itself.
+      const message = error.message.replace(/^cannot revoke the job key on the head \S+: /, '');
+      outcome.failed.push({ head: formatHost(head), message, ...(error.hint ? { hint: error.hint } : {}) });
     }
   }
   if (left.length > 0) {

@@ -14,6 +14,7 @@ import { execa } from 'execa';
 import { PieceworkError } from '../../src/core/errors.js';
 import { launch, type LaunchEvent, type LaunchOptions, type ProviderLaunchReport } from '../../src/remote/launch.js';
 import { runCleanups } from '../helpers/cleanup.js';
+import { runPiecework } from '../helpers/cli.js';
 import { startCloudEndpoint, type CloudEndpoint } from '../helpers/cloud-endpoint.js';
 import { freePort, startSshd, type Sshd } from '../helpers/sshd.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -22,7 +23,7 @@ const noAws = spawnSync('aws', ['--version'], { stdio: 'ignore' }).status === 0 
 
 // Job ids carry this run's pid, as every name a test makes.
 const pid = process.pid.toString(16).padStart(8, '0');
-const ids = { one: `${pid}00000001`, two: `${pid}00000002`, three: `${pid}00000003` };
+const ids = { one: `${pid}00000001`, two: `${pid}00000002`, three: `${pid}00000003`, four: `${pid}00000004` };
 const others = ['# lines of other people, which must never change', 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl colleague@laptop', ''];
 
 let sshd: Sshd;
@@ -83,6 +84,13 @@ function options(job: string, extra: Partial<LaunchOptions> = {}): LaunchOptions
     image: 'ami-1',
     ...extra,
   };
+}
+
+/** The CLI's environment: the cloud endpoint, the test's key folder and authorized_keys, no agent. */
+function cliEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env['SSH_AUTH_SOCK'];
+  return env;
 }
 
 const jobLines = (id: string): string[] => readFileSync(authorizedKeys, 'utf8').split('\n').filter((l) => l.endsWith(` piecework-job-${id}`));
@@ -204,25 +212,56 @@ void describe('a per-job key for cloud launches (aws CLI, recording endpoint, a 
     assert.deepEqual(jobLines(ids.three), [b]);
   });
 
+  test('through the CLI: --dry-run prints the line the head would get and no key; launch and --delete say what they did', async () => {
+    const job = makeJob('cli', `${pid}00000007`);
+    const flags = ['--provider', 'aws', '--count', '1', '--region', 'eu-west-1', '--image', 'ami-1', '--mount', `root@127.0.0.1:${share}`, '--mount-port', String(sshd.port), '--at', '/mnt/share', '--identity', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath];
+    const snapshot = readFileSync(authorizedKeys, 'utf8');
+    const dry = await runPiecework(['launch', job, ...flags, '--dry-run', '--', 'cat'], { env: cliEnv(), cwd: job });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.ok(dry.stdout.includes(`# ---- the job key: this line would be added to ${authorizedKeys} on root@127.0.0.1:${sshd.port} (over SSH, as you) ----\nrestrict,command="internal-sftp" ssh-ed25519 <a new key> piecework-job-${pid}00000007\n`), dry.stdout);
+    assert.match(dry.stdout, new RegExp(`PW_MOUNT_KEY='<the job key piecework-job-${pid}00000007, made when launch runs>'`));
+    assert.doesNotMatch(dry.stdout, /PRIVATE KEY/);
+    assert.equal(readFileSync(authorizedKeys, 'utf8'), snapshot);
+    assert.equal(existsSync(join(keysDir, `${pid}00000007`)), false);
+
+    const real = await runPiecework(['launch', job, ...flags, '--', 'cat'], { env: cliEnv(), cwd: job });
+    assert.equal(real.code, 0, real.stderr);
+    assert.match(real.stderr, new RegExp(`launch: new job key piecework-job-${pid}00000007 in ${keysDir}/${pid}00000007`));
+    assert.match(real.stderr, new RegExp(`launch: job key piecework-job-${pid}00000007 added to ${authorizedKeys} on root@127\\.0\\.0\\.1:${sshd.port} \\(SFTP only\\)`));
+    const removed = await runPiecework(['launch', job, '--provider', 'aws', '--region', 'eu-west-1', '--delete', '--identity', sshd.clientKeyPath, '--known-hosts', sshd.knownHostsPath], { env: cliEnv() });
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stderr, new RegExp(`launch: job key piecework-job-${pid}00000007 revoked on root@127\\.0\\.0\\.1:${sshd.port} \\(1 line removed from ${authorizedKeys}\\)`));
+    assert.match(removed.stderr, new RegExp(`launch: job key piecework-job-${pid}00000007 deleted here`));
+    assert.equal(readFileSync(authorizedKeys, 'utf8'), snapshot);
+  });
+
   test('a head out of reach: launch refuses before any instance; --delete still terminates them, then fails saying the key is live', async () => {
-    const job = makeJob('second', ids.three);
+    // A head of its own, which this test stops.
+    const head = await startSshd({ clientKeyPath: sshd.clientKeyPath });
+    process.env['PIECEWORK_HEAD_AUTHORIZED_KEYS'] = join(head.dir, 'authorized_keys');
+    const job = makeJob('going', ids.four);
+    await launch(options(job, { knownHostsFiles: [head.knownHostsPath], mount: { source: `root@127.0.0.1:${share}`, at: '/mnt/share', port: head.port } }));
+    assert.equal(readFileSync(join(head.dir, 'authorized_keys'), 'utf8').split('\n').filter((l) => l.endsWith(`piecework-job-${ids.four}`)).length, 1);
+
     // A port nobody listens on: the install fails before RunInstances.
     endpoint.clear();
     const dead = await freePort();
     const knownDead = join(makeTempDir('known-dead'), 'known_hosts');
     writeFileSync(knownDead, `[127.0.0.1]:${dead} ${sshd.hostPublicKey}\n`);
-    const refused = launch(options(makeJob('unreachable', `${pid}00000004`), { mount: { source: `root@127.0.0.1:${share}`, at: '/mnt/share', port: dead }, knownHostsFiles: [knownDead] }));
+    const refused = launch(options(makeJob('unreachable', `${pid}00000008`), { mount: { source: `root@127.0.0.1:${share}`, at: '/mnt/share', port: dead }, knownHostsFiles: [knownDead] }));
     await assert.rejects(refused, (e: unknown) => e instanceof PieceworkError && /cannot add the job key on the head root@127\.0\.0\.1:\d+: connection refused/.test(e.message) && e.exitStatus === 1 && /ssh -p \d+ root@127\.0\.0\.1 true/.test(e.hint ?? ''));
     assert.equal(endpoint.requests.filter((r) => (r.body as Record<string, string>)['Action'] === 'RunInstances').length, 0);
 
-    // The head goes away after the launch of job three (previous test): --delete terminates, then fails.
-    sshd.stop();
-    const deleting = launch({ job, command: [], provider: 'aws', region: 'eu-west-1', delete: true, knownHostsFiles: [sshd.knownHostsPath], identityFiles: [sshd.clientKeyPath], agent: false, connectTimeoutMs: 3000 });
-    await assert.rejects(deleting, (e: unknown) =>
-      e instanceof PieceworkError && new RegExp(`deleted 2 instance\\(s\\) of pw-${ids.three}, but could not revoke the job key piecework-job-${ids.three} on root@127\\.0\\.0\\.1:${sshd.port}`).test(e.message) && /run this --delete again/.test(e.hint ?? ''),
-    );
-    assert.ok([...endpoint.ec2.values()].filter((i) => i.tags['piecework-job'] === `pw-${ids.three}`).every((i) => i.state === 'shutting-down'));
-    assert.ok(existsSync(join(keysDir, ids.three)), 'the key is kept for another --delete');
+    // The head goes away: --delete (the CLI, as a person runs it) terminates the instances, then
+    // fails: one line and a hint, no stack, exit 1.
+    head.stop();
+    const deleting = await runPiecework(['launch', job, '--provider', 'aws', '--region', 'eu-west-1', '--delete', '--identity', sshd.clientKeyPath, '--known-hosts', head.knownHostsPath, '--connect-timeout', '3'], { env: cliEnv() });
+    assert.equal(deleting.code, 1, deleting.stderr);
+    assert.match(deleting.stderr, new RegExp(`^piecework: deleted 2 instance\\(s\\) of pw-${ids.four}, but could not revoke the job key piecework-job-${ids.four} on root@127\\.0\\.0\\.1:${head.port}: connection refused`, 'm'));
+    assert.match(deleting.stderr, /^ {2}launch logs in to the head as you .*run this --delete again once the head is reachable/m);
+    assert.doesNotMatch(deleting.stderr, /^\s+at /m, 'no stack without --verbose');
+    assert.ok([...endpoint.ec2.values()].filter((i) => i.tags['piecework-job'] === `pw-${ids.four}`).every((i) => i.state === 'shutting-down'));
+    assert.ok(existsSync(join(keysDir, ids.four)), 'the key is kept for another --delete');
   });
 });
 
