@@ -39,9 +39,26 @@ import {
   type SshCredentials,
 } from './ssh.js';
 import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-hosts.js';
+import { renderTemplate } from './templates.js';
 import { parseSftpAddress } from '../core/store/sftp-store.js';
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
 import { uploadTool } from './upload.js';
+import {
+  ensureJobKey,
+  generateJobKey,
+  headAuthorizedKeys,
+  installJobKey,
+  jobKeyComment,
+  jobKeyRecord,
+  readJobKey,
+  revokeJobKey,
+  sftpOnlyLine,
+  type HeadLogin,
+  type JobKey,
+  type JobKeyEvent,
+  type KeyHead,
+  type RevokeOutcome,
+} from './job-key.js';
 
 export interface LaunchOptions extends HostConnectionOptions {
   /** The job folder, as this machine names it. */
@@ -104,8 +121,13 @@ export interface LaunchOptions extends HostConnectionOptions {
   providerArgs?: readonly string[];
   /** Plan only: render scripts, list commands, connect nowhere. */
   dryRun?: boolean;
-  /** Providers: remove the job's instances / cancel its Slurm jobs. */
+  /** Providers: remove the job's instances / cancel its Slurm jobs, then revoke the job's key (if launch made one). */
   delete?: boolean;
+  /**
+   * Make a key for the job (job-key.ts), install it on the head for SFTP only, and give it to the
+   * workers instead of `mount.identity`. Default: on for gcloud/aws with `mount` and no identity.
+   */
+  jobKey?: boolean;
 
   onEvent?: (event: LaunchEvent) => void;
 }
@@ -154,7 +176,8 @@ export type LaunchEvent =
   | { type: 'host:starting'; host: string }
   | { type: 'host:done'; result: HostResult }
   | { type: 'tool:copied'; path: string }
-  | { type: 'provider:command'; argv: readonly string[] };
+  | { type: 'provider:command'; argv: readonly string[] }
+  | JobKeyEvent;
 
 export interface SshLaunchReport {
   kind: 'ssh';
@@ -164,6 +187,7 @@ export interface SshLaunchReport {
   hosts: HostResult[];
   started: number;
   failed: number;
+  jobKey?: JobKeyReport;
 }
 
 export interface SshLaunchPlan {
@@ -173,6 +197,14 @@ export interface SshLaunchPlan {
   remoteJob: string;
   /** The script each host would run to start its worker (the tool path as it would be). */
   hosts: { host: string; spec: HostSpec; script: string }[];
+  jobKey?: JobKeyReport;
+}
+
+/** `launch JOB --delete` with no provider: the job's key revoked on the head, nothing else. */
+export interface JobKeyRevokeReport {
+  kind: 'job-key';
+  dryRun: boolean;
+  jobKey?: JobKeyReport;
 }
 
 export interface ProviderLaunchReport {
@@ -181,13 +213,43 @@ export interface ProviderLaunchReport {
   dryRun: boolean;
   plan: ProviderPlan;
   result?: ApplyResult;
+  jobKey?: JobKeyReport;
 }
 
-export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport;
+/** What launch did (or, in a dry run, would do) with the job's key. */
+export interface JobKeyReport {
+  /** `piecework-job-<id>`. */
+  comment: string;
+  /** The private key on this machine. */
+  keyFile: string;
+  /** Create: the head it goes to (`user@host:port`), the line, the file there, and what happened. */
+  head?: string;
+  line?: string;
+  authorizedKeys?: string;
+  result?: 'added' | 'present' | 'would-add';
+  /** Delete: the heads it was removed from (a dry run: would be). */
+  revoked?: RevokeOutcome['revoked'];
+  wouldRevoke?: string[];
+}
+
+export type LaunchReport = SshLaunchReport | SshLaunchPlan | ProviderLaunchReport | JobKeyRevokeReport;
 
 export async function launch(options: LaunchOptions): Promise<LaunchReport> {
   if (options.provider) return launchOnProvider(options.provider, options);
+  if (options.delete) return revokeOnly(options);
   return launchOverSsh(options);
+}
+
+/** Lab hosts have no instances to delete: `--delete` revokes the job's key, and forgets it here. */
+async function revokeOnly(options: LaunchOptions): Promise<JobKeyRevokeReport> {
+  const jobId = await jobIdFor(options);
+  if (options.dryRun) {
+    const record = await jobKeyRecord(jobId);
+    return { kind: 'job-key', dryRun: true, ...(record ? { jobKey: { comment: jobKeyComment(jobId), keyFile: record.keyFile ?? '', wouldRevoke: record.heads.map(formatHost) } } : {}) };
+  }
+  const revoked = await revokeJobKey(jobId, headLogin(options), options.onEvent);
+  if (revoked?.failed.length) throw revokeFailure(undefined, undefined, revoked);
+  return { kind: 'job-key', dryRun: false, ...(revoked ? { jobKey: { comment: revoked.comment, keyFile: revoked.file, revoked: revoked.revoked } } : {}) };
 }
 
 function validateCommon(options: LaunchOptions): void {
@@ -216,6 +278,7 @@ function validateCommon(options: LaunchOptions): void {
 
 async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | SshLaunchPlan> {
   validateCommon(options);
+  validateJobKey(undefined, options);
   const specs = options.hostSpecs ? [...options.hostSpecs] : await resolveHosts(options.hosts ?? []);
   if (specs.length === 0) throw new UsageError('no hosts: give --hosts FILE or --hosts a,b,c, or --provider');
   const remoteJob = options.sftp?.address ?? options.remoteJob ?? remoteJobPath(options.job, options.mount);
@@ -228,6 +291,7 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   }
   if (sftp && options.cwd !== undefined && !isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
   const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
+  const jobKey = options.jobKey ? await prepareJobKey(options, options.sftp ? sftpHead(options.sftp.address) : mountHead(options.mount!)) : undefined;
   const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, ...(cwd !== undefined ? { cwd } : {}) };
   if (sftp) base.sftp = sftp;
   if (options.env?.length) base.env = options.env;
@@ -239,25 +303,45 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const toolOnHosts = await cliOnHosts(toolSettings(options), !options.dryRun);
 
   if (options.dryRun) {
+    // Where the job key would be on each host (the host's own state folder).
+    const keyed = jobKey ? withIdentity(base, `~/.local/state/piecework/job-keys/${jobKey.key.jobId}`) : base;
     const hosts = await Promise.all(
       specs.map(async (spec) => ({
         host: formatHost(spec),
         spec,
         // Relative to the host's home, where the upload puts it.
-        script: await renderBootstrap(withLanes({ ...base, action: 'start', tool: toolOnHosts ?? `.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
+        script: await renderBootstrap(withLanes({ ...keyed, action: 'start', tool: toolOnHosts ?? `.cache/piecework/${PACKAGE_VERSION}/piecework.mjs` }, spec, options)),
       })),
     );
-    return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts };
+    return { kind: 'ssh', dryRun: true, job: options.job, remoteJob, hosts, ...(jobKey ? { jobKey: { ...jobKeyReport(jobKey), result: 'would-add' as const } } : {}) };
   }
+  const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
 
   const credentials = await loadCredentials({
     ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
     ...(options.agent !== undefined ? { agent: options.agent } : {}),
   });
-  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: options.localTool ?? bundledCliPath() };
+  const context: HostContext = { options, base, credentials, knownHostsFiles, toolOnHosts, localTool: options.localTool ?? bundledCliPath(), ...(jobKey ? { jobKey: jobKey.key } : {}) };
   const results = await mapBounded(specs, options.concurrency ?? 8, (spec) => startOnHost(spec, context));
   const started = results.filter((r) => r.status === 'started').length;
-  return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started };
+  const keyReport = jobKey && installed ? { jobKey: { ...jobKeyReport(jobKey), authorizedKeys: installed.file, result: installed.result } } : {};
+  return { kind: 'ssh', dryRun: false, job: options.job, remoteJob, hosts: results, started, failed: results.length - started, ...keyReport };
+}
+
+/** The same settings with the workers' key for the head (sshfs's, or the SFTP workers'). */
+function withIdentity(base: Omit<BootstrapSettings, 'action'>, identity: string): Omit<BootstrapSettings, 'action'> {
+  if (base.sftp) return { ...base, sftp: { ...base.sftp, identity } };
+  if (base.mount) return { ...base, mount: { ...base.mount, identity } };
+  return base;
+}
+
+/** Copy the job key to a host (templates/job-key-on-host.sh): its absolute path there. */
+async function placeJobKey(ssh: NodeSSH, key: JobKey): Promise<string> {
+  const script = await renderTemplate('job-key-on-host.sh', { PW_KEY_NAME: key.jobId, PW_KEY_TEXT: key.privateKey });
+  const run = await ssh.execCommand('sh -s', { stdin: script });
+  const file = /^piecework-keys: file=(.+)$/m.exec(run.stdout)?.[1];
+  if (run.code !== 0 || !file) throw new Error(`cannot keep the job key on the host: ${run.stderr.trim().split('\n').pop() || `exit ${run.code}`}`);
+  return file;
 }
 
 /**
@@ -298,7 +382,9 @@ export async function jobIdFor(options: Pick<LaunchOptions, 'job' | 'jobId'>): P
     return options.jobId;
   }
   try {
-    return (await readManifest(await openJobStore(options.job))).id;
+    const store = await openJobStore(options.job);
+    // Closed at once: an sftp:// store's connection would keep this process alive.
+    return (await readManifest(store).finally(() => store.close())).id;
   } catch (error) {
     const why = error instanceof PieceworkError ? error.message : String(error);
     throw new PieceworkError(`cannot read the job's id from ${resolve(options.job)}/job.json on this machine (${why})`, {
@@ -327,6 +413,8 @@ function withLanes(settings: BootstrapSettings, spec: HostSpec, options: LaunchO
 interface HostContext {
   options: LaunchOptions;
   base: Omit<BootstrapSettings, 'action'>;
+  /** The job's key, copied to each host for its workers (`--job-key`). */
+  jobKey?: JobKey;
   credentials: SshCredentials;
   knownHostsFiles: string[];
   toolOnHosts: string | undefined;
@@ -371,7 +459,8 @@ async function startOnHost(spec: HostSpec, context: HostContext): Promise<HostRe
   const common = { attempts: connection.attempts, ...(connection.hostKeyRecorded ? { hostKeyRecorded: true } : {}) };
   const timeoutMs = options.bootstrapTimeoutMs ?? 180_000;
   try {
-    const settings = withLanes({ ...context.base, action: 'check' }, spec, options);
+    const base = context.jobKey ? withIdentity(context.base, await placeJobKey(ssh, context.jobKey)) : context.base;
+    const settings = withLanes({ ...base, action: 'check' }, spec, options);
     emit({ type: 'host:checking', host });
     const check = await runBootstrap(ssh, settings, timeoutMs);
     const facts = parseBootstrapOutput(check.stdout);
@@ -456,18 +545,34 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
   const module = { gcloud, aws, slurm }[provider];
   const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
   let plan: ProviderPlan;
+  let jobKey: PreparedJobKey | undefined;
   if (options.delete) {
+    const jobId = await jobIdFor(options);
     plan = await module.plan({
       action: 'delete',
       job: remoteJob,
-      jobId: await jobIdFor(options),
+      jobId,
       ...(options.zone ? { zone: options.zone } : {}),
       ...(options.region ? { region: options.region } : {}),
       ...(options.project ? { project: options.project } : {}),
       ...(options.aws?.profile ? { profile: options.aws.profile } : {}),
     });
+    if (options.dryRun) {
+      const record = await jobKeyRecord(jobId);
+      const report: ProviderLaunchReport = { kind: 'provider', provider, dryRun: true, plan };
+      if (record) report.jobKey = { comment: jobKeyComment(jobId), keyFile: record.keyFile ?? '', wouldRevoke: record.heads.map(formatHost) };
+      return report;
+    }
+    // Instances first: a head out of reach must not keep them running (and billed).
+    const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
+    const report: ProviderLaunchReport = { kind: 'provider', provider, dryRun: false, plan, result };
+    const revoked = await revokeJobKey(jobId, headLogin(options), options.onEvent);
+    if (revoked) report.jobKey = { comment: revoked.comment, keyFile: revoked.file, revoked: revoked.revoked };
+    if (revoked?.failed.length) throw revokeFailure(plan, result, revoked);
+    return report;
   } else {
     validateCommon(options);
+    validateJobKey(provider, options);
     if (options.count === undefined || !(Number.isInteger(options.count) && options.count >= 1)) {
       throw new UsageError(`--count is required with --provider ${provider} (how many ${provider === 'slurm' ? 'array tasks' : 'instances'})`);
     }
@@ -489,6 +594,10 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
         throw new UsageError(`the head in --mount ${options.mount.source} is not in known_hosts, so new instances could not check its key`, `add it (ssh-keyscan -p ${options.mount.port ?? 22} HEAD >> ~/.ssh/known_hosts, after checking the fingerprint) or pass --accept-new-host-keys`);
       }
       if (identity) create.mountKeyText = await readFile(identity, 'utf8');
+      else if (wantsJobKey(provider, options)) {
+        jobKey = await prepareJobKey({ ...options, jobId }, mountHead(options.mount));
+        create.mountKeyText = jobKey.key.privateKey;
+      }
     }
     for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel', 'project', 'gcloud', 'aws', 'slurm'] as const) {
       const value = options[key];
@@ -496,7 +605,85 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
     }
     plan = await module.plan({ action: 'create', ...create });
   }
-  if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan };
+  const keyReport = jobKey && jobKeyReport(jobKey);
+  if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan, ...(keyReport ? { jobKey: { ...keyReport, result: 'would-add' } } : {}) };
+  // The key goes on the head before any instance exists that would use it.
+  const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
   const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
-  return { kind: 'provider', provider, dryRun: false, plan, result };
+  return { kind: 'provider', provider, dryRun: false, plan, result, ...(keyReport && installed ? { jobKey: { ...keyReport, authorizedKeys: installed.file, result: installed.result } } : {}) };
+}
+
+interface PreparedJobKey {
+  key: JobKey;
+  head: KeyHead;
+  /** False in a dry run before the first launch: the key is a throwaway one, made nowhere. */
+  kept: boolean;
+}
+
+/** The job's key, kept here (made if new); a dry run makes nothing: the kept key, or a throwaway one. */
+async function prepareJobKey(options: LaunchOptions, head: KeyHead): Promise<PreparedJobKey> {
+  const jobId = await jobIdFor(options);
+  const kept = await readJobKey(jobId);
+  const key = kept ?? (options.dryRun ? generateJobKey(jobId) : await ensureJobKey(jobId, options.onEvent));
+  return { key, head, kept: kept !== undefined || !options.dryRun };
+}
+
+function jobKeyReport(prepared: PreparedJobKey): JobKeyReport {
+  const { key, head, kept } = prepared;
+  return {
+    comment: key.comment,
+    keyFile: key.file,
+    head: formatHost(head),
+    line: kept ? sftpOnlyLine(key) : `restrict,command="internal-sftp" ssh-ed25519 <a new key> ${key.comment}`,
+    authorizedKeys: head.authorizedKeys ?? '~/.ssh/authorized_keys',
+  };
+}
+
+/** The head of an sftp:// job address. */
+function sftpHead(address: string): KeyHead {
+  const { user, host, port } = parseSftpAddress(address);
+  const authorizedKeys = headAuthorizedKeys();
+  return { ...(user ? { user } : {}), host, port, ...(authorizedKeys ? { authorizedKeys } : {}) };
+}
+
+/** The job key is the default for cloud instances that mount the share with no key of the user's. */
+function wantsJobKey(provider: ProviderName, options: LaunchOptions): boolean {
+  return options.jobKey ?? (provider !== 'slurm' && options.mount !== undefined && options.mount.identity === undefined);
+}
+
+function validateJobKey(provider: ProviderName | undefined, options: LaunchOptions): void {
+  if (options.jobKey !== true) return;
+  if (provider === 'slurm') throw new UsageError('--job-key does not apply to --provider slurm', "Slurm tasks see the job through the cluster's shared file system: no key reaches a head");
+  if (!options.mount && !options.sftp) throw new UsageError('--job-key needs --mount (or --via sftp): it is the key the workers reach the head with');
+  if (options.mount?.identity !== undefined || options.sftp?.identity !== undefined) {
+    throw new UsageError(`--job-key and --${options.mount ? 'mount' : 'head'}-identity do not go together`, 'the job key is the identity: leave the other out');
+  }
+}
+
+/** The head as --mount names it: where the job key goes, reached as the hosts reach it. */
+function mountHead(mount: LaunchMountOptions): KeyHead {
+  const source = parseMountSource(mount.source);
+  if (!source) throw new UsageError(`--mount ${mount.source}: expected [user@]host:/path`);
+  const authorizedKeys = headAuthorizedKeys();
+  return { ...(source.user ? { user: source.user } : {}), host: source.host, port: mount.port ?? 22, ...(authorizedKeys ? { authorizedKeys } : {}) };
+}
+
+/** Launch logs in to the head as it does to the hosts: the same keys, the same known_hosts. */
+function headLogin(options: LaunchOptions): HeadLogin {
+  return {
+    ...(options.identityFiles ? { identityFiles: options.identityFiles } : {}),
+    ...(options.agent !== undefined ? { agent: options.agent } : {}),
+    ...(options.knownHostsFiles ? { knownHostsFiles: options.knownHostsFiles } : {}),
+    ...(options.acceptNewHostKeys !== undefined ? { acceptNewHostKeys: options.acceptNewHostKeys } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+  };
+}
+
+function revokeFailure(plan: ProviderPlan | undefined, result: ApplyResult | undefined, revoked: RevokeOutcome): PieceworkError {
+  const done = !plan || !result ? '' : result.ids.length ? `deleted ${result.ids.length} instance(s) of ${plan.jobTag}, but ` : `nothing of ${plan.jobTag} was left to delete, but `;
+  const [first] = revoked.failed;
+  const heads = revoked.failed.map((f) => f.head).join(', ');
+  return new PieceworkError(`${done}could not revoke the job key ${revoked.comment} on ${heads}: ${first?.message ?? ''}`, {
+    hint: `${first?.hint ? `${first.hint}. ` : ''}The key still opens SFTP there: run this --delete again once the head is reachable (the key stays in ${revoked.file} until then), or remove the line ending in ${revoked.comment} from its authorized_keys by hand`,
+  });
 }

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { PieceworkError } from '../core/errors.js';
 import { quoteAssignment } from './quote.js';
 
-export type TemplateName = 'bootstrap.sh' | 'gcloud-startup.sh' | 'aws-user-data.sh' | 'slurm-array.sh' | 'stop-workers.sh';
+export type TemplateName = 'bootstrap.sh' | 'gcloud-startup.sh' | 'aws-user-data.sh' | 'slurm-array.sh' | 'stop-workers.sh' | 'authorized-keys.sh' | 'job-key-on-host.sh';
 
 export type TemplateValues = Record<string, string | number | undefined>;
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { UsageError } from '../../src/core/errors.js';
@@ -65,6 +65,10 @@ test('launch flags parse to exact options (argv in, options out)', async () => {
     ],
     ['launch J --provider aws --region eu-west-1 --delete', { job: 'J', command: [], provider: 'aws', region: 'eu-west-1', delete: true, concurrency: 8, connectTimeoutMs: 20_000 }],
     ['launch J --provider slurm --count 50 -j 4 --partition short -- c', { job: 'J', command: ['c'], provider: 'slurm', count: 50, lanes: 4, partition: 'short', concurrency: 8, connectTimeoutMs: 20_000 }],
+    // The job key: on or off by flag; --delete alone revokes it (lab hosts are not deleted).
+    ['launch J --provider aws --count 2 --mount me@head:/x --at /m --no-job-key -- c', { job: 'J', command: ['c'], provider: 'aws', count: 2, mount: { source: 'me@head:/x', at: '/m' }, jobKey: false, concurrency: 8, connectTimeoutMs: 20_000 }],
+    ['launch J --hosts h --via sftp --head me@head --job-key -- c', { job: 'J', command: ['c'], hosts: ['h'], sftp: { address: `sftp://me@head${encodeURI(resolve('J'))}` }, jobKey: true, concurrency: 8, connectTimeoutMs: 20_000 }],
+    ['launch J --delete', { job: 'J', command: [], delete: true, concurrency: 8, connectTimeoutMs: 20_000 }],
   ];
   for (const [line, expected] of cases) assert.deepEqual(await parse(line.split(' ')), expected, line);
 });
@@ -130,7 +134,6 @@ test('contradictory or incomplete launch flags are usage errors', async () => {
   const cases: [string, RegExp][] = [
     ['launch J -- c', /where should workers run/],
     ['launch J --hosts h --provider aws -- c', /either --hosts or --provider/],
-    ['launch J --hosts h --delete', /--delete needs --provider/],
     ['launch J --hosts h --mount me@head:/x -- c', /--mount and --at go together/],
     ['launch J --hosts h --mount-port 2 -- c', /need --mount/],
     ['launch J --hosts h --zone z -- c', /--zone needs --provider \(gcloud\)/],

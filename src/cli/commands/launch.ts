@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Arguments, CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 // Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
-import type { HostResult, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
+import type { HostResult, JobKeyReport, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
 import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
 import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
@@ -24,6 +24,7 @@ export interface LaunchArgs {
   via?: 'sftp';
   head?: string;
   headIdentity?: string;
+  jobKey?: boolean;
   remoteJob?: string;
   toolOnMount?: string;
   node?: string;
@@ -94,6 +95,7 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('via', { type: 'string', choices: ['sftp'] as const, describe: 'sftp: the workers reach the job over SFTP from the head (no mount, no FUSE on the hosts; they need SSH and node)' })
       .option('head', { type: 'string', describe: 'With --via sftp: [user@]host[:port] of the SSH server holding the job, as the hosts reach it (the job keeps its absolute path; not needed when JOB is an sftp:// address)' })
       .option('head-identity', { type: 'string', describe: 'With --via sftp: the key file on the hosts for the head (default: the hosts\' ~/.ssh/id_*)' })
+      .option('job-key', { type: 'boolean', describe: 'Make a key for this job that the head accepts for SFTP only (restrict, internal-sftp), install it there over SSH, send it to the workers; --delete revokes it. Default with --provider gcloud|aws --mount and no --mount-identity; --no-job-key: none' })
       .option('remote-job', { type: 'string', describe: 'The job folder as the hosts see it (default: mapped through --mount/--at)' })
       .option('tool-on-mount', { type: 'string', describe: 'Run piecework from the shared folder: PATH on the hosts, or no value to copy it to <share>/.piecework/' })
       .option('node', { type: 'string', describe: 'Path of node on the hosts, if not found on PATH, nvm, volta or /usr/local' })
@@ -139,15 +141,17 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('constraint', { type: 'string', describe: 'slurm: --constraint' })
       .option('throttle', { type: 'number', describe: 'slurm: at most N array tasks at once (--array=1-COUNT%N)' })
       .option('dry-run', { type: 'boolean', describe: 'Print the commands and rendered scripts; start nothing' })
-      .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs" })
+      .option('delete', { type: 'boolean', describe: "With --provider: delete the job's instances / cancel its Slurm jobs; then revoke the job key on the head (alone: only that)" })
       .option('wait', { type: 'boolean', describe: 'Follow progress until the job is complete (exit 0), or no worker is left alive (exit 3)' })
       .option('json', { type: 'boolean', describe: 'The per-host results (or the plan) as JSON on stdout' })
       .example('$0 launch /mnt/shared/jobs/score --hosts lab-hosts.txt -j 16 -- python3 score.py', 'lab hosts that already see the folder')
       .example('$0 launch /srv/share/jobs/score --hosts 4/lab1,4/lab2 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'mount the folder on each host first (over sshfs)')
-      .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --mount-identity ~/.ssh/piecework_mount --dry-run -- ./score.sh', 'spot instances: show what would run')
-      .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances")
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --count 20 --zone europe-west1-b --mount me@head.example.org:/srv/share --at /mnt/share --dry-run -- ./score.sh', 'spot instances: show what would run, and the SFTP-only job key line the head would get')
+      .example('$0 launch /srv/share/jobs/score --provider gcloud --delete', "delete the job's instances, then revoke its key on the head")
       .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
-      .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each'),
+      .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each')
+      .example('$0 launch /srv/jobs/score --hosts lab.txt --via sftp --head me@head.example.org --job-key -j 8 -- python3 /opt/score.py', 'workers reach the job over SFTP with a key made for the job, SFTP only')
+      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head'),
   handler: async (argv) => {
     const context = getContext();
     const options = launchOptionsFromArgs(argv);
@@ -238,10 +242,10 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   if (!job) throw new UsageError('give the job folder: piecework launch JOB …');
   const options: LaunchOptions = { job, command: commandAfterDashes(argv as Arguments) };
   if (argv.provider && argv.hosts?.length) throw new UsageError('give either --hosts or --provider, not both');
-  if (!argv.provider && !argv.hosts?.length) {
+  // Without --provider, --delete revokes the job's key and nothing else (lab hosts are not deleted).
+  if (!argv.provider && !argv.hosts?.length && !argv.delete) {
     throw new UsageError('where should workers run? give --hosts FILE|a,b,c, or --provider gcloud|aws|slurm');
   }
-  if (argv.delete && !argv.provider) throw new UsageError('--delete needs --provider (it removes the instances a provider launch made)');
   if ((argv.mount === undefined) !== (argv.at === undefined)) throw new UsageError('--mount and --at go together: --mount user@head:/path --at /mnt/point');
   if (argv.mount === undefined && (argv.mountPort !== undefined || argv.mountIdentity !== undefined)) {
     throw new UsageError('--mount-port and --mount-identity need --mount');
@@ -260,6 +264,7 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
     if (argv.mountIdentity) options.mount.identity = argv.mountIdentity;
   }
   if (argv.remoteJob) options.remoteJob = argv.remoteJob;
+  if (argv.jobKey !== undefined) options.jobKey = argv.jobKey;
   if (argv.via === 'sftp') options.sftp = sftpLaunch(job, argv);
   else if (argv.head !== undefined || argv.headIdentity !== undefined) throw new UsageError('--head and --head-identity need --via sftp');
   // `--tool-on-mount` alone: copy the bundle onto the share; with a value: the path on the hosts.
@@ -293,8 +298,8 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
     }
     options.provider = provider;
     Object.assign(options, providerOptionsFromArgs(argv));
-    if (argv.delete) options.delete = true;
   }
+  if (argv.delete) options.delete = true;
   if (argv.dryRun) options.dryRun = true;
   return options;
 }
@@ -416,6 +421,16 @@ function describeEvent(event: LaunchEvent, interactive: boolean): string | undef
       return `copied piecework to ${event.path}`;
     case 'provider:command':
       return `running ${event.argv.join(' ')}`;
+    case 'job-key:created':
+      return `new job key ${event.comment} in ${event.file}`;
+    case 'job-key:installed':
+      return `job key ${event.comment} ${event.result === 'added' ? 'added to' : 'already in'} ${event.file} on ${event.head} (SFTP only)`;
+    case 'job-key:revoked':
+      return event.result === 'removed'
+        ? `job key ${event.comment} revoked on ${event.head} (${plural(event.lines, 'line')} removed from ${event.file})`
+        : `job key ${event.comment} was not in ${event.file} on ${event.head} (nothing to revoke there)`;
+    case 'job-key:forgotten':
+      return `job key ${event.comment} deleted here (${event.file})`;
     case 'host:connecting':
     case 'host:checking':
     case 'host:starting':
@@ -426,13 +441,20 @@ function describeEvent(event: LaunchEvent, interactive: boolean): string | undef
 }
 
 /** The report as text: data (JSON, scripts, ids) for stdout, the table for stderr. */
-export function renderReport(report: LaunchReport, options: { json: boolean; redact?: string | undefined }): { stdout: string; stderr: string } {
+export function renderReport(report: LaunchReport, settings: { json: boolean; redact?: string | undefined }): { stdout: string; stderr: string } {
+  // `redact`: the key file whose contents the scripts carry (--mount-identity); a job key is named by the report.
+  const options = { json: settings.json, redact: keyLabel(report, settings.redact) };
   if (options.json) {
     const data = report.kind === 'provider' ? { ...report, plan: { ...report.plan, files: report.plan.files.map((f) => ({ ...f, content: redacted(f.content, options.redact) })) } } : report;
     return { stdout: `${JSON.stringify(data, null, 2)}\n`, stderr: report.kind === 'ssh' && !report.dryRun ? hostTable(report.hosts) : '' };
   }
+  if (report.kind === 'job-key') {
+    const key = report.jobKey;
+    if (report.dryRun) return { stdout: jobKeyPlan(key), stderr: `launch: dry run${key ? '' : ': no job key of this job is kept here'}; nothing was run\n` };
+    return { stdout: '', stderr: key ? '' : 'launch: no job key of this job is kept here: nothing to revoke\n' };
+  }
   if (report.kind === 'ssh' && report.dryRun) {
-    const scripts = report.hosts.map((h) => `# ---- ${h.host}: sh -s with this script on stdin ----\n${h.script}`).join('\n');
+    const scripts = jobKeyPlan(report.jobKey) + report.hosts.map((h) => `# ---- ${h.host}: sh -s with this script on stdin ----\n${h.script}`).join('\n');
     return { stdout: scripts, stderr: `launch: dry run: ${plural(report.hosts.length, 'host')}, job ${report.remoteJob} on the hosts; nothing started\n` };
   }
   if (report.kind === 'ssh') {
@@ -441,7 +463,7 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   }
   const { plan } = report;
   if (report.dryRun) {
-    const files = plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
+    const files = jobKeyPlan(report.jobKey) + plan.files.map((f) => `# ---- ${f.path}${f.encoding === 'gzip' ? ` (sent gzip-compressed, ${f.bytes ?? '?'} bytes)` : ''} ----\n${redacted(f.content, options.redact)}`).join('\n');
     const commands = plan.commands.map((c, i) => {
       const after = plan.commands[i - 1]?.role === 'lookup' ? ' <ids printed by the command above>' : '';
       return `# ${c.description}\n${quoteArgv(c.argv)}${after}`;
@@ -459,9 +481,22 @@ export function renderReport(report: LaunchReport, options: { json: boolean; red
   return { stdout: stdout ? `${stdout}\n` : '', stderr: `launch: ${what}\n${cleanup}` };
 }
 
-function redacted(text: string, keyFile: string | undefined): string {
+/** A dry run's account of the job key: the line the head would get, or where it would be revoked. */
+function jobKeyPlan(key: JobKeyReport | undefined): string {
+  if (key?.line) return `# ---- the job key: this line would be added to ${key.authorizedKeys ?? '~/.ssh/authorized_keys'} on ${key.head ?? 'the head'} (over SSH, as you) ----\n${key.line}\n`;
+  if (key?.wouldRevoke) return `# ---- the job key ${key.comment} would be revoked on ${key.wouldRevoke.join(', ') || 'no head'}, and ${key.keyFile || 'its record'} deleted here ----\n`;
+  return '';
+}
+
+function redacted(text: string, label: string | undefined): string {
   // The sshfs key travels in the startup script; a dry run shows where it comes from, not the key.
-  return keyFile ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<contents of ${keyFile}>'`) : text;
+  return label ? text.replace(/(PW_MOUNT_KEY=)'[^']*'/, `$1'<${label}>'`) : text;
+}
+
+/** What the printed scripts say instead of the key they carry: the job key, or the file given. */
+function keyLabel(report: LaunchReport, keyFile: string | undefined): string | undefined {
+  if (report.kind === 'provider' && report.jobKey?.line) return `the job key ${report.jobKey.comment}${report.dryRun && report.jobKey.line.includes('<a new key>') ? ', made when launch runs' : `, ${report.jobKey.keyFile}`}`;
+  return keyFile ? `contents of ${keyFile}` : undefined;
 }
 
 /** One row a host: HOST STATUS DETAIL, hints under failed rows. */
