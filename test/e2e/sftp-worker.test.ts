@@ -4,7 +4,7 @@
  * SIGSTOP) end the worker with a clear message within the documented bound, leaving no process;
  * a link that comes back in time lets the worker carry on; SIGTERM ends an SFTP worker within its
  * grace period, even on a silent link; a SIGKILLed SFTP worker's chunks are taken over by another
- * once its claims are stale.
+ * once its claims are stale, or at once by a rerun on the same host.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -229,9 +229,17 @@ void test('SIGTERM ends an SFTP worker within its grace period: claims released 
   own.stop();
 });
 
-void test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its claims are stale; merge equals the serial run', async () => {
+/** Start a worker that looks like another host: a UTS namespace of its own with another hostname. */
+function startWorkerOnOtherHost(args: string[]): { child: ChildProcess; result: Promise<RunResult> } {
+  const wrapper = ['unshare', '--uts', 'sh', '-c', `hostname pw-other-${process.pid} && exec "$@"`, 'sh'];
+  const child = startPiecework(['work', ...args], { env: env(), wrapper });
+  registerCleanup(() => killGroup(child), `kill worker group ${child.pid}`);
+  return { child, result: collect(child) };
+}
+
+void test('a SIGKILLed SFTP worker of another host: its chunks are taken over once its claims are stale; merge equals the serial run', async () => {
   const { job, expected } = makeJob('kill', 8, 3);
-  const victim = startWorker([address(job), '-j', '2', '--', 'sh', '-c', 'sleep 120; cat']);
+  const victim = startWorkerOnOtherHost([address(job), '-j', '2', '--', 'sh', '-c', 'sleep 120; cat']);
   await waitUntil(() => lockFolders(job).length === 2, 20_000, 'two claims');
   killGroup(victim.child, 'SIGKILL');
   await victim.result;
@@ -242,6 +250,25 @@ void test('a SIGKILLed SFTP worker\'s chunks are taken over by another once its 
   const done = await rescuer.result;
   assert.equal(done.code, 0, done.stderr);
   assert.ok(Date.now() - killedAt >= 3000, 'the dead claims were taken over only once stale');
+  assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
+});
+
+void test('a SIGKILLed SFTP worker of this host: a rerun takes its claims at once (not after the stale period) and completes', async () => {
+  const { job, expected } = makeJob('kill-here', 4); // the default stale period: 60 s
+  // Commands run long enough (> 1 s) for the claims to get their owner records.
+  const victim = startWorker([address(job), '-j', '2', '--', 'sh', '-c', 'sleep 120; cat']);
+  await waitUntil(() => lockFolders(job).length === 2 && filesUnder(path.join(job, 'locks')).filter((name) => name.endsWith('.owner')).length === 2, 20_000, 'two claims with their owner records');
+  killGroup(victim.child, 'SIGKILL');
+  await victim.result;
+  assert.equal(lockFolders(job).length, 2, 'the dead worker left its claims');
+  const began = Date.now();
+  const rerun = startWorker([address(job), '-j', '2', '--quiet', '--', 'tr', 'a-z', 'A-Z']);
+  const done = await exitWithin(rerun, 30_000);
+  const seconds = (Date.now() - began) / 1000;
+  assert.equal(done.code, 0, done.stderr);
+  assert.ok(seconds < 15, `the rerun took ${seconds}s; the stale period is 60 s`);
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), [], 'no claim or owner record left');
+  assert.deepEqual(filesUnder(path.join(job, '.tmp')).filter((name) => name.includes('dead-claim')), []);
   assert.equal((await runPiecework(['merge', address(job)], { env: env() })).stdout, expected);
 });
 

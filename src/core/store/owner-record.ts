@@ -1,3 +1,4 @@
+import { processIsGone } from '../processes.js';
 import { randomHex } from '../random-hex.js';
 import type { ClaimOwner } from './job-store.js';
 
@@ -51,4 +52,16 @@ export function parseOwnerRecord(text: string | undefined): OwnerRecord | undefi
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a claim's holder ran on this host, in this boot, and is gone (its pid does not exist):
+ * then the claim is dead now, with no stale period to wait. Any doubt (no boot id, another host,
+ * a record that does not parse) is a no.
+ */
+export function heldByDeadLocalProcess(owner: OwnerRecord | undefined, identity: ClaimOwner): boolean {
+  if (!owner || !identity.bootId) return false; // no /proc boot id: a pid alone could be another boot's
+  if (owner.host !== identity.host || owner.bootId !== identity.bootId) return false;
+  if (!Number.isInteger(owner.pid) || owner.pid === process.pid) return false;
+  return processIsGone(owner.pid);
 }

@@ -26,8 +26,7 @@ import { errorCode } from '../errors.js';
 import type { Claim as StoreClaim, ClaimOwner, Claims, ClaimSettings } from './job-store.js';
 import type { JobLayout } from './layout.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
-import { newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
-import { processIsGone } from '../processes.js';
+import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 export class Claim implements StoreClaim {
   readonly chunk: string;
@@ -192,12 +191,10 @@ export class ClaimBook implements Claims {
    * exist): true when this call removed it. Nothing is removed on any doubt.
    */
   async #removeClaimOfDeadLocalProcess(chunk: string): Promise<boolean> {
-    const { host, bootId } = this.identity;
-    if (!bootId) return false; // no /proc boot id: a pid alone could be another boot's
+    if (!this.identity.bootId) return false;
     const ownerPath = this.layout.ownerPath(chunk);
     const text = await fs.readFile(ownerPath, 'utf8').catch(() => undefined);
-    const owner = parseOwnerRecord(text);
-    if (!text || !owner || owner.host !== host || owner.bootId !== bootId || owner.pid === process.pid || !Number.isInteger(owner.pid) || !processIsGone(owner.pid)) return false;
+    if (!text || !heldByDeadLocalProcess(parseOwnerRecord(text), this.identity)) return false;
     // Take the record by a rename: of several workers that judged this claim dead, one wins.
     const taken = this.layout.tempPath('dead-claim');
     try {

@@ -37,7 +37,7 @@ import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../erro
 import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
-import { newOwnerRecord, OWNER_RECORD_DELAY_MS, TOKEN_LENGTH } from './owner-record.js';
+import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';
 /** Every SFTP request is answered within this, or the link counts as dead. */
@@ -46,6 +46,8 @@ export const KEEPALIVE_INTERVAL_MS = 5_000;
 export const KEEPALIVE_COUNT_MAX = 3;
 /** How long close() lets the server answer the goodbye before dropping the connection. */
 const CLOSE_GRACE_MS = 1000;
+/** An owner record is a token line and one line of JSON: far below this. */
+const OWNER_RECORD_MAX_BYTES = 4096;
 
 const AREA_FOLDERS: Record<Area, string> = {
   chunks: 'chunks',
@@ -802,6 +804,10 @@ export class SftpJobStore implements JobStore {
   /** @internal */ mkdirPath(p: string): Promise<void> {
     return this.#mkdir(p);
   }
+  /** @internal posix-rename: replaces `to` if it exists. */
+  renamePath(from: string, to: string): Promise<void> {
+    return this.#rename(from, to);
+  }
   /** @internal */ rmdirPath(p: string): Promise<void> {
     return this.#rmdir(p);
   }
@@ -935,7 +941,13 @@ class SftpClaimBook implements Claims {
         if (isCode(error, 'ENOENT')) return undefined; // released just now: busy this round
         throw error;
       }
-      if (!this.#isStale(info)) return undefined;
+      if (!this.#isStale(info)) {
+        // Not stale, but held by a process of this host and boot that is gone (a kill -9 and a
+        // rerun): taken now rather than after the stale period, as on a mount.
+        if (!(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
+        const madeAt2 = await this.#tryMkdir(lock, chunk);
+        return madeAt2 === undefined ? undefined : this.#newClaim(chunk, lane, false, madeAt2);
+      }
       // Take over: look again (another contender may have just taken it), remove, make anew.
       const again = await this.store.statPath(lock).catch(() => undefined);
       if (!again || again.mtime !== info.mtime || !this.#isStale(again)) return undefined;
@@ -950,6 +962,39 @@ class SftpClaimBook implements Claims {
     } catch (error) {
       throw this.store.translate(error);
     }
+  }
+
+  /**
+   * Remove a claim whose holder ran on this host, in this boot, and is gone: true when this call
+   * removed it. The record is taken by a rename first, so that of several workers that judged the
+   * claim dead one wins; nothing is removed on any doubt.
+   */
+  async #removeClaimOfDeadLocalProcess(chunk: string): Promise<boolean> {
+    if (!this.identity.bootId) return false;
+    const ownerPath = this.ownerPath(chunk);
+    const text = (await this.store.readPrefixPath(ownerPath, OWNER_RECORD_MAX_BYTES).catch(() => undefined))?.toString('utf8');
+    if (!text || !heldByDeadLocalProcess(parseOwnerRecord(text), this.identity)) return false;
+    const taken = this.store.remotePath('tmp', tempName('dead-claim'));
+    try {
+      await this.store.renamePath(ownerPath, taken);
+    } catch (error) {
+      if (isCode(error, 'ENOENT') || isCode(error, 'ESFTPFAILURE')) return false; // another worker took it first
+      throw error;
+    }
+    // Still the record we judged? (A new holder writes its own only after a second.)
+    const moved = (await this.store.readPrefixPath(taken, TOKEN_LENGTH).catch(() => undefined))?.toString('latin1');
+    if (moved !== text.slice(0, TOKEN_LENGTH)) {
+      await this.store.renamePath(taken, ownerPath).catch(() => {});
+      return false;
+    }
+    try {
+      await this.store.rmdirPath(this.lockPath(chunk)).catch((error: unknown) => {
+        if (!isCode(error, 'ENOENT') && !isCode(error, 'ESFTPFAILURE')) throw error;
+      });
+    } finally {
+      await this.store.unlinkPath(taken).catch(() => {});
+    }
+    return true;
   }
 
   #isStale(info: SftpStats): boolean {
