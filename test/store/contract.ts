@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { JobMissingError, PieceworkError } from '../../src/core/errors.js';
@@ -243,6 +244,38 @@ export function storeContract(getFixture: () => StoreFixture): void {
     const again = await b.claim(chunks[0]!, 0);
     assert.ok(again, 'a released chunk can be claimed again');
     await again.release();
+  });
+
+  test('a claim racing a holder that takes and releases the chunk: busy or claimed, never an error', async (t) => {
+    t.after(closeAll);
+    const { store, backing } = await job();
+    const claims = await store.claims(settings, fixedMountClock(0), owner('a'));
+    // Another host claims and releases 000003 (and a grouped chunk) as fast as it can, so that
+    // a claim's mkdir finds the lock there and the look that follows finds it gone. Over SFTP that
+    // mkdir fails with a bare "Failure", which was taken for an error: the worker ended.
+    const locks = [path.join(backing, 'locks', '000003'), path.join(backing, 'locks', 'g', '000004')];
+    await fs.mkdir(path.dirname(locks[1]!), { recursive: true });
+    // A process of its own, so that its calls interleave with the store's for real.
+    const holder = spawn('sh', ['-c', 'while :; do for l in "$@"; do mkdir "$l" 2>/dev/null && rmdir "$l"; done; done', 'sh', ...locks], { stdio: 'ignore' });
+    let claimed = 0;
+    let busy = 0;
+    try {
+      for (let i = 0; i < 150; i++) {
+        for (const chunk of ['000003', 'g/000004']) {
+          const claim = await claims.claim(chunk, 0);
+          if (!claim) {
+            busy++;
+            continue;
+          }
+          claimed++;
+          await claim.release();
+        }
+      }
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    assert.equal(claimed + busy, 300);
+    assert.ok(busy > 0, 'the race was run: some claims found the chunk held');
   });
 
   test('a stale claim is taken over by the mount clock; the old holder never removes the new claim', gap('release-right-after-takeover'), async (t) => {

@@ -1023,6 +1023,10 @@ class SftpClaimBook implements Claims {
           },
         );
         if (exists) return undefined;
+        // OpenSSH answers an existing name with "Failure", a missing parent with "No such file":
+        // a failure whose name is gone by the look that followed was a claim released just
+        // then (another host finished the chunk): busy this round, as on a mount.
+        if (isCode(error, 'ESFTPFAILURE')) return undefined;
         const slash = chunk.lastIndexOf('/');
         if (attempt > 0 || slash === -1) throw error;
         await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
