@@ -122,6 +122,7 @@ export class Lane {
         } else {
           if (outcome.reason === 'output-exists') {
             host.knownDone.add(chunk);
+            host.scheduler.foundDone();
             this.#claimFoundDoneAt = Date.now();
           } else {
             host.exhausted.add(chunk);

@@ -20,6 +20,16 @@ const MAX_HELD_LOOKUPS = 16;
  */
 const HELD_LOOKUP_SPACING_MS = 20;
 
+/**
+ * A pass lists the job once and deals out what was missing then; with many hosts, most of those
+ * chunks are finished by others before this worker reaches them (each host's queue holds every
+ * chunk: about hosts − 1 wasted claims or lookups per chunk). After this many chunks found done
+ * by others since the last pass, the job is listed again...
+ */
+const RELIST_AFTER_FOUND_DONE = 16;
+/** ...but never more often than this many times a pass's own length apart (a listing of a huge job costs seconds). */
+const RELIST_SPACING_FACTOR = 10;
+
 /** Why a worker stopped before the job was complete. */
 /** 'halt': `work --halt-after N` saw N chunks fail for good (and wrote STOP for the others). */
 export type StopReason = 'stop-file' | 'signal' | 'split-incomplete' | 'halt';
@@ -87,6 +97,18 @@ export class Scheduler {
     return Date.now() - this.#lastScan;
   }
 
+  /** A lane found a chunk's output already made by another worker. */
+  foundDone(): void {
+    this.#foundDoneSinceScan++;
+  }
+
+  #foundDoneSinceScan = 0;
+
+  /** Whether what is queued is stale enough, by what lanes keep finding, to list the job again. */
+  #queueOutrun(): boolean {
+    return this.#foundDoneSinceScan >= RELIST_AFTER_FOUND_DONE && Date.now() - this.#lastScan >= RELIST_SPACING_FACTOR * this.#lastScanMs;
+  }
+
   /** A lane finished a chunk: a scan waiting for our own last chunks may look again. */
   chunkFinished(): void {
     if (this.#waitingForOwnChunks) this.#wakeUp?.();
@@ -109,6 +131,7 @@ export class Scheduler {
         this.#stopFollowing?.();
         return undefined;
       }
+      if (this.#queueOutrun()) this.#queue = [];
       const chunk = this.#queue.pop();
       if (chunk !== undefined) return chunk;
       this.listAhead();
@@ -143,6 +166,7 @@ export class Scheduler {
   async #scan(): Promise<void> {
     const worker = this.#worker;
     const began = Date.now();
+    this.#foundDoneSinceScan = 0;
     // The job marker is checked before every pass (invariant 6): a dropped mount must not look
     // like an empty job.
     // The listings go out together with it, on the bet that the manifest is unchanged (a round
