@@ -13,7 +13,7 @@
 #                      (written to a file the worker checks: PIECEWORK_KNOWN_HOSTS)
 #   PW_TOOL_SFTP_LOGIN with sftp, where launch cannot copy the CLI itself (cloud instances, Slurm
 #   PW_TOOL_SFTP_PORT  nodes): [user@]host and port of the head, and the CLI's path there
-#   PW_TOOL_SFTP_PATH  (relative to that user's home); fetched into PW_TOOL when it is missing,
+#   PW_TOOL_SFTP_PATH  (absolute, beside the job); fetched into PW_TOOL when it is missing,
 #                      with OpenSSH's sftp client, the workers' key and the head's known_hosts
 #   PW_JOB_MARKER      its job.json (a dropped mount is not an empty job)
 #   PW_LOG_DIR         the job's logs/ folder
@@ -236,7 +236,8 @@ fi
 # sharing a home folder may fetch at once, and none may run half a file.
 fetch_tool() {
   command -v sftp >/dev/null 2>&1 || fail 15 "the OpenSSH sftp client is not installed on $(uname -n) (openssh-client): it fetches piecework from the head"
-  from="${PW_TOOL_SFTP_LOGIN:?}:${PW_TOOL_SFTP_PATH}"
+  [ -n "${PW_TOOL_SFTP_LOGIN:-}" ] || fail 2 "PW_TOOL_SFTP_PATH is set but PW_TOOL_SFTP_LOGIN (the head) is not"
+  from="$PW_TOOL_SFTP_LOGIN:$PW_TOOL_SFTP_PATH"
   case $PW_TOOL_SFTP_PATH$tool in *'"'* | *\\*) fail 2 "sftp's batch mode cannot take a path with a quote or backslash: $from, $tool" ;; esac
   mkdir -p "$(dirname "$tool")" || fail 14 "cannot create $(dirname "$tool")"
   part=$tool.$(uname -n | tr -c 'A-Za-z0-9._\n-' '_').$$.part

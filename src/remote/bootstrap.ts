@@ -47,8 +47,8 @@ export interface SftpSpec {
   knownHostsLines?: string[];
   /**
    * Where a host that launch does not log in to (a cloud instance, a Slurm node) fetches the CLI
-   * when `tool` is missing: the head as sftp reaches it, and the CLI's path there (relative to
-   * that user's home, where launch uploaded it).
+   * when `tool` is missing: the head as sftp reaches it, and the CLI's path there (where launch
+   * uploaded it).
    */
   toolFrom?: { login: string; port: number; path: string };
 }

@@ -10,7 +10,7 @@
  * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
  */
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, posix, resolve } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
 import { PieceworkError, UsageError } from '../core/errors.js';
 import { openJobStore } from '../core/store/open-store.js';
@@ -615,7 +615,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
       const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
       const head = sftpHead(options.sftp.address);
       const { identity, ...spec } = await sftpSpec(options.sftp, knownHostsFiles);
-      create.sftp = { ...spec, toolFrom: { login: sftpLogin(head), port: head.port, path: toolCachePath(PACKAGE_VERSION) } };
+      create.sftp = { ...spec, toolFrom: { login: sftpLogin(head), port: head.port, path: toolOnHead(options.sftp.address) } };
       // Slurm nodes: a key file there (default their ~/.ssh/id_*). Instances: a key sent along.
       if (provider === 'slurm') {
         if (identity !== undefined) create.sftp.identity = identity;
@@ -636,7 +636,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
   if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan, ...(keyReport ? { jobKey: { ...keyReport, result: 'would-add' } } : {}) };
   // The key goes on the head before any instance exists that would use it.
   const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
-  if (options.sftp) await toolToHead(options, sftpHead(options.sftp.address));
+  if (options.sftp) await toolToHead(options, options.sftp.address);
   const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
   return { kind: 'provider', provider, dryRun: false, plan, result, ...(keyReport && installed ? { jobKey: { ...keyReport, authorizedKeys: installed.file, result: installed.result } } : {}) };
 }
@@ -689,13 +689,22 @@ async function readLocalKey(file: string): Promise<string> {
 }
 
 /**
- * Hosts that launch does not log in to (cloud instances, Slurm nodes) fetch the CLI from the head
- * over SFTP: it goes to the head's `~/.cache/piecework/<version>/` first, as to an SSH host.
+ * Where hosts that launch does not log in to (cloud instances, Slurm nodes) fetch the CLI from:
+ * `.piecework/<version>/piecework.mjs` beside the job folder on the head, as `--tool-on-mount`
+ * puts it beside the job on a share. An absolute path: the job key's SFTP session and launch's
+ * own may start in different folders.
  */
-async function toolToHead(options: LaunchOptions, head: KeyHead): Promise<void> {
+function toolOnHead(address: string): string {
+  return posix.join(posix.dirname(parseSftpAddress(address).path), '.piecework', PACKAGE_VERSION, 'piecework.mjs');
+}
+
+/** Put the CLI on the head (see toolOnHead), logged in as the launching user. */
+async function toolToHead(options: LaunchOptions, address: string): Promise<void> {
+  const head = sftpHead(address);
   const ssh = await connectToHead(head, headLogin(options), 'copy piecework');
   try {
-    await uploadTool(ssh, options.localTool ?? bundledCliPath(), PACKAGE_VERSION, (info) => options.onEvent?.({ type: 'host:uploading', host: formatHost(head), ...info }));
+    const onUpload = (info: { remotePath: string; bytes: number }): void => options.onEvent?.({ type: 'host:uploading', host: formatHost(head), ...info });
+    await uploadTool(ssh, options.localTool ?? bundledCliPath(), PACKAGE_VERSION, onUpload, toolOnHead(address));
   } finally {
     ssh.dispose();
   }

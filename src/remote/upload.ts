@@ -21,18 +21,19 @@ export interface UploadOutcome {
   bytes: number;
 }
 
+/** `target`: an absolute path to put it at instead (the head's copy for hosts that fetch it). */
 export async function uploadTool(
   ssh: NodeSSH,
   localPath: string,
   version: string,
   onUpload?: (info: { remotePath: string; bytes: number }) => void,
+  target?: string,
 ): Promise<UploadOutcome> {
   const bytes = (await stat(localPath)).size;
   const sftp = await ssh.requestSFTP();
   try {
     // The SFTP server starts in the user's home: '.' resolves to it.
-    const home = await call<string>((cb) => sftp.realpath('.', cb));
-    const remotePath = posix.join(home, toolCachePath(version));
+    const remotePath = target ?? posix.join(await call<string>((cb) => sftp.realpath('.', cb)), toolCachePath(version));
     const dir = posix.dirname(remotePath);
     const existing = await call<Stats>((cb) => sftp.stat(remotePath, cb)).catch(() => undefined);
     if (existing?.size === bytes) return { remotePath, uploaded: false, bytes };
