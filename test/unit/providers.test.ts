@@ -378,8 +378,8 @@ void describe('--via sftp: instances and Slurm tasks reach the job on the head, 
   });
   const planned = async (options: LaunchOptions) => {
     const report = await launch(options);
-    assert.equal(report.kind, 'provider');
-    return report as Extract<typeof report, { kind: 'provider' }>;
+    if (report.kind !== 'provider') throw new Error(`a provider report, not ${report.kind}`);
+    return report;
   };
   /** What no --via sftp script may contain: an sshfs install or mount. */
   const assertNoMount = (values: Record<string, string>): void => {

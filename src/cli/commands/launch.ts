@@ -151,7 +151,9 @@ const command: CommandModule<object, LaunchArgs> = {
       .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
       .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each')
       .example('$0 launch /srv/jobs/score --hosts lab.txt --via sftp --head me@head.example.org --job-key -j 8 -- python3 /opt/score.py', 'workers reach the job over SFTP with a key made for the job, SFTP only')
-      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head'),
+      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head')
+      .example('$0 launch /srv/jobs/score --provider gcloud --count 40 --zone europe-west4-a --via sftp --head me@head.example.org --cwd /opt/score -- python3 score.py', 'spot instances without a mount: they fetch piecework from the head and work over SFTP with a job key')
+      .example('$0 launch /srv/jobs/score --provider slurm --count 20 --via sftp --head me@head.example.org --head-identity /home/me/.ssh/id_lab -- python3 /opt/score.py', 'a Slurm array over SFTP; --head-identity is a key file on the nodes'),
   handler: async (argv) => {
     const context = getContext();
     const options = launchOptionsFromArgs(argv);
