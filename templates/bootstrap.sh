@@ -11,6 +11,10 @@
 #   PW_SFTP_IDENTITY   with sftp: key file on this host for the head (PIECEWORK_SSH_IDENTITY)
 #   PW_SFTP_KNOWN_HOSTS_LINES  with sftp: the head's known_hosts lines, from the launcher
 #                      (written to a file the worker checks: PIECEWORK_KNOWN_HOSTS)
+#   PW_TOOL_SFTP_LOGIN with sftp, where launch cannot copy the CLI itself (cloud instances, Slurm
+#   PW_TOOL_SFTP_PORT  nodes): [user@]host and port of the head, and the CLI's path there
+#   PW_TOOL_SFTP_PATH  (absolute, beside the job); fetched into PW_TOOL when it is missing,
+#                      with OpenSSH's sftp client, the workers' key and the head's known_hosts
 #   PW_JOB_MARKER      its job.json (a dropped mount is not an empty job)
 #   PW_LOG_DIR         the job's logs/ folder
 #   PW_TOOL            the bundled piecework CLI (piecework.mjs) on this host
@@ -26,7 +30,8 @@
 #   PW_MOUNT_STRICT    yes | accept-new (StrictHostKeyChecking for the head; never "no")
 #   PW_MOUNT_OPTIONS   sshfs cache options (default: dir_cache=no, see DEPENDENCIES.md)
 #   PW_GRACE           seconds a started worker must stay up to count as started
-#   PW_CWD             the command's working directory on this host (default: where this runs)
+#   PW_CWD             the command's working directory on this host (default: where this runs;
+#                      with sftp, the home folder)
 #   PW_ENV             NAME=value words, shell-quoted: exported for the worker and its commands
 #   PW_WORK_OPTIONS    options for `piecework work` (e.g. --warm), shell-quoted words
 #   PW_WHEN_DONE       what to do when `run` ends: poweroff (cloud: stop paying once this worker
@@ -215,15 +220,55 @@ fi
 if [ -n "${PW_CWD:-}" ]; then
   cd "$PW_CWD" 2>/dev/null || fail 16 "the working directory $PW_CWD does not exist on $(uname -n) (give launch --cwd DIR as the hosts see it)"
   say "cwd=$PW_CWD"
+elif [ "$via" = sftp ]; then
+  # No shared folder to run in: the home folder, on every kind of host alike (an SSH session
+  # starts there; a Slurm task would start where sbatch ran, a cloud instance's service in /).
+  cd "$HOME" 2>/dev/null || fail 16 "the home folder $HOME does not exist on $(uname -n) (give launch --cwd DIR)"
 fi
 if [ "$action" = check ]; then
   exit 0
 fi
 
 # --- the worker ------------------------------------------------------------------------------
+# Cloud instances and Slurm nodes, which launch does not log in to, fetch the CLI from the head
+# (launch put it there): OpenSSH's sftp client, with the workers' key and the head's
+# known_hosts, which the head's SFTP-only job key allows. Under a temp name, then renamed: tasks
+# sharing a home folder may fetch at once, and none may run half a file.
+fetch_tool() {
+  command -v sftp >/dev/null 2>&1 || fail 15 "the OpenSSH sftp client is not installed on $(uname -n) (openssh-client): it fetches piecework from the head"
+  [ -n "${PW_TOOL_SFTP_LOGIN:-}" ] || fail 2 "PW_TOOL_SFTP_PATH is set but PW_TOOL_SFTP_LOGIN (the head) is not"
+  from="$PW_TOOL_SFTP_LOGIN:$PW_TOOL_SFTP_PATH"
+  case $PW_TOOL_SFTP_PATH$tool in *'"'* | *\\*) fail 2 "sftp's batch mode cannot take a path with a quote or backslash: $from, $tool" ;; esac
+  mkdir -p "$(dirname "$tool")" || fail 14 "cannot create $(dirname "$tool")"
+  part=$tool.$(uname -n | tr -c 'A-Za-z0-9._\n-' '_').$$.part
+  set -- -b - -P "${PW_TOOL_SFTP_PORT:-22}" -o BatchMode=yes -o ConnectTimeout=20 -o StrictHostKeyChecking=yes
+  if [ -n "${PW_SFTP_IDENTITY:-}" ]; then set -- "$@" -o "IdentityFile=$PW_SFTP_IDENTITY" -o IdentitiesOnly=yes; fi
+  if [ -n "${known:-}" ]; then set -- "$@" -o "UserKnownHostsFile=$known"; fi
+  errors=$(mktemp)
+  attempt=1
+  # The head's sshd drops bursts of new connections (MaxStartups): retry with back-off.
+  until printf 'get "%s" "%s"\n' "$PW_TOOL_SFTP_PATH" "$part" | sftp "$@" "$PW_TOOL_SFTP_LOGIN" >"$errors" 2>&1; do
+    why=$(grep -v '^sftp>' "$errors" | tail -n 1)
+    case $why in
+      *'Host key verification failed'* | *'Permission denied'* | *'not found'* | *'No such file'* | *'Could not resolve hostname'*) attempt=4 ;;
+    esac
+    if [ "$attempt" -ge 4 ]; then
+      cat "$errors" >&2
+      rm -f "$errors" "$part"
+      fail 14 "cannot fetch piecework from the head ($from): $why"
+    fi
+    sleep $((attempt * attempt + $$ % 3))
+    attempt=$((attempt + 1))
+  done
+  rm -f "$errors"
+  mv -f "$part" "$tool"
+  say "tool=fetched $from"
+}
+
 tool=${PW_TOOL:-}
 [ -n "$tool" ] || fail 2 "PW_TOOL (the piecework CLI on this host) is not set"
 case $tool in /*) ;; *) tool=$HOME/$tool ;; esac
+if [ ! -f "$tool" ] && [ -n "${PW_TOOL_SFTP_PATH:-}" ]; then fetch_tool; fi
 [ -f "$tool" ] || fail 14 "the piecework CLI is missing at $tool"
 if [ "$via" = sftp ]; then
   # Reach the job once as the worker will (key, host key, job.json): a wrong key or path is

@@ -4,16 +4,20 @@
 # root at every boot (so it must be idempotent); its output is in the serial console and in
 # `journalctl -u google-startup-scripts`.
 #
-# It installs what is missing (sshfs; node from the distro, which must be >= PW_NODE_MIN — Debian
-# 13 has 20.19), writes the key sshfs needs to reach the head, then hands over to
-# the rendered bootstrap (mount, check the job, run the worker, power off when done).
+# It installs what is missing (sshfs, or with --via sftp OpenSSH's sftp client; node from the
+# distro, which must be >= PW_NODE_MIN — Debian 13 has 20.19), writes the key sshfs (or the SFTP
+# worker) needs to reach the head, then hands over to the rendered bootstrap (mount or fetch the
+# CLI over SFTP, check the job, run the worker, power off when done).
 #
 # Values (rendered by src/remote/templates.ts as single-quoted assignments below this block):
 #   PW_BOOTSTRAP               the rendered templates/bootstrap.sh (PW_ACTION=run)
 #   PW_NODE_MIN                oldest usable node, major.minor
 #   PW_NEEDS_SSHFS             1 when the bootstrap mounts the shared folder
-#   PW_MOUNT_KEY               private key for sshfs (optional; a dedicated key, please);
-#                              the bootstrap is rendered with PW_MOUNT_IDENTITY=$PW_STATE_DIR/mount_key
+#   PW_NEEDS_SFTP              1 when the workers reach the job over SFTP (launch --via sftp):
+#                              the bootstrap fetches the CLI from the head with `sftp`
+#   PW_MOUNT_KEY               private key for the head (optional; a dedicated key, please):
+#                              sshfs's, or the SFTP worker's; the bootstrap is rendered with
+#                              PW_MOUNT_IDENTITY (or PW_SFTP_IDENTITY) =$PW_STATE_DIR/mount_key
 #   PW_STATE_DIR               where the key and the bootstrap are written
 
 set -eu
@@ -53,6 +57,10 @@ node_ok() {
 if [ "${PW_NEEDS_SSHFS:-0}" = 1 ] && ! command -v sshfs >/dev/null 2>&1; then
   say "installing sshfs"
   install_packages sshfs || install_packages fuse-sshfs || fail "cannot install sshfs"
+fi
+if [ "${PW_NEEDS_SFTP:-0}" = 1 ] && ! command -v sftp >/dev/null 2>&1; then
+  say "installing the OpenSSH client"
+  install_packages openssh-client || install_packages openssh-clients || fail "cannot install the OpenSSH client (sftp)"
 fi
 if ! node_ok; then
   say "installing the distro's nodejs"

@@ -45,6 +45,12 @@ export interface SftpSpec {
   identity?: string;
   /** The head's known_hosts lines, from the launcher: the workers check the head's key against them. */
   knownHostsLines?: string[];
+  /**
+   * Where a host that launch does not log in to (a cloud instance, a Slurm node) fetches the CLI
+   * when `tool` is missing: the head as sftp reaches it, and the CLI's path there (where launch
+   * uploaded it).
+   */
+  toolFrom?: { login: string; port: number; path: string };
 }
 
 export interface BootstrapSettings {
@@ -83,6 +89,9 @@ export function bootstrapValues(settings: BootstrapSettings): TemplateValues {
     PW_VIA: sftp ? 'sftp' : undefined,
     PW_SFTP_IDENTITY: sftp?.identity,
     PW_SFTP_KNOWN_HOSTS_LINES: sftp?.knownHostsLines?.length ? sftp.knownHostsLines.join('\n') : undefined,
+    PW_TOOL_SFTP_LOGIN: sftp?.toolFrom?.login,
+    PW_TOOL_SFTP_PORT: sftp?.toolFrom?.port,
+    PW_TOOL_SFTP_PATH: sftp?.toolFrom?.path,
     // An sftp:// address is no path: it goes as given (the worker's argument).
     PW_JOB: sftp ? settings.job : layout.root,
     PW_JOB_MARKER: layout.jobFile,

@@ -28,6 +28,7 @@ import { errorCode, PieceworkError } from '../core/errors.js';
 import { formatHost } from './hosts.js';
 import { connectHost, defaultKnownHostsFiles, loadCredentials } from './ssh.js';
 import { renderTemplate } from './templates.js';
+import type { NodeSSH } from 'node-ssh';
 
 export interface JobKey {
   jobId: string;
@@ -238,11 +239,18 @@ async function writeHeads(jobId: string, heads: KeyHead[]): Promise<void> {
   await rename(temporary, file);
 }
 
-/** Run templates/authorized-keys.sh on the head as the launching user; its `key=value` lines. */
-async function onHead(head: KeyHead, login: HeadLogin, values: Record<string, string | undefined>, what: string): Promise<Record<string, string>> {
+/** What to check when launch cannot do something on the head. */
+function headHint(head: KeyHead, what: string): string {
+  return `launch logs in to the head as you (agent, ~/.ssh/id_*, or --identity) to ${what}; check that \`ssh ${head.port === 22 ? '' : `-p ${head.port} `}${head.user ? `${head.user}@` : ''}${head.host} true\` works from here`;
+}
+
+/**
+ * Log in to the head as the launching user (agent, ~/.ssh/id_*, `--identity`), its host key
+ * checked against known_hosts; a PieceworkError saying what could not be done (`what`) otherwise.
+ */
+export async function connectToHead(head: KeyHead, login: HeadLogin, what: string): Promise<NodeSSH> {
   const label = formatHost(head);
   const knownHostsFiles = login.knownHostsFiles ? [...login.knownHostsFiles] : defaultKnownHostsFiles();
-  const hint = `launch logs in to the head as you (agent, ~/.ssh/id_*, or --identity) to edit its authorized_keys; check that \`ssh ${head.port === 22 ? '' : `-p ${head.port} `}${head.user ? `${head.user}@` : ''}${head.host} true\` works from here`;
   const credentials = await loadCredentials({
     ...(login.identityFiles ? { identityFiles: login.identityFiles } : {}),
     ...(login.agent !== undefined ? { agent: login.agent } : {}),
@@ -257,9 +265,16 @@ async function onHead(head: KeyHead, login: HeadLogin, values: Record<string, st
     },
   );
   if (connection.status !== 'connected') {
-    throw new PieceworkError(`cannot ${what} on the head ${label}: ${connection.message.replace(`${label}: `, '')}`, { hint: connection.hint ?? hint });
+    throw new PieceworkError(`cannot ${what} on the head ${label}: ${connection.message.replace(`${label}: `, '')}`, { hint: connection.hint ?? headHint(head, what) });
   }
-  const { ssh } = connection;
+  return connection.ssh;
+}
+
+/** Run templates/authorized-keys.sh on the head as the launching user; its `key=value` lines. */
+async function onHead(head: KeyHead, login: HeadLogin, values: Record<string, string | undefined>, what: string): Promise<Record<string, string>> {
+  const label = formatHost(head);
+  const hint = headHint(head, what);
+  const ssh = await connectToHead(head, login, what);
   try {
     const script = await renderTemplate('authorized-keys.sh', values);
     let timer: NodeJS.Timeout | undefined;

@@ -10,7 +10,7 @@
  * Nothing here prints: progress goes to `onEvent`, the outcome is the returned report.
  */
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, posix, resolve } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
 import { PieceworkError, UsageError } from '../core/errors.js';
 import { openJobStore } from '../core/store/open-store.js';
@@ -42,8 +42,9 @@ import { entriesForHost, formatKnownHostsEntry, readKnownHosts } from './known-h
 import { renderTemplate } from './templates.js';
 import { parseSftpAddress } from '../core/store/sftp-store.js';
 import { bundledCliPath, cliOnHosts, mountSpec, remoteJobPath, workingDirectory, type LaunchMountOptions } from './share.js';
-import { uploadTool } from './upload.js';
+import { toolCachePath, uploadTool } from './upload.js';
 import {
+  connectToHead,
   ensureJobKey,
   generateJobKey,
   headAuthorizedKeys,
@@ -284,12 +285,7 @@ async function launchOverSsh(options: LaunchOptions): Promise<SshLaunchReport | 
   const remoteJob = options.sftp?.address ?? options.remoteJob ?? remoteJobPath(options.job, options.mount);
   const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
   const sftp = options.sftp ? await sftpSpec(options.sftp, knownHostsFiles) : undefined;
-  // Over SFTP the hosts have no folder of the job's: the command runs in --cwd, else the home.
-  const cwd = sftp ? options.cwd : await workingDirectory({ ...commandPlace(options), remoteJob });
-  if (sftp && options.cwd === undefined && isRelativeProgram(options.command[0] ?? '')) {
-    throw new UsageError(`${options.command[0]} is a relative path, but with --via sftp the hosts have no shared folder to run it from`, 'give --cwd DIR (a folder on the hosts), or the command as an absolute path');
-  }
-  if (sftp && options.cwd !== undefined && !isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
+  const cwd = sftp ? sftpWorkingDirectory(options) : await workingDirectory({ ...commandPlace(options), remoteJob });
   const mount = options.mount ? await mountSpec(options.mount, knownHostsFiles, options.acceptNewHostKeys ?? false) : undefined;
   const jobKey = options.jobKey ? await prepareJobKey(options, options.sftp ? sftpHead(options.sftp.address) : mountHead(options.mount!)) : undefined;
   const base: Omit<BootstrapSettings, 'action'> = { job: remoteJob, command: options.command, ...(cwd !== undefined ? { cwd } : {}) };
@@ -355,6 +351,15 @@ async function sftpSpec(sftp: LaunchSftpOptions, knownHostsFiles: readonly strin
     throw new UsageError(`the head ${address.host}${address.port === 22 ? '' : `:${address.port}`} is not in known_hosts here, so the workers could not check its key`, `add it (ssh-keyscan -p ${address.port} ${address.host} >> ~/.ssh/known_hosts, after checking the fingerprint), or give --known-hosts FILE`);
   }
   return { knownHostsLines: lines, ...(sftp.identity ? { identity: sftp.identity } : {}) };
+}
+
+/** Over SFTP the hosts have no folder of the job's: the command runs in --cwd, else their home. */
+function sftpWorkingDirectory(options: LaunchOptions): string | undefined {
+  if (options.cwd === undefined && isRelativeProgram(options.command[0] ?? '')) {
+    throw new UsageError(`${options.command[0]} is a relative path, but with --via sftp the hosts have no shared folder to run it from`, 'give --cwd DIR (a folder on the hosts), or the command as an absolute path');
+  }
+  if (options.cwd !== undefined && !isAbsolute(options.cwd)) throw new UsageError(`--cwd ${options.cwd}: give the working directory's absolute path on the hosts`);
+  return options.cwd;
 }
 
 function isRelativeProgram(program: string): boolean {
@@ -543,7 +548,7 @@ async function runBootstrap(
 
 async function launchOnProvider(provider: ProviderName, options: LaunchOptions): Promise<ProviderLaunchReport> {
   const module = { gcloud, aws, slurm }[provider];
-  const remoteJob = options.remoteJob ?? remoteJobPath(options.job, options.mount);
+  const remoteJob = options.sftp?.address ?? options.remoteJob ?? remoteJobPath(options.job, options.mount);
   let plan: ProviderPlan;
   let jobKey: PreparedJobKey | undefined;
   if (options.delete) {
@@ -577,11 +582,18 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
       throw new UsageError(`--count is required with --provider ${provider} (how many ${provider === 'slurm' ? 'array tasks' : 'instances'})`);
     }
     const jobId = await jobIdFor(options);
-    const cwd = await workingDirectory({ ...commandPlace(options), remoteJob });
+    const cwd = options.sftp ? sftpWorkingDirectory(options) : await workingDirectory({ ...commandPlace(options), remoteJob });
     // Instances and Slurm tasks run the CLI from the shared folder; by default this machine's
-    // bundle is copied there (this machine sees the share: it is the head, or mounts it).
-    const tool = await cliOnHosts({ ...toolSettings(options), toolOnMount: options.toolOnMount ?? true }, !options.dryRun);
-    const create: CreateOptions = { job: remoteJob, jobId, command: options.command, count: options.count, tool: tool as string, cwd };
+    // bundle is copied there (this machine sees the share: it is the head, or mounts it). Over
+    // SFTP there is no share: it goes to the head (below), and the hosts fetch it from there.
+    let tool: string;
+    if (options.sftp) {
+      await cliOnHosts(toolSettings(options), !options.dryRun); // only checks that the bundle is there
+      tool = toolCachePath(PACKAGE_VERSION);
+    } else {
+      tool = (await cliOnHosts({ ...toolSettings(options), toolOnMount: options.toolOnMount ?? true }, !options.dryRun)) as string;
+    }
+    const create: CreateOptions = { job: remoteJob, jobId, command: options.command, count: options.count, tool, ...(cwd !== undefined ? { cwd } : {}) };
     if (options.lanes !== undefined) create.lanes = options.lanes;
     if (options.env?.length) create.env = options.env;
     if (options.workOptions?.length) create.workOptions = options.workOptions;
@@ -599,6 +611,21 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
         create.mountKeyText = jobKey.key.privateKey;
       }
     }
+    if (options.sftp) {
+      const knownHostsFiles = options.knownHostsFiles ? [...options.knownHostsFiles] : defaultKnownHostsFiles();
+      const head = sftpHead(options.sftp.address);
+      const { identity, ...spec } = await sftpSpec(options.sftp, knownHostsFiles);
+      create.sftp = { ...spec, toolFrom: { login: sftpLogin(head), port: head.port, path: toolOnHead(options.sftp.address) } };
+      // Slurm nodes: a key file there (default their ~/.ssh/id_*). Instances: a key sent along.
+      if (provider === 'slurm') {
+        if (identity !== undefined) create.sftp.identity = identity;
+      } else if (identity !== undefined) {
+        create.mountKeyText = await readLocalKey(identity);
+      } else if (wantsJobKey(provider, options)) {
+        jobKey = await prepareJobKey({ ...options, jobId }, head);
+        create.mountKeyText = jobKey.key.privateKey;
+      }
+    }
     for (const key of ['machineType', 'image', 'zone', 'region', 'partition', 'spotModel', 'project', 'gcloud', 'aws', 'slurm'] as const) {
       const value = options[key];
       if (value !== undefined) (create as unknown as Record<string, unknown>)[key] = value;
@@ -609,6 +636,7 @@ async function launchOnProvider(provider: ProviderName, options: LaunchOptions):
   if (options.dryRun) return { kind: 'provider', provider, dryRun: true, plan, ...(keyReport ? { jobKey: { ...keyReport, result: 'would-add' } } : {}) };
   // The key goes on the head before any instance exists that would use it.
   const installed = jobKey && (await installJobKey(jobKey.key, jobKey.head, headLogin(options), options.onEvent));
+  if (options.sftp) await toolToHead(options, options.sftp.address);
   const result = await module.apply(plan, { onCommand: (argv) => options.onEvent?.({ type: 'provider:command', argv }) });
   return { kind: 'provider', provider, dryRun: false, plan, result, ...(keyReport && installed ? { jobKey: { ...keyReport, authorizedKeys: installed.file, result: installed.result } } : {}) };
 }
@@ -646,14 +674,56 @@ function sftpHead(address: string): KeyHead {
   return { ...(user ? { user } : {}), host, port, ...(authorizedKeys ? { authorizedKeys } : {}) };
 }
 
-/** The job key is the default for cloud instances that mount the share with no key of the user's. */
+/** `[user@]host` as OpenSSH's sftp client takes it (an IPv6 address in brackets). */
+function sftpLogin(head: KeyHead): string {
+  return `${head.user ? `${head.user}@` : ''}${head.host.includes(':') ? `[${head.host}]` : head.host}`;
+}
+
+/** `--head-identity` for cloud instances: a key file here, whose content the instances get. */
+async function readLocalKey(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--head-identity ${file}: cannot read it here (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'with --provider gcloud|aws it names a key file on this machine, sent to the instances; leave it out to send a key made for the job (SFTP only on the head)');
+  }
+}
+
+/**
+ * Where hosts that launch does not log in to (cloud instances, Slurm nodes) fetch the CLI from:
+ * `.piecework/<version>/piecework.mjs` beside the job folder on the head, as `--tool-on-mount`
+ * puts it beside the job on a share. An absolute path: the job key's SFTP session and launch's
+ * own may start in different folders.
+ */
+function toolOnHead(address: string): string {
+  return posix.join(posix.dirname(parseSftpAddress(address).path), '.piecework', PACKAGE_VERSION, 'piecework.mjs');
+}
+
+/** Put the CLI on the head (see toolOnHead), logged in as the launching user. */
+async function toolToHead(options: LaunchOptions, address: string): Promise<void> {
+  const head = sftpHead(address);
+  const ssh = await connectToHead(head, headLogin(options), 'copy piecework');
+  try {
+    const onUpload = (info: { remotePath: string; bytes: number }): void => options.onEvent?.({ type: 'host:uploading', host: formatHost(head), ...info });
+    await uploadTool(ssh, options.localTool ?? bundledCliPath(), PACKAGE_VERSION, onUpload, toolOnHead(address));
+  } finally {
+    ssh.dispose();
+  }
+}
+
+/** The job key is the default for cloud instances that reach the head with no key of the user's (sshfs, or SFTP workers). */
 function wantsJobKey(provider: ProviderName, options: LaunchOptions): boolean {
-  return options.jobKey ?? (provider !== 'slurm' && options.mount !== undefined && options.mount.identity === undefined);
+  const keyless = (options.mount !== undefined && options.mount.identity === undefined) || (options.sftp !== undefined && options.sftp.identity === undefined);
+  return options.jobKey ?? (provider !== 'slurm' && keyless);
 }
 
 function validateJobKey(provider: ProviderName | undefined, options: LaunchOptions): void {
   if (options.jobKey !== true) return;
-  if (provider === 'slurm') throw new UsageError('--job-key does not apply to --provider slurm', "Slurm tasks see the job through the cluster's shared file system: no key reaches a head");
+  if (provider === 'slurm') {
+    throw new UsageError(
+      '--job-key does not apply to --provider slurm',
+      options.sftp ? "the nodes reach the head with their own key: their ~/.ssh/id_*, or --head-identity PATH (a key file on the nodes)" : "Slurm tasks see the job through the cluster's shared file system: no key reaches a head",
+    );
+  }
   if (!options.mount && !options.sftp) throw new UsageError('--job-key needs --mount (or --via sftp): it is the key the workers reach the head with');
   if (options.mount?.identity !== undefined || options.sftp?.identity !== undefined) {
     throw new UsageError(`--job-key and --${options.mount ? 'mount' : 'head'}-identity do not go together`, 'the job key is the identity: leave the other out');

@@ -10,25 +10,31 @@ import { posix } from 'node:path';
 import type { NodeSSH } from 'node-ssh';
 import type { SFTPWrapper, Stats } from 'ssh2';
 
+/** Where the CLI goes on a host (and on the head, for hosts that fetch it): relative to the home folder. */
+export function toolCachePath(version: string): string {
+  return posix.join('.cache', 'piecework', version, 'piecework.mjs');
+}
+
 export interface UploadOutcome {
   remotePath: string;
   uploaded: boolean;
   bytes: number;
 }
 
+/** `target`: an absolute path to put it at instead (the head's copy for hosts that fetch it). */
 export async function uploadTool(
   ssh: NodeSSH,
   localPath: string,
   version: string,
   onUpload?: (info: { remotePath: string; bytes: number }) => void,
+  target?: string,
 ): Promise<UploadOutcome> {
   const bytes = (await stat(localPath)).size;
   const sftp = await ssh.requestSFTP();
   try {
     // The SFTP server starts in the user's home: '.' resolves to it.
-    const home = await call<string>((cb) => sftp.realpath('.', cb));
-    const dir = posix.join(home, '.cache', 'piecework', version);
-    const remotePath = posix.join(dir, 'piecework.mjs');
+    const remotePath = target ?? posix.join(await call<string>((cb) => sftp.realpath('.', cb)), toolCachePath(version));
+    const dir = posix.dirname(remotePath);
     const existing = await call<Stats>((cb) => sftp.stat(remotePath, cb)).catch(() => undefined);
     if (existing?.size === bytes) return { remotePath, uploaded: false, bytes };
 

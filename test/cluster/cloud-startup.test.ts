@@ -12,7 +12,7 @@ import { after, test } from 'node:test';
 import { runCleanups } from '../helpers/cleanup.js';
 import { runPiecework } from '../helpers/cli.js';
 import { createHosts, type NsHost } from '../helpers/netns-hosts.js';
-import { cleanHostState, makeSharedJob, mountArgs, pinBridgeAddress, workersOnHost } from '../helpers/remote-job.js';
+import { cleanHostState, makeSharedJob, mountArgs, pinBridgeAddress, sshfsOnHost, workersOnHost } from '../helpers/remote-job.js';
 import { waitUntil } from '../helpers/sshd.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
@@ -78,10 +78,12 @@ function instanceStubs(): string {
  * of the host's (so the empty /var/lib and /var/log and the sshfs mount are the instance's own),
  * with the stand-ins first on PATH. Returns the script's output.
  */
-async function boot(host: NsHost, script: string, stubs: string, record: string): Promise<{ code: number | undefined; output: string }> {
+async function boot(host: NsHost, script: string, stubs: string, record: string, options: { withoutFuse?: boolean } = {}): Promise<{ code: number | undefined; output: string }> {
   const path = join(makeTempDir('startup'), 'startup.sh');
   writeFileSync(path, script);
-  const r = await host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs instance /var/lib && mount -t tmpfs instance /var/log && exec sh "$0"', path], {
+  // An instance with no FUSE and no sshfs: /dev/null bound over both, in its own mount namespace.
+  const hide = options.withoutFuse ? 'for f in /dev/fuse "$(command -v sshfs)"; do [ -e "$f" ] && mount --bind /dev/null "$f"; done; ' : '';
+  const r = await host.exec(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${hide}mount -t tmpfs instance /var/lib && mount -t tmpfs instance /var/log && exec sh "$0"`, path], {
     env: { PATH: `${stubs}:${process.env['PATH']}`, STUB_RECORD: record },
     reject: false,
     all: true,
@@ -171,4 +173,77 @@ void test('gcloud startup script and aws user data, rendered by launch, mount th
   t.diagnostic(`chunks per instance: ${done.map((d) => d.done).join(', ')}`);
   for (const d of done) assert.equal(d.state, 'exited');
   assert.equal(done.reduce((a, d) => a + d.done, 0), 40);
+});
+
+void test('--via sftp: the gcloud startup script and aws user data run workers on instances without FUSE or sshfs that fetch the CLI from the head and complete the job over SFTP with the job key; --delete revokes it', async (t) => {
+  t.after(() => runCleanups());
+  cleanHostState();
+  const cluster = await createHosts(2);
+  pinBridgeAddress();
+  const [gceHost, ec2Host] = cluster.hosts as [NsHost, NsHost];
+  const { job, expected } = makeSharedJob(cluster.head.shareDir, 'cloud-sftp', 40);
+  const stubs = cloudStubs();
+  const authorizedKeys = join(cluster.head.sshd.dir, 'authorized_keys');
+  const env = {
+    PATH: `${stubs.bin}:${process.env['PATH']}`, STUB_LOG: stubs.log, STUB_DIR: stubs.dir, SSH_AUTH_SOCK: '',
+    PIECEWORK_JOB_KEYS_DIR: join(makeTempDir('job-keys'), 'keys'), PIECEWORK_HEAD_AUTHORIZED_KEYS: authorizedKeys,
+  };
+  const head = `root@${cluster.head.address}:${cluster.head.sshd.port}`;
+  const common = ['--via', 'sftp', '--head', head, '--known-hosts', cluster.knownHostsPath, '--identity', cluster.clientKeyPath, '-j', '2'];
+  const command = ['--', 'sh', '-c', 'sleep 0.2; tr a-z A-Z'];
+  const providers = {
+    gcloud: ['--provider', 'gcloud', '--count', '1', '--zone', 'europe-west1-b'],
+    aws: ['--provider', 'aws', '--count', '1', '--region', 'eu-west-1', '--image', 'ami-0123456789abcdef0'],
+  };
+  const scripts: Record<string, string> = {};
+  for (const [name, flags] of Object.entries(providers)) {
+    const dry = await runPiecework(['launch', job, ...flags, ...common, '--dry-run', '--json', ...command], { env });
+    assert.equal(dry.code, 0, dry.stderr);
+    const plan = (JSON.parse(dry.stdout) as { plan: { files: { content: string }[] } }).plan;
+    const real = await runPiecework(['launch', job, ...flags, ...common, ...command], { env });
+    assert.equal(real.code, 0, real.stderr);
+    scripts[name] = readFileSync(join(stubs.dir, name === 'gcloud' ? 'gcloud-startup.sh' : 'aws-user-data.sh'), 'utf8');
+    const unkeyed = (text: string): string => text.replace(/^PW_MOUNT_KEY='[^']*'$/m, 'PW_MOUNT_KEY=…');
+    assert.equal(unkeyed(plan.files[0]!.content), unkeyed(scripts[name]), 'the dry run shows the script that is sent');
+    assert.match(plan.files[0]!.content, /^PW_MOUNT_KEY='<the job key piecework-job-[0-9a-f]{16}/m);
+    assert.match(scripts[name], /^PW_NEEDS_SSHFS=0$/m);
+    assert.match(scripts[name], /^PW_JOB=sftp:\/\/root@[\d.]+:\d+\/.*cloud-sftp-/m);
+  }
+  // One job key for the job, SFTP only, on the head; the CLI beside the job there.
+  const jobLines = (): string[] => readFileSync(authorizedKeys, 'utf8').split('\n').filter((l) => / piecework-job-[0-9a-f]{16}$/.test(l));
+  assert.equal(jobLines().length, 1);
+  assert.match(jobLines()[0]!, /^restrict,command="internal-sftp" ssh-ed25519 /);
+  assert.ok(readdirSync(join(cluster.head.shareDir, '.piecework')).length === 1, 'the CLI was copied beside the job on the head');
+
+  const records = makeTempDir('records');
+  const instanceBin = instanceStubs();
+  const t0 = Date.now();
+  const booted = await Promise.all([
+    boot(gceHost, scripts['gcloud']!, instanceBin, join(records, 'gce'), { withoutFuse: true }),
+    boot(ec2Host, scripts['aws']!, instanceBin, join(records, 'ec2'), { withoutFuse: true }),
+  ]);
+  for (const b of booted) {
+    assert.equal(b.code, 0, b.output);
+    assert.match(b.output, /piecework-startup: worker started/);
+    assert.doesNotMatch(b.output, /installing/, 'node and the OpenSSH client are there: nothing to install');
+  }
+  await waitUntil(async () => (await runPiecework(['verify', job])).code === 0, 90_000, 'the job to complete from the instances');
+  t.diagnostic(`job complete over SFTP ${((Date.now() - t0) / 1000).toFixed(1)} s after boot`);
+  assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
+  // Each instance's /var/lib was empty: its worker ran the CLI the bootstrap fetched from the head.
+  const beats = readdirSync(join(job, 'workers')).filter((n) => n.endsWith('.json'));
+  assert.equal(beats.length, 2, 'a worker on each instance');
+  for (const [host, record] of [[gceHost, 'gce'], [ec2Host, 'ec2']] as const) {
+    await waitUntil(() => existsSync(join(records, record)) && readFileSync(join(records, record), 'utf8').includes('shutdown -h now'), 20_000, `${host.name} to power off`);
+    assert.doesNotMatch(readFileSync(join(records, record), 'utf8'), /apt-get|dnf|yum/, 'nothing was installed');
+    assert.deepEqual(sshfsOnHost(host), [], `no sshfs on ${host.name}`);
+    assert.deepEqual(workersOnHost(host), []);
+  }
+  for (const n of beats) assert.equal((JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { state: string }).state, 'exited');
+
+  // --delete (no --via needed): nothing left to delete here (stand-in CLIs), the job key revoked on the head.
+  const deleted = await runPiecework(['launch', job, '--provider', 'gcloud', '--delete', '--known-hosts', cluster.knownHostsPath, '--identity', cluster.clientKeyPath], { env });
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.match(deleted.stderr, /job key piecework-job-[0-9a-f]{16} revoked on root@/);
+  assert.deepEqual(jobLines(), []);
 });

@@ -3,14 +3,14 @@
 // `piecework work` on the job folder (the "cluster file system" is this machine's disk), and
 // `--delete` cancels them. Skipped, with the reason, where Slurm cannot run.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isAlive, listProcesses, runCleanups } from '../helpers/cleanup.js';
 import { runPiecework } from '../helpers/cli.js';
 import { cleanHostState, makeSharedJob } from '../helpers/remote-job.js';
 import { slurmOutputs, slurmUnavailable, startSlurm, type SlurmCluster } from '../helpers/slurm.js';
-import { waitUntil } from '../helpers/sshd.js';
+import { startSshd, waitUntil } from '../helpers/sshd.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 const unavailable = slurmUnavailable();
@@ -71,6 +71,40 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     const done = beats.map((n) => (JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { done: number }).done);
     t.diagnostic(`chunks per task: ${done.join(', ')}`);
     assert.equal(done.reduce((a, b) => a + b, 0), 40);
+  });
+
+  void test('--via sftp: the tasks run `work sftp://…` against a head that only has sshd, fetch the CLI from there, and complete the job; their output goes to the state folder', async (t) => {
+    assert.ok(slurm, 'the cluster came up');
+    // The head: a real sshd on this machine; the job in the folder it serves. The tasks get a home
+    // of their own (sbatch passes HOME on), so the CLI is not there until they fetch it.
+    const head = await startSshd();
+    const { job, expected } = makeSharedJob(head.root, 'slurm-sftp', 20);
+    const home = makeTempDir('slurm-home');
+    const started = Date.now();
+    const launch = await runPiecework([
+      'launch', job, '--provider', 'slurm', '--count', '2', '-j', '1', '--via', 'sftp', '--head', `root@127.0.0.1:${head.port}`,
+      '--head-identity', head.clientKeyPath, '--identity', head.clientKeyPath, '--known-hosts', head.knownHostsPath, '--wait', '--', 'sh', '-c', 'sleep 0.2; tr a-z A-Z',
+    ], { env: { ...slurm.env, HOME: home, SSH_AUTH_SOCK: '' } });
+    t.diagnostic(`launch --provider slurm --via sftp --wait: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    assert.equal(launch.code, 0, `${launch.stderr}\n${slurm.logs()}`);
+    const arrayId = launch.stdout.trim();
+    assert.match(launch.stderr, /launch: job complete: 20 chunks done/);
+    await waitUntil(async () => (await slurm.queue()).length === 0, 15_000, 'the array to leave the queue');
+    assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
+
+    // Each task fetched the CLI into its home and worked over SFTP: the job has no Slurm output, the state folder has.
+    assert.ok(existsSync(join(home, '.cache', 'piecework')), 'the CLI was fetched into the tasks\' home');
+    assert.deepEqual(slurmOutputs(join(job, 'logs')), []);
+    const logs = join(home, '.local', 'state', 'piecework', 'logs');
+    const outputs = readdirSync(logs).filter((n) => n.includes(`-slurm-${arrayId}_`)).sort();
+    assert.equal(outputs.length, 2, readdirSync(logs).join(' '));
+    for (const name of outputs) {
+      const text = readFileSync(join(logs, name), 'utf8');
+      assert.match(text, /piecework-bootstrap: tool=fetched root@127\.0\.0\.1:\/.*\/\.piecework\/[^/]+\/piecework\.mjs/, text);
+      assert.match(text, /piecework-worker: exit=0/, text);
+    }
+    const beats = readdirSync(join(job, 'workers')).filter((n) => n.endsWith('.json'));
+    assert.equal(beats.length, 2, 'one worker per task');
   });
 
   void test('--delete cancels the array: its tasks and workers end', async (t) => {

@@ -91,6 +91,7 @@ export function pinBridgeAddress(): void {
 
 const stateLogs = join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'piecework', 'logs');
 const knownHostsCopy = join(process.env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'piecework', 'known_hosts.mount');
+const sftpKnownHostsCopy = join(dirname(knownHostsCopy), 'known_hosts.sftp');
 
 /** The local log a bootstrap wrote on a host (by the launch report's `localLog`), or ''. */
 export function readLocalLog(path: string | undefined): string {
@@ -116,15 +117,17 @@ export async function logWithExit(path: string | undefined, timeoutMs = 10_000):
 
 /**
  * Remove what bootstraps on namespace hosts leave in root's home: the local worker logs (and a
- * fifo of a worker that was killed) of this run's jobs, and the head's known_hosts copy if this
- * run made it. Register before launching.
+ * fifo of a worker that was killed) of this run's jobs, and the head's known_hosts copies (sshfs's,
+ * the SFTP workers') if this run made them. Register before launching.
  */
 export function cleanHostState(): void {
   const hadKnownHosts = existsSync(knownHostsCopy);
+  const hadSftpKnownHosts = existsSync(sftpKnownHostsCopy);
   // The folders too, when this run makes them (deepest first; only if left empty).
   const madeDirs = [stateLogs, dirname(stateLogs), dirname(knownHostsCopy)].filter((d) => !existsSync(d));
   registerCleanup(() => {
     if (!hadKnownHosts) rmSync(knownHostsCopy, { force: true });
+    if (!hadSftpKnownHosts) rmSync(sftpKnownHostsCopy, { force: true });
     let names: string[] = [];
     try {
       names = readdirSync(stateLogs);

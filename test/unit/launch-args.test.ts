@@ -67,6 +67,7 @@ test('launch flags parse to exact options (argv in, options out)', async () => {
     ['launch J --provider slurm --count 50 -j 4 --partition short -- c', { job: 'J', command: ['c'], provider: 'slurm', count: 50, lanes: 4, partition: 'short', concurrency: 8, connectTimeoutMs: 20_000 }],
     // The job key: on or off by flag; --delete alone revokes it (lab hosts are not deleted).
     ['launch J --provider aws --count 2 --mount me@head:/x --at /m --no-job-key -- c', { job: 'J', command: ['c'], provider: 'aws', count: 2, mount: { source: 'me@head:/x', at: '/m' }, jobKey: false, concurrency: 8, connectTimeoutMs: 20_000 }],
+    ['launch J --provider slurm --count 2 --via sftp --head me@head:2222 --head-identity /k -- c', { job: 'J', command: ['c'], provider: 'slurm', count: 2, sftp: { address: `sftp://me@head:2222${encodeURI(resolve('J'))}`, identity: '/k' }, concurrency: 8, connectTimeoutMs: 20_000 }],
     ['launch J --hosts h --via sftp --head me@head --job-key -- c', { job: 'J', command: ['c'], hosts: ['h'], sftp: { address: `sftp://me@head${encodeURI(resolve('J'))}` }, jobKey: true, concurrency: 8, connectTimeoutMs: 20_000 }],
     ['launch J --delete', { job: 'J', command: [], delete: true, concurrency: 8, connectTimeoutMs: 20_000 }],
   ];
@@ -136,6 +137,8 @@ test('contradictory or incomplete launch flags are usage errors', async () => {
     ['launch J --hosts h --provider aws -- c', /either --hosts or --provider/],
     ['launch J --hosts h --mount me@head:/x -- c', /--mount and --at go together/],
     ['launch J --hosts h --mount-port 2 -- c', /need --mount/],
+    ['launch J --provider aws --via sftp --head me@h --mount-identity k -- c', /need --mount/],
+    ['launch J --provider gcloud --head me@h -- c', /--head and --head-identity need --via sftp/],
     ['launch J --hosts h --zone z -- c', /--zone needs --provider \(gcloud\)/],
     ['launch J --hosts h --machine-type m -- c', /--machine-type needs --provider/],
     ['launch J --hosts h -j 0 -- c', /--lanes 0: must be a whole number/],

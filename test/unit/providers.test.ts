@@ -365,3 +365,100 @@ void describe('launch --wait, through the CLI', { skip: noGcloud }, () => {
     assert.deepEqual([...endpoint.gce.keys()], ['pw-test-project/europe-west1-b/other']);
   });
 });
+
+void describe('--via sftp: instances and Slurm tasks reach the job on the head, nothing mounted (dry runs: what would be sent)', () => {
+  const address = 'sftp://me@head.example.org:2222/srv/jobs/score';
+  const sftpOptions = (job: string, extra: Partial<LaunchOptions>): LaunchOptions => ({
+    job, command: ['python3', '/opt/score.py', "it's"], localTool, knownHostsFiles: [knownHosts], launchDir: dir, jobId: 'a1b2c3d4e5f60718',
+    sftp: { address }, cwd: '/opt/work', dryRun: true, ...extra,
+  });
+  const keysDir = join(dir, `job-keys-${process.pid}`);
+  beforeEach(() => {
+    process.env['PIECEWORK_JOB_KEYS_DIR'] = keysDir;
+  });
+  const planned = async (options: LaunchOptions) => {
+    const report = await launch(options);
+    if (report.kind !== 'provider') throw new Error(`a provider report, not ${report.kind}`);
+    return report;
+  };
+  /** What no --via sftp script may contain: an sshfs install or mount. */
+  const assertNoMount = (values: Record<string, string>): void => {
+    assert.equal(values['PW_MOUNT_SOURCE'], undefined, 'nothing to mount');
+    assert.equal(values['PW_MOUNT_AT'], undefined);
+    assert.notEqual(values['PW_NEEDS_SSHFS'], '1', 'no sshfs to install');
+  };
+  /** The SFTP worker's wiring: the job's address, the key file, the head's known_hosts, the CLI fetched from beside the job. */
+  const assertSftpWorker = (values: Record<string, string>, identity: string | undefined): void => {
+    assert.equal(values['PW_VIA'], 'sftp');
+    assert.equal(values['PW_JOB'], address);
+    assert.equal(values['PW_SFTP_IDENTITY'], identity);
+    assert.equal(values['PW_SFTP_KNOWN_HOSTS_LINES'], readFileSync(knownHosts, 'utf8').trim());
+    assert.equal(values['PW_TOOL_SFTP_LOGIN'], 'me@head.example.org');
+    assert.equal(values['PW_TOOL_SFTP_PORT'], '2222');
+    assert.match(values['PW_TOOL_SFTP_PATH'] ?? '', /^\/srv\/jobs\/\.piecework\/[^/]+\/piecework\.mjs$/);
+    assert.equal(values['PW_CWD'], '/opt/work');
+    assert.deepEqual(words(values['PW_COMMAND']), ['python3', '/opt/score.py', "it's"]);
+  };
+
+  test('gcloud and aws: the job key by default, run as `work sftp://…` with its key and the head\'s known_hosts; sizes far within the limits', async () => {
+    const gce = await planned(sftpOptions(address, { provider: 'gcloud', count: 2, zone: 'europe-west1-b' }));
+    const ec2 = await planned(sftpOptions(address, { provider: 'aws', count: 2, region: 'eu-west-1', image: 'ami-1' }));
+    for (const [report, limit] of [[gce, gceMetadataValueLimit], [ec2, ec2UserDataLimit]] as const) {
+      const [file] = report.plan.files;
+      const values = scriptValues(file?.content ?? '');
+      assertNoMount(values);
+      assertSftpWorker(values, '/var/lib/piecework/mount_key');
+      assert.equal(values['PW_NEEDS_SFTP'], '1', 'the OpenSSH client is installed if missing');
+      assert.equal(values['PW_TOOL'], '/var/lib/piecework/piecework.mjs', 'the CLI is fetched into the state folder');
+      // The job key (a dry run makes a throwaway one): SFTP only on the head, sent to the instances.
+      assert.match(values['PW_MOUNT_KEY'] ?? '', /^-----BEGIN OPENSSH PRIVATE KEY-----\n/);
+      assert.equal(report.jobKey?.comment, 'piecework-job-a1b2c3d4e5f60718');
+      assert.match(report.jobKey?.line ?? '', /^restrict,command="internal-sftp" ssh-ed25519 /);
+      assert.equal(report.jobKey?.head, 'me@head.example.org:2222');
+      assert.equal(file?.mode, 0o600, 'the file carrying a key is private');
+      const bytes = file?.bytes ?? Infinity;
+      assert.ok(bytes < (file?.encoding === 'gzip' ? 12 * 1024 : 256 * 1024), `${bytes} bytes`);
+      assert.ok(bytes < limit / 2, `${bytes} bytes, with room under ${limit}`);
+    }
+    assert.equal(ec2.plan.files[0]?.encoding, 'gzip');
+    assert.equal(existsSync(keysDir), false, 'a dry run keeps no key');
+  });
+
+  test('gcloud and aws: --head-identity is a key file here, sent in place of a job key (an RSA-4096-sized one fits too)', async () => {
+    for (const extra of [{ provider: 'gcloud' as const, count: 1, zone: 'z' }, { provider: 'aws' as const, count: 1, region: 'r', image: 'ami-1' }]) {
+      const report = await planned(sftpOptions(address, { ...extra, sftp: { address, identity: keyFile } }));
+      const values = scriptValues(report.plan.files[0]?.content ?? '');
+      assert.equal(values['PW_MOUNT_KEY'], readFileSync(keyFile, 'utf8'));
+      assertSftpWorker(values, '/var/lib/piecework/mount_key');
+      assert.equal(report.jobKey, undefined, 'no job key');
+      assert.ok((report.plan.files[0]?.bytes ?? Infinity) < (extra.provider === 'aws' ? 12 * 1024 : 256 * 1024));
+    }
+  });
+
+  test('slurm: the tasks run `work sftp://…` with --head-identity as a path on the nodes, output in the state folder', async () => {
+    const report = await planned(sftpOptions(address, { provider: 'slurm', count: 4, sftp: { address, identity: '/home/me/.ssh/id_lab' } }));
+    const [file] = report.plan.files;
+    const values = scriptValues(file?.content ?? '');
+    assertNoMount(values);
+    assertSftpWorker(values, '/home/me/.ssh/id_lab');
+    assert.match(values['PW_TOOL'] ?? '', /^\.cache\/piecework\/[^/]+\/piecework\.mjs$/, "fetched into the nodes' home");
+    assert.equal(values['PW_MOUNT_KEY'], undefined, 'no key in the script');
+    const argv = report.plan.commands[0]?.argv ?? [];
+    const output = argv.find((a) => a.startsWith('--output='));
+    assert.match(output ?? '', /\/piecework\/logs\/pw-a1b2c3d4e5f60718-slurm-%A_%a\.log$/);
+    assert.deepEqual(report.plan.folders, [output?.slice('--output='.length).replace(/\/[^/]+$/, '')]);
+    // Without --head-identity: the nodes' own keys.
+    const own = scriptValues((await planned(sftpOptions(address, { provider: 'slurm', count: 1 }))).plan.files[0]?.content ?? '');
+    assert.equal(own['PW_SFTP_IDENTITY'], undefined);
+  });
+
+  test('bad combinations are usage errors that say what to do', async () => {
+    const gce = { provider: 'gcloud' as const, count: 1, zone: 'z' };
+    await assert.rejects(launch(sftpOptions(address, { ...gce, sftp: { address, identity: join(dir, 'no-such-key') } })), (e: unknown) => e instanceof UsageError && /--head-identity .*no-such-key: cannot read it here \(ENOENT\)/.test(e.message) && /a key file on this machine, sent to the instances/.test(e.hint ?? ''));
+    await assert.rejects(launch(sftpOptions(address, { ...gce, jobKey: true, sftp: { address, identity: keyFile } })), (e: unknown) => e instanceof UsageError && /--job-key and --head-identity do not go together/.test(e.message));
+    await assert.rejects(launch(sftpOptions(address, { provider: 'slurm', count: 1, jobKey: true })), (e: unknown) => e instanceof UsageError && /--job-key does not apply to --provider slurm/.test(e.message) && /--head-identity PATH \(a key file on the nodes\)/.test(e.hint ?? ''));
+    await assert.rejects(launch(sftpOptions(address, { ...gce, cwd: undefined, command: ['./score.sh'] })), (e: unknown) => e instanceof UsageError && /\.\/score\.sh is a relative path, but with --via sftp the hosts have no shared folder/.test(e.message));
+    await assert.rejects(launch(sftpOptions(address, { ...gce, mount: { source: 'me@head:/srv', at: '/mnt' } })), /--via sftp and --mount do not go together/);
+    await assert.rejects(launch(sftpOptions(address, { ...gce, knownHostsFiles: [join(dir, 'empty-known-hosts')] })), (e: unknown) => e instanceof UsageError && /the head head\.example\.org:2222 is not in known_hosts here/.test(e.message));
+  });
+});

@@ -94,8 +94,8 @@ const command: CommandModule<object, LaunchArgs> = {
       .option('mount-identity', { type: 'string', describe: 'Key for sshfs: a path on the hosts; with a cloud provider, a local file sent to the instances' })
       .option('via', { type: 'string', choices: ['sftp'] as const, describe: 'sftp: the workers reach the job over SFTP from the head (no mount, no FUSE on the hosts; they need SSH and node)' })
       .option('head', { type: 'string', describe: 'With --via sftp: [user@]host[:port] of the SSH server holding the job, as the hosts reach it (the job keeps its absolute path; not needed when JOB is an sftp:// address)' })
-      .option('head-identity', { type: 'string', describe: 'With --via sftp: the key file on the hosts for the head (default: the hosts\' ~/.ssh/id_*)' })
-      .option('job-key', { type: 'boolean', describe: 'Make a key for this job that the head accepts for SFTP only (restrict, internal-sftp), install it there over SSH, send it to the workers; --delete revokes it. Default with --provider gcloud|aws --mount and no --mount-identity; --no-job-key: none' })
+      .option('head-identity', { type: 'string', describe: "With --via sftp: the key for the head. --hosts, slurm: a key file on the hosts (default: their ~/.ssh/id_*); gcloud, aws: a key file here, sent to the instances (default: a job key)" })
+      .option('job-key', { type: 'boolean', describe: 'Make a key for this job that the head accepts for SFTP only (restrict, internal-sftp), install it there over SSH, send it to the workers; --delete revokes it. Default with --provider gcloud|aws and --mount or --via sftp, unless a key is given (--mount-identity, --head-identity); --no-job-key: none' })
       .option('remote-job', { type: 'string', describe: 'The job folder as the hosts see it (default: mapped through --mount/--at)' })
       .option('tool-on-mount', { type: 'string', describe: 'Run piecework from the shared folder: PATH on the hosts, or no value to copy it to <share>/.piecework/' })
       .option('node', { type: 'string', describe: 'Path of node on the hosts, if not found on PATH, nvm, volta or /usr/local' })
@@ -151,7 +151,9 @@ const command: CommandModule<object, LaunchArgs> = {
       .example('cd /srv/share/tools && $0 launch ../jobs/score --provider aws --count 10 --region eu-west-1 --image ami-0123 --subnet subnet-1 --security-group sg-1 --env OMP_NUM_THREADS=1 --mount me@head:/srv/share --at /mnt/share -- ./score.sh', 'up to 10 spot instances; ./score.sh runs from /mnt/share/tools')
       .example('$0 launch ~/jobs/score --provider slurm --count 50 -j 4 -- ./score.sh', 'a Slurm array of 50 tasks, 4 lanes each')
       .example('$0 launch /srv/jobs/score --hosts lab.txt --via sftp --head me@head.example.org --job-key -j 8 -- python3 /opt/score.py', 'workers reach the job over SFTP with a key made for the job, SFTP only')
-      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head'),
+      .example('$0 launch /srv/jobs/score --delete', 'when it is done: revoke that key on the head')
+      .example('$0 launch /srv/jobs/score --provider gcloud --count 40 --zone europe-west4-a --via sftp --head me@head.example.org --cwd /opt/score -- python3 score.py', 'spot instances without a mount: they fetch piecework from the head and work over SFTP with a job key')
+      .example('$0 launch /srv/jobs/score --provider slurm --count 20 --via sftp --head me@head.example.org --head-identity /home/me/.ssh/id_lab -- python3 /opt/score.py', 'a Slurm array over SFTP; --head-identity is a key file on the nodes'),
   handler: async (argv) => {
     const context = getContext();
     const options = launchOptionsFromArgs(argv);
@@ -164,7 +166,9 @@ const command: CommandModule<object, LaunchArgs> = {
     };
     const { launch } = await import('../../remote/launch.js');
     const report = await launch(options);
-    const output = renderReport(report, { json: argv.json ?? false, redact: options.mount?.identity });
+    // The key file whose content the cloud scripts carry (a --head-identity of Slurm is a path on the nodes).
+    const sentKey = options.mount?.identity ?? (options.provider === 'gcloud' || options.provider === 'aws' ? options.sftp?.identity : undefined);
+    const output = renderReport(report, { json: argv.json ?? false, redact: sentKey });
     if (output.stdout) context.stdout.write(output.stdout);
     if (output.stderr) context.stderr.write(output.stderr);
     if (report.kind === 'ssh' && !report.dryRun && report.failed > 0) context.exitStatus = ExitStatus.failure;
@@ -248,7 +252,7 @@ export function launchOptionsFromArgs(argv: Arguments<LaunchArgs> | LaunchArgs &
   }
   if ((argv.mount === undefined) !== (argv.at === undefined)) throw new UsageError('--mount and --at go together: --mount user@head:/path --at /mnt/point');
   if (argv.mount === undefined && (argv.mountPort !== undefined || argv.mountIdentity !== undefined)) {
-    throw new UsageError('--mount-port and --mount-identity need --mount');
+    throw new UsageError('--mount-port and --mount-identity need --mount', argv.via === 'sftp' ? 'with --via sftp: the port goes in --head [user@]host:port, the key in --head-identity' : undefined);
   }
 
   if (argv.hosts?.length) options.hosts = argv.hosts;
@@ -378,8 +382,7 @@ function providerOptionsFromArgs(argv: LaunchArgs): Partial<LaunchOptions> {
 
 /** `--env NAME=VALUE`: the name a shell variable name; the value anything (even empty). */
 /** The job's sftp:// address as the hosts reach the head: JOB itself, or --head + JOB's absolute path. */
-function sftpLaunch(job: string, argv: { provider?: string; head?: string; headIdentity?: string }): { address: string; identity?: string } {
-  if (argv.provider) throw new UsageError(`--via sftp does not work with --provider ${argv.provider} yet`, 'use --hosts, or --mount for cloud and Slurm workers');
+function sftpLaunch(job: string, argv: { head?: string; headIdentity?: string }): { address: string; identity?: string } {
   let address: string;
   if (/^sftp:\/\//i.test(job)) {
     if (argv.head !== undefined) throw new UsageError('--head is for a job given as a path: JOB is already an sftp:// address');

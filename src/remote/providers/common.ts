@@ -11,7 +11,7 @@ import { basename, dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { PieceworkError, errorCode } from '../../core/errors.js';
-import { renderBootstrap, type BootstrapSettings, type MountSpec } from '../bootstrap.js';
+import { renderBootstrap, type BootstrapSettings, type MountSpec, type SftpSpec } from '../bootstrap.js';
 import { renderTemplate } from '../templates.js';
 
 export type ProviderName = 'gcloud' | 'aws' | 'slurm';
@@ -46,6 +46,8 @@ export interface ProviderPlan {
   /** The name instances/jobs carry (label, tag, Slurm job name): `pw-<job id>` (see jobTag). */
   jobTag: string;
   files: PlannedFile[];
+  /** Folders made (and kept) before the commands run: where Slurm writes the tasks' output. */
+  folders?: string[];
   commands: PlannedCommand[];
 }
 
@@ -67,7 +69,7 @@ export interface ApplyResult {
 
 /** Settings every create plan takes. */
 export interface CreateOptions {
-  /** The job folder as the instances / cluster nodes see it. */
+  /** The job folder as the instances / cluster nodes see it, or its sftp:// address with `sftp`. */
   job: string;
   /** The job's id (job.json): instances and Slurm jobs are named after it (see jobTag). */
   jobId: string;
@@ -84,10 +86,15 @@ export interface CreateOptions {
   count: number;
   /** Lanes per instance/task; default: one per CPU (Slurm: --cpus-per-task). */
   lanes?: number;
-  /** The bundled CLI as the instances see it (on the shared mount). */
+  /** The bundled CLI as the instances see it (on the shared mount; with `sftp`, where it is fetched to). */
   tool: string;
   mount?: MountSpec;
-  /** Content of the private key sshfs uses on the instances (cloud only). */
+  /**
+   * The workers reach the job over SFTP (launch --via sftp): nothing is mounted, the CLI is
+   * fetched from the head (`toolFrom`). On cloud instances the key is `mountKeyText`.
+   */
+  sftp?: SftpSpec;
+  /** Content of the private key for the head on the instances, sshfs's or the SFTP workers' (cloud only). */
   mountKeyText?: string;
   machineType?: string;
   image?: string;
@@ -165,6 +172,8 @@ export interface DeleteOptions {
 
 /** Where the cloud startup scripts keep the key and the bootstrap (PW_STATE_DIR). */
 export const cloudStateDir = '/var/lib/piecework';
+/** The key file for the head on an instance (PW_MOUNT_KEY is written there). */
+const cloudKeyFile = `${cloudStateDir}/mount_key`;
 
 /**
  * `pw-<id>`: the label (GCE), tag (EC2) and job name (Slurm) the job's instances carry, from the
@@ -203,14 +212,18 @@ export async function renderCloudStartup(
   template: 'gcloud-startup.sh' | 'aws-user-data.sh',
   options: CreateOptions,
 ): Promise<string> {
-  const mount = options.mount && options.mountKeyText ? { ...options.mount, identity: `${cloudStateDir}/mount_key` } : options.mount;
+  const mount = options.mount && options.mountKeyText ? { ...options.mount, identity: cloudKeyFile } : options.mount;
+  // Over SFTP an instance has no CLI until the bootstrap fetches it: into the state folder.
+  const sftp = options.sftp && options.mountKeyText ? { ...options.sftp, identity: cloudKeyFile } : options.sftp;
+  const tool = sftp ? { tool: `${cloudStateDir}/piecework.mjs` } : {};
   // A GCE instance that only powers off is kept (TERMINATED, its disk billed): it deletes itself
   // when its service account may; an EC2 instance started with shutdown behaviour "terminate" goes.
   const whenDone = template === 'gcloud-startup.sh' ? 'delete-gce' : 'poweroff';
-  const bootstrap = await renderBootstrap(foregroundBootstrap(options, { ...(mount ? { mount } : {}), whenDone }), { compact: true });
+  const bootstrap = await renderBootstrap(foregroundBootstrap(options, { ...(mount ? { mount } : {}), ...(sftp ? { sftp } : {}), ...tool, whenDone }), { compact: true });
   return renderTemplate(template, {
     PW_BOOTSTRAP: bootstrap,
     PW_NEEDS_SSHFS: options.mount ? 1 : 0,
+    PW_NEEDS_SFTP: sftp ? 1 : undefined,
     PW_MOUNT_KEY: options.mountKeyText,
     PW_STATE_DIR: cloudStateDir,
   });
@@ -234,6 +247,7 @@ export async function applyPlan(plan: ProviderPlan, options: ApplyOptions = {}):
   const ids: string[] = [];
   const dirs = new Set(plan.files.map((f) => dirname(f.path)));
   try {
+    for (const folder of plan.folders ?? []) await mkdir(folder, { recursive: true, mode: 0o700 });
     for (const file of plan.files) {
       await mkdir(dirname(file.path), { recursive: true, mode: 0o700 });
       await writeFile(file.path, fileBytes(file), { mode: file.mode });

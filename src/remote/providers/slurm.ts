@@ -1,9 +1,11 @@
 /**
  * Slurm: the workers as one job array (`sbatch --array=1-N`, script from templates/slurm-array.sh
  * with `#SBATCH --requeue`), each task running `piecework work` on the cluster's shared file
- * system; `--delete` cancels the array by its name (`scancel --name`).
+ * system — or, with `sftp`, on the job's sftp:// address (the job stays on its head; the nodes
+ * fetch the CLI from there and need only SSH and node); `--delete` cancels the array by its name
+ * (`scancel --name`).
  */
-import { userInfo } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { JobLayout } from '../../core/store/layout.js';
 import { UsageError } from '../../core/errors.js';
@@ -38,10 +40,11 @@ export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
     throw new UsageError('--mount does not apply to --provider slurm', 'Slurm nodes see the job through the cluster\'s shared file system');
   }
   const scriptPath = join(options.scriptDir ?? defaultScriptDir(), 'slurm-array.sh');
+  const outputFolder = options.sftp ? slurmOutputFolder() : undefined;
   // Lanes come from SLURM_CPUS_PER_TASK inside the task, so the bootstrap is rendered without them.
   const withoutLanes: CreateOptions = { ...options };
   delete withoutLanes.lanes;
-  const bootstrap = await renderBootstrap(foregroundBootstrap(withoutLanes, {}));
+  const bootstrap = await renderBootstrap(foregroundBootstrap(withoutLanes, options.sftp ? { sftp: options.sftp } : {}));
   const script = await renderTemplate('slurm-array.sh', { PW_BOOTSTRAP: bootstrap });
   const s = options.slurm ?? {};
   const argv = [
@@ -49,8 +52,9 @@ export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
     // %T: at most T tasks at once.
     `--array=1-${options.count}${s.throttle !== undefined ? `%${s.throttle}` : ''}`,
     `--job-name=${tag}`,
-    // %A: the array's job id, %a: the task; the job's logs/ exists from split on.
-    `--output=${new JobLayout(options.job).logPath('slurm-%A_%a')}`,
+    // %A: the array's job id, %a: the task; the job's logs/ exists from split on. Over SFTP
+    // the nodes have no logs/ of the job: the output goes where sbatch runs (a home the nodes share).
+    `--output=${outputFolder ? join(outputFolder, `${tag}-slurm-%A_%a.log`) : new JobLayout(options.job).logPath('slurm-%A_%a')}`,
     ...(options.lanes !== undefined ? [`--cpus-per-task=${options.lanes}`] : []),
     ...(options.partition ? [`--partition=${options.partition}`] : []),
     ...(s.time ? [`--time=${s.time}`] : []),
@@ -68,8 +72,14 @@ export async function plan(options: SlurmPlanOptions): Promise<ProviderPlan> {
     action: 'create',
     jobTag: tag,
     files: [{ path: scriptPath, content: script, mode: 0o644 }],
+    ...(outputFolder ? { folders: [outputFolder] } : {}),
     commands: [{ argv, description: `submit a ${options.count}-task array job ${tag}` }],
   };
+}
+
+/** Over SFTP: where the tasks' Slurm output goes, beside the bootstraps' local logs. */
+export function slurmOutputFolder(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env['XDG_STATE_HOME'] || join(homedir(), '.local', 'state'), 'piecework', 'logs');
 }
 
 export function apply(planned: ProviderPlan, options?: ApplyOptions): Promise<ApplyResult> {
