@@ -20,7 +20,7 @@ export interface DelayedShare {
 /** A share served by a private sshd on loopback, reached through a delay proxy (its own process). */
 export async function startDelayedShare(oneWayMs: number): Promise<DelayedShare> {
   const sshd = await startSshd();
-  const proxyPort = await startDelayProxyProcess({ targetPort: sshd.port, oneWayMs, logPath: join(sshd.dir, 'delay-proxy.log') });
+  const { port: proxyPort } = await startDelayProxyProcess({ targetPort: sshd.port, oneWayMs, logPath: join(sshd.dir, 'delay-proxy.log') });
   return {
     sshd,
     proxyPort,
@@ -31,20 +31,20 @@ export async function startDelayedShare(oneWayMs: number): Promise<DelayedShare>
 
 /**
  * A delay proxy in its own process (registered for cleanup) in front of `targetHost:targetPort`,
- * listening on `listenHost` (default loopback): its port. Never in this process: a synchronous
+ * listening on `listenHost` (default loopback): its port and pid. Never in this process: a synchronous
  * file call on a mount through it would block the proxy that must carry its reply — a deadlock.
  */
-export async function startDelayProxyProcess(o: { targetPort: number; targetHost?: string; listenHost?: string; oneWayMs: number; logPath: string }): Promise<number> {
+export async function startDelayProxyProcess(o: { targetPort: number; targetHost?: string; listenHost?: string; oneWayMs: number; logPath: string }): Promise<{ port: number; pid: number }> {
   const tsx = import.meta.resolve('tsx');
   const hosts = [...(o.targetHost ? ['--target-host', o.targetHost] : []), ...(o.listenHost ? ['--listen-host', o.listenHost] : [])];
-  spawnDaemon([process.execPath, '--import', tsx, join(repoRoot, 'test', 'helpers', 'delay-proxy.ts'), '--target', String(o.targetPort), '--delay', String(o.oneWayMs), ...hosts], o.logPath);
+  const { pid } = spawnDaemon([process.execPath, '--import', tsx, join(repoRoot, 'test', 'helpers', 'delay-proxy.ts'), '--target', String(o.targetPort), '--delay', String(o.oneWayMs), ...hosts], o.logPath);
   let port = 0;
   await waitUntil(() => {
     const m = /^(\d+)$/m.exec(readFileSync(o.logPath, 'utf8'));
     if (m) port = Number(m[1]);
     return port > 0;
   }, 15_000, 'the delay proxy to listen');
-  return port;
+  return { port, pid };
 }
 
 /**
