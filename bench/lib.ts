@@ -146,8 +146,12 @@ let rssSeq = 0;
 function startOne(argv: readonly string[], o: RunOptions, started: number, index: number): Promise<RunResult> {
   let full = [...argv];
   let rssFile: string | undefined;
+  let rssCleanup: { cancel(): void } | undefined;
   if (o.usage && hasGnuTime) {
-    rssFile = join(tmpdir(), `pw${process.pid}-rss-${rssSeq++}-${index}`);
+    const file = join(tmpdir(), `pw${process.pid}-rss-${rssSeq++}-${index}`);
+    rssFile = file;
+    // Removed when read, or by the cleanup if the run is interrupted first.
+    rssCleanup = registerCleanup(() => rmSync(file, { force: true }), `rm ${file}`);
     full = ['/usr/bin/time', '-f', '%M %U %S', '-o', rssFile, ...full];
   }
   if (o.enterPid !== undefined) full = ['nsenter', '-t', String(o.enterPid), '-n', '-m', '--', ...full];
@@ -208,6 +212,7 @@ function startOne(argv: readonly string[], o: RunOptions, started: number, index
         peakRssMb = (kb ?? NaN) / 1024;
         cpuMs = ((user ?? NaN) + (sys ?? NaN)) * 1000;
         rmSync(rssFile, { force: true });
+        rssCleanup?.cancel();
       } else if (poller) {
         peakRssMb = hwmKb / 1024;
       }

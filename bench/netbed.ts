@@ -17,28 +17,34 @@ export interface DelayedShare {
   mount(label: string, options?: string[]): Promise<SshfsMount>;
 }
 
-/**
- * A share served by a private sshd, reached through a delay proxy. The proxy runs as its own
- * process (the standalone mode of test/helpers/delay-proxy.ts): in this process a synchronous
- * file call on the mount would block the proxy that must carry its reply — a deadlock.
- */
+/** A share served by a private sshd on loopback, reached through a delay proxy (its own process). */
 export async function startDelayedShare(oneWayMs: number): Promise<DelayedShare> {
   const sshd = await startSshd();
-  const logPath = join(sshd.dir, 'delay-proxy.log');
-  const tsx = import.meta.resolve('tsx');
-  spawnDaemon([process.execPath, '--import', tsx, join(repoRoot, 'test', 'helpers', 'delay-proxy.ts'), '--target', String(sshd.port), '--delay', String(oneWayMs)], logPath);
-  let proxyPort = 0;
-  await waitUntil(() => {
-    const m = /^(\d+)$/m.exec(readFileSync(logPath, 'utf8'));
-    if (m) proxyPort = Number(m[1]);
-    return proxyPort > 0;
-  }, 15_000, 'the delay proxy to listen');
+  const { port: proxyPort } = await startDelayProxyProcess({ targetPort: sshd.port, oneWayMs, logPath: join(sshd.dir, 'delay-proxy.log') });
   return {
     sshd,
     proxyPort,
     oneWayMs,
     mount: async (label, options = []) => mountSshfs({ sshd, port: proxyPort, mountPoint: join(makeTempDir(`mnt-${label}`), 'share'), options }),
   };
+}
+
+/**
+ * A delay proxy in its own process (registered for cleanup) in front of `targetHost:targetPort`,
+ * listening on `listenHost` (default loopback): its port and pid. Never in this process: a synchronous
+ * file call on a mount through it would block the proxy that must carry its reply — a deadlock.
+ */
+export async function startDelayProxyProcess(o: { targetPort: number; targetHost?: string; listenHost?: string; oneWayMs: number; logPath: string }): Promise<{ port: number; pid: number }> {
+  const tsx = import.meta.resolve('tsx');
+  const hosts = [...(o.targetHost ? ['--target-host', o.targetHost] : []), ...(o.listenHost ? ['--listen-host', o.listenHost] : [])];
+  const { pid } = spawnDaemon([process.execPath, '--import', tsx, join(repoRoot, 'test', 'helpers', 'delay-proxy.ts'), '--target', String(o.targetPort), '--delay', String(o.oneWayMs), ...hosts], o.logPath);
+  let port = 0;
+  await waitUntil(() => {
+    const m = /^(\d+)$/m.exec(readFileSync(o.logPath, 'utf8'));
+    if (m) port = Number(m[1]);
+    return port > 0;
+  }, 15_000, 'the delay proxy to listen');
+  return { port, pid };
 }
 
 /**

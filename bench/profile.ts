@@ -2,9 +2,32 @@
 // the commands it runs), and a V8 CPU profile of the worker summarised by function.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { processTree } from '../test/helpers/cleanup.js';
 import { isTool, runTimed, type RunOptions } from './lib.js';
 
 export const hasStrace = isTool('strace');
+
+const TICK_MS = 10; // USER_HZ: 100 on Linux
+
+/**
+ * CPU (user + system, ms) a long-running process and everything under it have used so far: each
+ * live process's own time plus what its waited-for children used (so exited ones count once).
+ * Take it before and after a run: the difference is what the run cost, e.g. an sshd or a mount.
+ */
+export function treeCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // utime stime cutime cstime: fields 14–17, i.e. 11–14 after the state (comm may hold spaces).
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks * TICK_MS;
+}
 
 export interface SyscallCounts {
   /** By the worker process and its threads (libuv's pool does the file work). */

@@ -19,8 +19,9 @@ import { splitMerge } from './scenarios/split-merge.js';
 import { tail } from './scenarios/tail.js';
 import { scaling } from './scenarios/scaling.js';
 import { warm } from './scenarios/warm.js';
+import { hostsRtt } from './scenarios/hosts-rtt.js';
 
-const scenarios: Scenario[] = [local, sshfsLatency, splitMerge, tail, scaling, warm];
+const scenarios: Scenario[] = [local, sshfsLatency, splitMerge, tail, scaling, warm, hostsRtt];
 
 interface Flags {
   only: string[] | undefined;

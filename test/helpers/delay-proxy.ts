@@ -4,6 +4,7 @@
 //
 // In-process:  const p = await startDelayProxy({ targetPort, delayMs: 5 }); … p.close()
 // Standalone:  node --import tsx test/helpers/delay-proxy.ts --target PORT --delay MS
+//              [--target-host H] [--port P] [--listen-host H]
 //              prints the listening port on stdout, runs until SIGTERM/SIGINT.
 import { createServer, connect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
@@ -106,9 +107,9 @@ function parseArgs(argv: string[]): DelayProxyOptions {
   const targetPort = Number(get('target'));
   const delayMs = Number(get('delay'));
   if (!Number.isInteger(targetPort) || !(delayMs >= 0)) {
-    throw new Error('usage: delay-proxy.ts --target PORT --delay MS [--target-host H] [--port P]');
+    throw new Error('usage: delay-proxy.ts --target PORT --delay MS [--target-host H] [--port P] [--listen-host H]');
   }
-  return { targetPort, delayMs, targetHost: get('target-host'), listenPort: get('port') === undefined ? undefined : Number(get('port')) };
+  return { targetPort, delayMs, targetHost: get('target-host'), listenPort: get('port') === undefined ? undefined : Number(get('port')), listenHost: get('listen-host') };
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

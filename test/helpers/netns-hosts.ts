@@ -26,8 +26,8 @@ export interface NsHost extends HostNamespace {
   /** Run a command on the host: its network and its mount namespace (sees its sshfs mounts). */
   // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- execa's own default, so results are typed as strings
   exec<O extends Options = {}>(argv: readonly string[], options?: O): ResultPromise<O>;
-  /** Mount the head's shared folder on this host (default at `<dir>/share`). */
-  mountShare(opts?: { mountPoint?: string; options?: string[] }): Promise<SshfsMount>;
+  /** Mount the head's shared folder on this host (default at `<dir>/share`; `port`: through a proxy on the head's address). */
+  mountShare(opts?: { mountPoint?: string; options?: string[]; port?: number }): Promise<SshfsMount>;
   /** Pull the plug: delete the host's link, SIGKILL every process in its namespace. */
   cut(): void;
 }
@@ -106,7 +106,7 @@ async function createHost(i: number, prefix: string, bridge: string, head: Sshd,
       return execa('nsenter', ['-t', String(anchor.pid), '-n', '-m', '--', ...argv], opts) as unknown as ResultPromise<O>;
     },
     mountShare: (opts = {}) =>
-      mountSshfs({ sshd: head, remotePath: shareDir, mountPoint: opts.mountPoint ?? join(dir, 'share'), options: opts.options, inHost: self }),
+      mountSshfs({ sshd: head, remotePath: shareDir, mountPoint: opts.mountPoint ?? join(dir, 'share'), options: opts.options, port: opts.port, inHost: self }),
     cut() {
       deleteLinkSync(veth);
       killNetnsProcesses(name);
