@@ -96,6 +96,9 @@ interface Started {
   reach: Reach;
   child: ChildProcess;
   result: Promise<RunResult>;
+  startedAt: number;
+  /** Until when it is frozen (SIGSTOP), if it was. */
+  frozenUntil?: number;
 }
 
 /** Start a piecework process in its own group; killed with its group (thawed first) by the cleanups. */
@@ -105,7 +108,7 @@ function start(label: string, reach: Reach, args: string[]): Started {
     killGroup(child, 'SIGCONT');
     killGroup(child, 'SIGKILL');
   }, `kill chaos ${label} group ${child.pid}`);
-  return { n: label, reach, child, result: collect(child) };
+  return { n: label, reach, child, result: collect(child), startedAt: Date.now() };
 }
 
 const aliveNow = (s: Started) => s.child.exitCode === null && s.child.signalCode === null;
@@ -154,9 +157,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         startWorker();
       } else if (action < 0.55 && alive.length > 0) {
         // Frozen past the stale period: its claims are taken over; when it wakes it must not
-        // commit over the new holder or record a failure for a chunk that succeeded.
-        const victim = alive[Math.floor(rand() * alive.length)]!;
+        // commit over the new holder or record a failure for a chunk that succeeded. Among the
+        // workers not frozen already and up for a second (one still connecting holds no claim).
+        const now = Date.now();
+        const awake = alive.filter((w) => (w.frozenUntil ?? 0) < now && now - w.startedAt > 1000);
+        const pool = awake.length > 0 ? awake : alive;
+        const victim = pool[Math.floor(rand() * pool.length)]!;
         killGroup(victim.child, 'SIGSTOP');
+        victim.frozenUntil = now + (stale + 1.5) * 1000;
         summary.freezes++;
         setTimeout(() => killGroup(victim.child, 'SIGCONT'), (stale + 1.5) * 1000).unref();
       } else if (action < 0.8) {
