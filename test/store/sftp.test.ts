@@ -2,10 +2,11 @@
 // a delay proxy (10 ms round trips). Also: bad addresses, unknown host keys, failed auth.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PieceworkError, UsageError } from '../../src/core/errors.js';
-import { openSftpStore, parseSftpAddress } from '../../src/core/store/sftp-store.js';
+import { fixedMountClock } from '../../src/core/store/mount-clock.js';
+import { openSftpStore, parseSftpAddress, type SftpJobStore } from '../../src/core/store/sftp-store.js';
 import { runCleanups } from '../helpers/cleanup.js';
 import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
@@ -68,6 +69,35 @@ describe('sftp addresses and connections', () => {
     await assert.rejects(store.read('top', 'job.json'), (e: unknown) => e instanceof PieceworkError && e.exitStatus === 4 && /lost the SFTP connection/.test(e.message));
     assert.ok(Date.now() - started < 5000);
     await store.close();
+  });
+
+  test('a claim released between the refused mkdir and the look that follows is claimed, not an error', async () => {
+    // OpenSSH answers mkdir of an existing name with code 4 (failure), so the claim looks whether
+    // the lock exists; its holder may release it in between (the chaos run over SFTP caught it:
+    // "unexpected error: mkdir …/locks/000225: Failure", the worker exited 1).
+    const backing = path.join(sshd.root, `race${process.pid}`);
+    const store = await openSftpStore(`sftp://root@127.0.0.1:${sshd.port}${backing}`, { identityFile: sshd.clientKeyPath, knownHostsFile: knownHosts });
+    try {
+      await store.createJobFolders();
+      const lock = path.join(backing, 'locks', '000001');
+      mkdirSync(lock); // held by someone else
+      const sftp = store as SftpJobStore;
+      const mkdirPath = sftp.mkdirPath.bind(sftp);
+      sftp.mkdirPath = async (p: string) => {
+        try {
+          await mkdirPath(p);
+        } finally {
+          if (p.endsWith('/locks/000001')) rmSync(lock, { recursive: true, force: true }); // … and released just now
+        }
+      };
+      const claims = await store.claims({ staleMs: 4000, updateMs: 1000 }, fixedMountClock(0), { workerId: `a.${process.pid}`, host: 'a', pid: process.pid, bootId: '' });
+      const claim = await claims.claim('000001', 0);
+      assert.ok(claim, 'the released chunk is claimed');
+      assert.equal(await claim.stillOurs(), true);
+      await claim.release();
+    } finally {
+      await store.close();
+    }
   });
 
 });

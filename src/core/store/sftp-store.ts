@@ -1028,8 +1028,15 @@ class SftpClaimBook implements Claims {
         // then (another host finished the chunk): busy this round, as on a mount.
         if (isCode(error, 'ESFTPFAILURE')) return undefined;
         const slash = chunk.lastIndexOf('/');
-        if (attempt > 0 || slash === -1) throw error;
-        await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
+        if (attempt === 0 && slash !== -1) {
+          await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
+          continue;
+        }
+        // Code 4 for a name that is gone now: OpenSSH's answer to EEXIST, and the holder released
+        // its claim between the two requests. Try again (a few times: a name that stays absent
+        // behind code 4 is another failure, a full disk say, and is reported).
+        if (isCode(error, 'ESFTPFAILURE') && attempt < 3) continue;
+        throw error;
       }
     }
   }
