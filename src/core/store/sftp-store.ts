@@ -1023,10 +1023,6 @@ class SftpClaimBook implements Claims {
           },
         );
         if (exists) return undefined;
-        // OpenSSH answers an existing name with "Failure", a missing parent with "No such file":
-        // a failure whose name is gone by the look that followed was a claim released just
-        // then (another host finished the chunk): busy this round, as on a mount.
-        if (isCode(error, 'ESFTPFAILURE')) return undefined;
         const slash = chunk.lastIndexOf('/');
         if (attempt === 0 && slash !== -1) {
           await this.store.makeGroupFolders('locks', chunk.slice(0, slash));
@@ -1156,13 +1152,6 @@ class SftpClaim implements Claim {
     if (this.#lost) return;
     await this.#ownerWritten?.catch(() => {});
     const store = this.#book.store;
-    // A claim younger than half the stale period, whose record was never written, cannot have
-    // been taken over (no one judges a lock stale before its mtime is a stale period old): its
-    // lock is removed at once, without reading the record first (a round trip per chunk).
-    if (!this.#ownerWritten && !this.oldEnoughToCheck) {
-      await store.rmdirPath(this.#book.lockPath(this.chunk)).catch(() => {});
-      return;
-    }
     // Never remove a claim another worker took: its owner record carries another token.
     const token = await this.#book.readOwnerToken(this.chunk).catch(() => undefined);
     if (token !== undefined && token !== this.token) {
