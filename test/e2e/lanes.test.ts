@@ -143,3 +143,18 @@ test('three workers on one job: a worker lists again once its queue keeps meetin
   assert.equal(filesUnder(path.join(job, 'out')).length, chunks);
   assert.ok(foundDone < chunks / 2, `${foundDone} claims or lookups found a chunk another worker had finished (${(foundDone / chunks).toFixed(2)} per chunk)`);
 });
+
+test('--events: work:start comes first, though the first pass lists the job while the worker starts', async () => {
+  // The first pass overlaps start-up (the heartbeat write); on a local disk it often finished
+  // first, and its work:pass came before work:start (3 runs in 5 before the events were held).
+  const job = await makeJob('event-order', 4);
+  for (let run = 0; run < 8; run++) {
+    await fs.rm(path.join(job, 'out'), { recursive: true, force: true });
+    await fs.mkdir(path.join(job, 'out'));
+    const work = await runPiecework(['work', job, '-j', '2', '--events', '--', 'cat']);
+    assert.equal(work.code, 0, work.stderr);
+    const types = work.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { type: string }).type);
+    assert.equal(types[0], 'work:start', `run ${run}: ${types.slice(0, 3).join(', ')}`);
+    assert.equal(types.at(-1), 'work:done');
+  }
+});

@@ -196,7 +196,22 @@ class Worker {
     this.chunks = chunkNames(manifest);
     this.lanes = lanes;
     this.options = options;
-    this.onEvent = options.onEvent ?? ignoreEvents;
+    const sink = options.onEvent ?? ignoreEvents;
+    // The first pass runs while the worker is still starting (start-up overlaps it): what it
+    // reports waits for work:start, so that consumers always see work:start first.
+    let held: Parameters<EventSink>[0][] | undefined = [];
+    this.onEvent = (event) => {
+      if (held && (event.type === 'work:pass' || event.type === 'work:waiting')) {
+        held.push(event);
+        return;
+      }
+      sink(event);
+      if (held && event.type === 'work:start') {
+        const queued = held;
+        held = undefined;
+        for (const early of queued) sink(early);
+      }
+    };
     this.template = prepareCommand(options.command);
     this.staleMs = manifest.staleSeconds * 1000;
     this.maxAttempts = 1 + (options.retries ?? manifest.retries);
