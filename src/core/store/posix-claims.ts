@@ -235,9 +235,13 @@ export class ClaimBook implements Claims {
       // A grouped chunk's lock folder (locks/<group>/) is made on first use.
       if (errorCode(error) !== 'ENOENT') throw error;
       const parent = path.dirname(lockPath);
-      if (this.#madeDirs.has(parent) || parent === this.layout.locksDir) throw error;
-      await this.#makeGroupFolder(path.relative(this.layout.locksDir, parent).split(path.sep).join('/'));
-      this.#madeDirs.add(parent);
+      if (parent === this.layout.locksDir) throw error;
+      // Another claim of this worker may have made it since this mkdir failed (claims run
+      // concurrently): then only the mkdir is tried again. A second ENOENT is an error.
+      if (!this.#madeDirs.has(parent)) {
+        await this.#makeGroupFolder(path.relative(this.layout.locksDir, parent).split(path.sep).join('/'));
+        this.#madeDirs.add(parent);
+      }
       return await lockfile.lock(lockPath, options);
     }
   }
