@@ -103,6 +103,17 @@ say "node_version=$("$node" --version)"
 
 # --- the shared folder -------------------------------------------------------------------------
 # /proc/mounts escapes spaces in mount points as \040.
+# The head's known_hosts lines, in a file of the user's cache: its path on stdout. Written aside
+# and renamed: several launches (or hosts sharing a home folder, or workers starting at once) may
+# write it together, and ssh must never read it half-written.
+write_known_hosts() {
+  cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
+  mkdir -p "$cache"
+  printf '%s\n' "$2" >"$cache/known_hosts.$1.$$"
+  mv -f "$cache/known_hosts.$1.$$" "$cache/known_hosts.$1"
+  printf '%s\n' "$cache/known_hosts.$1"
+}
+
 mounted_at() {
   awk -v m="$1" '{ gsub(/\\040/, " ", $2) } $2 == m { found = 1 } END { exit !found }' /proc/mounts
 }
@@ -151,13 +162,7 @@ if [ -n "${PW_MOUNT_SOURCE:-}" ]; then
     fi
     known=
     if [ -n "${PW_MOUNT_KNOWN_HOSTS_LINES:-}" ]; then
-      cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
-      mkdir -p "$cache"
-      known=$cache/known_hosts.mount
-      # Written aside and renamed: several launches (or hosts sharing a home folder) may write
-      # it at once, and sshfs must never read it half-written.
-      printf '%s\n' "$PW_MOUNT_KNOWN_HOSTS_LINES" >"$known.$$"
-      mv -f "$known.$$" "$known"
+      known=$(write_known_hosts mount "$PW_MOUNT_KNOWN_HOSTS_LINES")
       case $known in *,*) fail 2 "an sshfs -o path cannot contain a comma: $known" ;; esac
       # ssh reads every file listed; the user's own file still counts.
       opts="$opts,UserKnownHostsFile=~/.ssh/known_hosts $known"
@@ -200,13 +205,7 @@ if [ "$via" = sftp ]; then
     export PIECEWORK_SSH_IDENTITY
   fi
   if [ -n "${PW_SFTP_KNOWN_HOSTS_LINES:-}" ]; then
-    cache=${XDG_CACHE_HOME:-$HOME/.cache}/piecework
-    mkdir -p "$cache"
-    known=$cache/known_hosts.sftp
-    # Written aside and renamed: workers starting at once must never read it half-written.
-    printf '%s\n' "$PW_SFTP_KNOWN_HOSTS_LINES" >"$known.$$"
-    mv -f "$known.$$" "$known"
-    PIECEWORK_KNOWN_HOSTS=$known
+    PIECEWORK_KNOWN_HOSTS=$(write_known_hosts sftp "$PW_SFTP_KNOWN_HOSTS_LINES")
     export PIECEWORK_KNOWN_HOSTS
   fi
   # The job is checked by the worker itself (it needs node and the CLI): see below.
