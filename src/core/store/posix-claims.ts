@@ -169,7 +169,9 @@ export class ClaimBook implements Claims {
       release = await this.#lock(lockPath, (error) => made.claim?.markLost(error));
     } catch (error) {
       const code = errorCode(error);
-      // ESTALE: an NFS handle went away under a concurrent takeover; treat as busy too.
+      // ESTALE: an NFS handle went away under a concurrent takeover; ENOENT: the lock just made
+      // was removed before its first stat (a requeue or takeover that judged the old one); busy.
+      if (code === 'ENOENT') return undefined;
       if (code !== 'ELOCKED' && code !== 'ESTALE' && code !== 'EEXIST') throw error;
       if (code !== 'ELOCKED' || !(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
       try {

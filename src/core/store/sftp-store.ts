@@ -1032,6 +1032,8 @@ class SftpClaimBook implements Claims {
         // its claim between the two requests. Try again (a few times: a name that stays absent
         // behind code 4 is another failure, a full disk say, and is reported).
         if (isCode(error, 'ESFTPFAILURE') && attempt < 3) continue;
+        // Still racing a holder that takes and releases it: busy this round.
+        if (isCode(error, 'ESFTPFAILURE')) return undefined;
         throw error;
       }
     }
