@@ -242,15 +242,15 @@ fetch_tool() {
   part=$tool.$(uname -n | tr -c 'A-Za-z0-9._\n-' '_').$$.part
   set -- -b - -P "${PW_TOOL_SFTP_PORT:-22}" -o BatchMode=yes -o ConnectTimeout=20 -o StrictHostKeyChecking=yes
   if [ -n "${PW_SFTP_IDENTITY:-}" ]; then set -- "$@" -o "IdentityFile=$PW_SFTP_IDENTITY" -o IdentitiesOnly=yes; fi
-  if [ -n "${known:-}" ]; then set -- "$@" -o "UserKnownHostsFile=$known"; fi
+  if [ -n "${PIECEWORK_KNOWN_HOSTS:-}" ]; then set -- "$@" -o "UserKnownHostsFile=$PIECEWORK_KNOWN_HOSTS"; fi
   errors=$(mktemp)
   attempt=1
   # The head's sshd drops bursts of new connections (MaxStartups): retry with back-off.
   until printf 'get "%s" "%s"\n' "$PW_TOOL_SFTP_PATH" "$part" | sftp "$@" "$PW_TOOL_SFTP_LOGIN" >"$errors" 2>&1; do
-    why=$(grep -v '^sftp>' "$errors" | tail -n 1)
-    case $why in
-      *'Host key verification failed'* | *'Permission denied'* | *'not found'* | *'No such file'* | *'Could not resolve hostname'*) attempt=4 ;;
-    esac
+    # What cannot change by retrying, wherever ssh says it (its last line is often only
+    # "Connection closed"); else the last line.
+    fatal='Host key verification failed|Permission denied|not found|No such file|Could not resolve hostname|not accessible'
+    why=$(grep -v '^sftp>' "$errors" | grep -E -m 1 "$fatal") && attempt=4 || why=$(grep -v '^sftp>' "$errors" | tail -n 1)
     if [ "$attempt" -ge 4 ]; then
       cat "$errors" >&2
       rm -f "$errors" "$part"

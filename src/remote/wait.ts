@@ -25,6 +25,11 @@ export interface FollowOptions {
    * waiting for one to come back before giving up. Default 30 s.
    */
   quietMs?: number;
+  /**
+   * Asked (at most every 5 s) while no worker has been seen: true when whatever was launched has
+   * ended for sure — a Slurm array that left the queue — so no worker will come. Undefined: cannot say.
+   */
+  launchEnded?: () => Promise<boolean | undefined>;
   signal?: AbortSignal;
   /** Called after every read of the folder. */
   onProgress?: (status: JobStatus) => void;
@@ -32,8 +37,11 @@ export interface FollowOptions {
 
 export interface FollowOutcome {
   complete: boolean;
-  /** complete; no-workers: none alive (any more, or within startupMs); interrupted: the signal. */
-  reason: 'complete' | 'no-workers' | 'interrupted';
+  /**
+   * complete; no-workers: none alive (any more, or within startupMs); launch-ended: what was
+   * launched ended before any worker showed up; interrupted: the signal.
+   */
+  reason: 'complete' | 'no-workers' | 'launch-ended' | 'interrupted';
   status: JobStatus | undefined;
   elapsedMs: number;
 }
@@ -50,6 +58,7 @@ export async function followJob(job: string, options: FollowOptions = {}): Promi
   let noneAliveSince: number | undefined;
   let status: JobStatus | undefined;
   let errorsInARow = 0;
+  let launchAskedAt = 0;
   for (;;) {
     if (options.signal?.aborted) return { complete: false, reason: 'interrupted', status, elapsedMs: Date.now() - started };
     try {
@@ -77,6 +86,15 @@ export async function followJob(job: string, options: FollowOptions = {}): Promi
         const onlySilent = status.workers.dead > 0;
         const givenUp = seenAlive ? !onlySilent || Date.now() - noneAliveSince >= quietMs : Date.now() - started > startupMs;
         if (givenUp) return { complete: false, reason: 'no-workers', status, elapsedMs: Date.now() - started };
+      }
+    }
+    if (!seenAlive && options.launchEnded && Date.now() - launchAskedAt >= 5000) {
+      launchAskedAt = Date.now();
+      if ((await options.launchEnded()) === true) {
+        // One more look: the last task's worker may have finished the job as it ended.
+        status = await jobStatus(store, clock ? { clock } : {}).catch(() => status);
+        if (status?.complete) return { complete: true, reason: 'complete', status, elapsedMs: Date.now() - started };
+        if (!status || status.workers.alive === 0) return { complete: false, reason: 'launch-ended', status, elapsedMs: Date.now() - started };
       }
     }
     try {

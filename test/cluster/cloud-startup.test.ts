@@ -7,7 +7,8 @@
 // head's share over sshfs and start workers that complete the job, then "power off". Needs root.
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, join } from 'node:path';
 import { after, test } from 'node:test';
 import { runCleanups } from '../helpers/cleanup.js';
 import { runPiecework } from '../helpers/cli.js';
@@ -90,6 +91,19 @@ async function boot(host: NsHost, script: string, stubs: string, record: string,
     timeout: 60_000,
   });
   return { code: r.exitCode, output: r.all ?? '' };
+}
+
+/** When a job does not complete: its status and the instances' records and worker logs, for the failure message. */
+async function whatTheInstancesSaid(job: string, records: string): Promise<string> {
+  const parts = [`piecework status:\n${(await runPiecework(['status', job])).stdout}`];
+  const stateLogs = join(process.env['XDG_STATE_HOME'] ?? join(homedir(), '.local', 'state'), 'piecework', 'logs');
+  const name = basename(job);
+  const files = [
+    ...(existsSync(records) ? readdirSync(records).map((n) => join(records, n)) : []),
+    ...(existsSync(stateLogs) ? readdirSync(stateLogs).filter((n) => n.startsWith(name)).map((n) => join(stateLogs, n)) : []),
+  ];
+  for (const file of files) parts.push(`${file}:\n${readFileSync(file, 'utf8').split('\n').slice(-15).join('\n')}`);
+  return parts.join('\n');
 }
 
 void test('gcloud startup script and aws user data, rendered by launch, mount the share on an instance and run workers that complete the job', async (t) => {
@@ -227,7 +241,9 @@ void test('--via sftp: the gcloud startup script and aws user data run workers o
     assert.match(b.output, /piecework-startup: worker started/);
     assert.doesNotMatch(b.output, /installing/, 'node and the OpenSSH client are there: nothing to install');
   }
-  await waitUntil(async () => (await runPiecework(['verify', job])).code === 0, 90_000, 'the job to complete from the instances');
+  await waitUntil(async () => (await runPiecework(['verify', job])).code === 0, 90_000, 'the job to complete from the instances').catch(async (error: Error) => {
+    throw new Error(`${error.message}\n${await whatTheInstancesSaid(job, records)}`);
+  });
   t.diagnostic(`job complete over SFTP ${((Date.now() - t0) / 1000).toFixed(1)} s after boot`);
   assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
   // Each instance's /var/lib was empty: its worker ran the CLI the bootstrap fetched from the head.

@@ -107,6 +107,31 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     assert.equal(beats.length, 2, 'one worker per task');
   });
 
+  void test('--wait: an array whose tasks all fail before a worker starts (a key the nodes do not have) ends the wait at once with exit 3, pointing at their output', { timeout: 180_000 }, async (t) => {
+    assert.ok(slurm, 'the cluster came up');
+    const head = await startSshd();
+    const { job } = makeSharedJob(head.root, 'slurm-nokey', 10);
+    const home = makeTempDir('slurm-home');
+    const started = Date.now();
+    const launch = await runPiecework([
+      'launch', job, '--provider', 'slurm', '--count', '2', '-j', '1', '--via', 'sftp', '--head', `root@127.0.0.1:${head.port}`,
+      '--head-identity', join(home, 'no-such-key'), '--identity', head.clientKeyPath, '--known-hosts', head.knownHostsPath, '--wait', '--', 'cat',
+    ], { env: { ...slurm.env, HOME: home, SSH_AUTH_SOCK: '' } });
+    const waited = (Date.now() - started) / 1000;
+    t.diagnostic(`launch --wait gave up after ${waited.toFixed(1)} s`);
+    assert.equal(launch.code, 3, launch.stderr);
+    const arrayId = launch.stdout.trim();
+    assert.match(launch.stderr, new RegExp(`launch: the Slurm array ${arrayId} left the queue and no worker of it reached the job`));
+    const hint = /its tasks' output says why: (\S+)/.exec(launch.stderr)?.[1];
+    assert.ok(hint, launch.stderr);
+    assert.ok(waited < 30, 'not the 15 minutes allowed for a queue or a boot');
+    const logs = join(home, '.local', 'state', 'piecework', 'logs');
+    const outputs = readdirSync(logs).filter((n) => n.includes(`-slurm-${arrayId}_`));
+    assert.equal(outputs.length, 2);
+    assert.ok(outputs.every((n) => hint.endsWith('*.log') && join(logs, n).startsWith(hint.slice(0, -'*.log'.length))), `${hint} names ${outputs.join(' ')}`);
+    for (const name of outputs) assert.match(readFileSync(join(logs, name), 'utf8'), /piecework-bootstrap: error: cannot fetch piecework from the head/);
+  });
+
   void test('--delete cancels the array: its tasks and workers end', async (t) => {
     assert.ok(slurm, 'the cluster came up');
     const { job } = makeSharedJob(makeTempDir('slurm-share'), 'cancel', 20);

@@ -106,7 +106,9 @@ ${behaviour === 'exit' ? "console.error('no chunks here'); process.exit(1);" : '
 }
 
 function runBootstrap(script: string, env: Record<string, string> = {}) {
-  return spawnSync('sh', ['-s'], { input: script, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  // The bootstrap keeps a copy of each worker's log in the user's state folder: the test's, not root's.
+  const places = { XDG_STATE_HOME: join(dir, 'state'), XDG_CACHE_HOME: join(dir, 'cache') };
+  return spawnSync('sh', ['-s'], { input: script, encoding: 'utf8', env: { ...process.env, ...places, ...env }, timeout: 30_000 });
 }
 
 test('bootstrap starts a detached worker that gets the command argv exactly, and says where', async () => {

@@ -3,7 +3,7 @@ import type { Arguments, CommandModule } from 'yargs';
 import { ExitStatus, UsageError } from '../../core/errors.js';
 // Types only: the remote layer (node-ssh and all) is loaded by the handler, never by other commands.
 import type { HostResult, JobKeyReport, LaunchEvent, LaunchOptions, LaunchReport } from '../../remote/launch.js';
-import type { AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
+import type { ApplyResult, AwsSettings, GcloudSettings, SlurmSettings } from '../../remote/providers/common.js';
 import { checkLabel } from '../../remote/providers/labels.js';
 import { quoteArgv } from '../../remote/quote.js';
 import { commandAfterDashes, exitStatusList, positiveInt, positiveSeconds } from '../args.js';
@@ -191,19 +191,23 @@ export default command;
  * complete it (exit 3). Progress goes to stderr: one line redrawn on a terminal, else a line
  * whenever the numbers move (at most every 5 s).
  */
-async function waitForJob(job: string, report: LaunchReport, context: CliContext): Promise<'complete' | 'no-workers' | 'interrupted'> {
+async function waitForJob(job: string, report: LaunchReport, context: CliContext): Promise<'complete' | 'no-workers' | 'launch-ended' | 'interrupted'> {
   if (report.kind === 'ssh' && !report.dryRun && report.started === 0) {
     context.stderr.write('launch: no host started a worker; nothing to wait for\n');
     context.exitStatus = ExitStatus.incomplete;
     return 'no-workers';
   }
   const { followJob, formatSeconds, progressLine } = await import('../../remote/wait.js');
+  // A Slurm array whose tasks all ended before any worker showed up (a node without node, a
+  // head it could not reach) ends the wait at once, pointing at the tasks' output.
+  const slurmArray = report.kind === 'provider' && report.provider === 'slurm' && report.result ? await slurmArrayOf(report.result) : undefined;
   let lastKey = '';
   let lastPrinted = 0;
   let drawn = false;
   const outcome = await followJob(job, {
     // Instances boot and Slurm arrays queue before their first heartbeat; SSH workers are up already.
     startupMs: report.kind === 'provider' ? 15 * 60_000 : 60_000,
+    ...(slurmArray ? { launchEnded: slurmArray.ended } : {}),
     signal: context.signals().signal,
     onProgress: (status) => {
       const line = progressLine(status);
@@ -226,6 +230,12 @@ async function waitForJob(job: string, report: LaunchReport, context: CliContext
   if (outcome.complete) {
     context.stderr.write(`launch: job complete: ${plural(counts?.chunks ?? 0, 'chunk')} done (waited ${took})\n`);
     context.exitStatus = ExitStatus.ok;
+  } else if (outcome.reason === 'launch-ended') {
+    context.stderr.write(
+      `launch: the Slurm array ${slurmArray?.id ?? ''} left the queue and no worker of it reached the job (waited ${took})\n` +
+        `launch: hint: its tasks' output says why: ${slurmArray?.output ?? 'see sacct'}\n`,
+    );
+    context.exitStatus = ExitStatus.incomplete;
   } else if (outcome.reason === 'interrupted') {
     context.stderr.write(`launch: stopped waiting after ${took}; the workers go on (piecework status ${job} --watch)\n`);
     context.exitStatus = ExitStatus.interrupted;
@@ -238,6 +248,14 @@ async function waitForJob(job: string, report: LaunchReport, context: CliContext
     context.exitStatus = ExitStatus.incomplete;
   }
   return outcome.reason;
+}
+
+/** The submitted array: its id, whether it left the queue, and where its tasks' output went. */
+async function slurmArrayOf(result: ApplyResult): Promise<{ id: string; output: string | undefined; ended: () => Promise<boolean | undefined> } | undefined> {
+  const { arrayInQueue, arrayOutputPattern, submittedArrayId } = await import('../../remote/providers/slurm.js');
+  const id = submittedArrayId(result);
+  if (!id) return undefined;
+  return { id, output: arrayOutputPattern(result, id), ended: async () => ((await arrayInQueue(id)) === false ? true : undefined) };
 }
 
 /** argv → typed options (no I/O): what the table-driven parse test checks. */

@@ -7,6 +7,7 @@
  */
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { JobLayout } from '../../core/store/layout.js';
 import { UsageError } from '../../core/errors.js';
 import { renderBootstrap } from '../bootstrap.js';
@@ -84,4 +85,37 @@ export function slurmOutputFolder(env: NodeJS.ProcessEnv = process.env): string 
 
 export function apply(planned: ProviderPlan, options?: ApplyOptions): Promise<ApplyResult> {
   return applyPlan(planned, options);
+}
+
+/** The array's job id, as `sbatch --parsable` printed it ("123", or "123;cluster" on a federation). */
+export function submittedArrayId(result: ApplyResult): string | undefined {
+  const printed = result.commands.find((c) => c.argv[0] === 'sbatch')?.stdout.trim().split(';')[0];
+  return printed && /^\d+$/.test(printed) ? printed : undefined;
+}
+
+/** Where the array's tasks write their output, as sbatch was told (`%A` filled in, `*` for the task). */
+export function arrayOutputPattern(result: ApplyResult, arrayId: string): string | undefined {
+  const option = result.commands.find((c) => c.argv[0] === 'sbatch')?.argv.find((a) => a.startsWith('--output='));
+  return option?.slice('--output='.length).replaceAll('%A', arrayId).replaceAll('%a', '*');
+}
+
+/** Job states in which a task may still start or run a worker (squeue's long names). */
+const ACTIVE_STATES = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'SUSPENDED', 'STOPPED', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING', 'SIGNALING', 'STAGE_OUT', 'RESV_DEL_HOLD', 'SPECIAL_EXIT']);
+
+/**
+ * Whether any task of the array is still in Slurm's queue (pending, running, completing): false
+ * once all have ended, undefined when squeue cannot say (not installed, controller unreachable).
+ * `launch --wait` asks it while no worker has shown up, so that tasks that all failed before
+ * their worker started end the wait at once instead of after the boot allowance.
+ */
+export async function arrayInQueue(arrayId: string): Promise<boolean | undefined> {
+  try {
+    const result = await execa('squeue', ['--noheader', `--jobs=${arrayId}`, '--format=%T'], { reject: false, stdin: 'ignore', timeout: 20_000 });
+    // A job that ended long enough ago (MinJobAge) is purged: squeue then refuses its id.
+    if (result.exitCode !== 0) return /invalid job id/i.test(result.stderr) ? false : undefined;
+    // Until then, asked by id, squeue lists its ended tasks too (COMPLETED, FAILED, …).
+    return result.stdout.split('\n').some((state) => ACTIVE_STATES.has(state.trim()));
+  } catch {
+    return undefined;
+  }
 }
