@@ -1,9 +1,11 @@
 // The store contract on an sshfs mount of a real sshd's folder (the POSIX store over FUSE).
 // Mounted with cache=no, as DESIGN.md's sshfs notes say claims need; skipped when sshfs or FUSE
 // is missing on this machine.
-import { after, before, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { isOnLocalDisk } from '../../src/core/mounts.js';
 import { PosixJobStore } from '../../src/core/store/posix-store.js';
 import { runCleanups } from '../helpers/cleanup.js';
 import { startSshd, type Sshd } from '../helpers/sshd.js';
@@ -23,6 +25,10 @@ describe('posix store over sshfs', { skip: missing ? `skipped: ${missing} (apt-g
   after(async () => {
     mount?.unmount();
     await runCleanups();
+  });
+  test('a job on the mount is not on a local disk: its file calls go through the thread pool, never blocking the worker', () => {
+    assert.equal(isOnLocalDisk(mount.mountPoint), false);
+    assert.equal(isOnLocalDisk(sshd.root), true, 'the folder it mounts is');
   });
   storeContract(() => ({
     open: (address) => Promise.resolve(new PosixJobStore(address)),

@@ -54,7 +54,7 @@ type Callback<T> = (error: NodeJS.ErrnoException | null, value?: T) => void;
  * (`mtime < Date.now() - stale`) then compares mount time with mount time on every host.
  * One object per job (per mount): proper-lockfile caches the mtime precision on it.
  */
-export function mountTimeFs(clock: MountClock): typeof gracefulFs {
+export function mountTimeFs(clock: MountClock, base: typeof gracefulFs = gracefulFs): typeof gracefulFs {
   const shift = clock.offsetMs;
   const toLocal = (stat: Stats): Stats => {
     if (shift === 0) return stat;
@@ -68,12 +68,12 @@ export function mountTimeFs(clock: MountClock): typeof gracefulFs {
     });
   };
   const wrapped = {
-    ...gracefulFs,
+    ...base,
     stat(file: string, callback: Callback<Stats>) {
-      gracefulFs.stat(file, (error, stat) => callback(error, error ? undefined : toLocal(stat)));
+      base.stat(file, (error, stat) => callback(error, error ? undefined : toLocal(stat)));
     },
     utimes(file: string, atime: Date, mtime: Date, callback: (error: NodeJS.ErrnoException | null) => void) {
-      gracefulFs.utimes(file, new Date(atime.getTime() + shift), new Date(mtime.getTime() + shift), callback);
+      base.utimes(file, new Date(atime.getTime() + shift), new Date(mtime.getTime() + shift), callback);
     },
   };
   return wrapped as unknown as typeof gracefulFs;

@@ -25,6 +25,7 @@ import lockfile from 'proper-lockfile';
 import { errorCode } from '../errors.js';
 import type { Claim as StoreClaim, ClaimOwner, Claims, ClaimSettings } from './job-store.js';
 import type { JobLayout } from './layout.js';
+import { inlineCallbackFs } from './file-calls.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
@@ -138,13 +139,14 @@ export class ClaimBook implements Claims {
   readonly #abandoned = new Set<string>();
   readonly #madeDirs = new Set<string>();
 
-  constructor(layout: JobLayout, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner, makeGroupFolder: (group: string) => Promise<void>) {
+  /** `inline`: the folder is on a local disk, where proper-lockfile's calls are made inline (file-calls.ts). */
+  constructor(layout: JobLayout, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner, makeGroupFolder: (group: string) => Promise<void>, inline = false) {
     this.layout = layout;
     this.#makeGroupFolder = makeGroupFolder;
     this.settings = settings;
     this.identity = identity;
     this.clock = clock;
-    const base = mountTimeFs(clock);
+    const base = mountTimeFs(clock, inline ? inlineCallbackFs : undefined);
     const abandoned = this.#abandoned;
     this.#fs = {
       ...base,

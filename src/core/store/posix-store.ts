@@ -8,7 +8,9 @@ import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { errorCode, isMountGone, JobMissingError, PieceworkError } from '../errors.js';
+import { isOnLocalDisk } from '../mounts.js';
 import { fsyncDir, writeFileAtomic } from './atomic-write.js';
+import { inlineCalls, threadPoolCalls, type FileCalls } from './file-calls.js';
 import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { JobLayout } from './layout.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
@@ -18,10 +20,15 @@ export class PosixJobStore implements JobStore {
   readonly location: string;
   /** Group folders known to exist, so that a missing one costs one failed call, once. */
   readonly #madeFolders = new Set<string>();
+  /** On a local disk, the per-chunk calls run inline; on a mount, in the thread pool (file-calls.ts). */
+  readonly #onLocalDisk: boolean;
+  readonly #calls: FileCalls;
 
   constructor(jobDir: string) {
     this.layout = new JobLayout(jobDir);
     this.location = this.layout.root;
+    this.#onLocalDisk = isOnLocalDisk(this.location);
+    this.#calls = this.#onLocalDisk ? inlineCalls : threadPoolCalls;
   }
 
   #path(area: Area, name: string): string {
@@ -52,7 +59,7 @@ export class PosixJobStore implements JobStore {
 
   async read(area: Area, name: string): Promise<Buffer | undefined> {
     try {
-      return await fs.readFile(this.#path(area, name));
+      return await this.#calls.readFile(this.#path(area, name));
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return undefined;
       throw this.#translate(error);
@@ -177,7 +184,7 @@ export class PosixJobStore implements JobStore {
   async claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims> {
     // Loaded only by workers: status, verify and merge never claim (nor load proper-lockfile).
     const { ClaimBook } = await import('./posix-claims.js');
-    return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent));
+    return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent), this.#onLocalDisk);
   }
 
   newChunkFile(): Promise<PendingChunk> {
@@ -222,7 +229,7 @@ export class PosixJobStore implements JobStore {
         // and rename would happily move a folder into out/.
         let info;
         try {
-          info = await fs.lstat(temp);
+          info = await this.#calls.lstat(temp);
         } catch (error) {
           if (errorCode(error) === 'ENOENT') return 'missing' satisfies CommitOutcome;
           throw this.#translate(error);
@@ -236,7 +243,7 @@ export class PosixJobStore implements JobStore {
             await handle.close();
           }
         }
-        await this.#withGroupFolder('out', output, () => fs.rename(temp, target));
+        await this.#withGroupFolder('out', output, () => this.#calls.rename(temp, target));
         if (options.fsync) await fsyncDir(path.dirname(target));
         return 'committed';
       },
@@ -263,8 +270,8 @@ export class PosixJobStore implements JobStore {
 
   async #stat(file: string): Promise<EntryInfo | undefined> {
     try {
-      const stat = await fs.stat(file);
-      return { size: stat.size, mtimeMs: stat.mtimeMs, directory: stat.isDirectory() };
+      const stat = await this.#calls.statOrMissing(file);
+      return stat && { size: stat.size, mtimeMs: stat.mtimeMs, directory: stat.isDirectory() };
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return undefined;
       throw this.#translate(error);

@@ -7,7 +7,7 @@
  * The file is unlinked as soon as it is open, so that nothing is left behind even by a SIGKILL;
  * it lives in the local temp folder, never on the job's mount.
  */
-import { ftruncateSync, promises as fs } from 'node:fs';
+import { fstatSync, ftruncateSync, promises as fs } from 'node:fs';
 import { randomHex } from '../random-hex.js';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,9 +34,13 @@ export class StderrCapture {
     return this.#handle.fd;
   }
 
-  /** Empty it for the next command (synchronous: a local file, and once per chunk). */
+  /**
+   * Empty it for the next command (synchronous: a local file, and once per chunk). Most commands
+   * write nothing on stderr: a truncate is a journalled change of the file even at size 0, a
+   * stat is not.
+   */
   reset(): void {
-    ftruncateSync(this.#handle.fd, 0);
+    if (fstatSync(this.#handle.fd).size > 0) ftruncateSync(this.#handle.fd, 0);
   }
 
   /** Keep a chatty long-running command from filling the local disk. */
