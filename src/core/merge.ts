@@ -4,15 +4,15 @@
  * Memory stays bounded whatever the size: outputs are streamed, never loaded whole.
  */
 import { promises as fs } from 'node:fs';
-import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { IncompleteJobError, JobReplacedError, PieceworkError, UsageError, errorCode } from './errors.js';
+import { IncompleteJobError, JobReplacedError, PieceworkError, UsageError } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure } from './failures.js';
 import { chunkNames, outputName, readManifest, type JobManifest } from './manifest.js';
+import { OutputReadAhead, READ_AHEAD_OUTPUTS } from './output-read-ahead.js';
 import { confirmOutputs } from './scan.js';
 import { FOLLOW_POLL_MS, checkSplitAlive } from './follow.js';
 import type { JobStore } from './store/job-store.js';
@@ -80,10 +80,17 @@ async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeRe
       bytes = await catInto(localPaths, sink.fd, (count) => onEvent({ type: 'merge:progress', outputs: count, totalOutputs: ordered.length, bytes: 0 }));
       merged = ordered.length;
     } else if (!options.follow) {
-      for (const name of ordered) {
-        bytes += await copyInto(store, name, sink.stream);
-        merged++;
-        if (merged % 64 === 0 || merged === ordered.length) onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: ordered.length, bytes });
+      // No local paths (an sftp:// job) or no file to hand cat: the next outputs are read while
+      // one is written, or every output would cost its round trips one after another.
+      const reader = new OutputReadAhead(store, ordered);
+      try {
+        for (let index = 0; index < ordered.length; index++) {
+          bytes += await reader.copy(index, sink.stream);
+          merged++;
+          if (merged % 64 === 0 || merged === ordered.length) onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: ordered.length, bytes });
+        }
+      } finally {
+        reader.close();
       }
     } else {
       ({ merged, bytes, chunks } = await follow(store, manifest, select, options, sink.stream, onEvent));
@@ -177,22 +184,6 @@ async function catInto(files: string[], fd: number, onBatch: (done: number) => v
   return Math.max(0, after - before);
 }
 
-async function copyInto(store: JobStore, name: string, sink: Writable): Promise<number> {
-  let bytes = 0;
-  const source = await store.readStream('out', name);
-  if (!source) throw new PieceworkError(`out/${name} disappeared during the merge`, { hint: 'something removed an output (verify --requeue?); run the merge again' });
-  try {
-    for await (const data of source as AsyncIterable<Buffer>) {
-      bytes += data.length;
-      if (!sink.write(data)) await once(sink, 'drain');
-    }
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') throw new PieceworkError(`out/${name} disappeared during the merge`, { hint: 'something removed an output (verify --requeue?); run the merge again' });
-    throw error;
-  }
-  return bytes;
-}
-
 async function runReducer(argv: string[], files: string[], sink: Writable): Promise<void> {
   // Loaded only for a reducer: a plain merge starts without execa.
   const { execa } = await import('execa');
@@ -244,24 +235,36 @@ async function follow(
   for (;;) {
     if (options.signal?.aborted) break;
     while (index < chunks.length) {
-      const chunk = chunks[index]!;
-      const name = outputName(manifest, chunk);
-      // One lookup of the next name, not a listing: it answers at once on sshfs.
-      if (!(await store.lookup('out', name))) {
-        const failure = await readFailure(store, chunk);
-        if (failure && isExhausted(failure) && !options.partial) {
-          throw new PieceworkError(`chunk ${chunk} failed for good, so the merge cannot go on in order`, { hint: 'see `piecework verify JOB`; add --partial to skip failed chunks' });
+      // Lookups of the next names, not a listing (it answers at once on sshfs), all sent at once;
+      // the run of them that exist is copied in order, read ahead (over SFTP: round trips).
+      const next = chunks.slice(index, index + READ_AHEAD_OUTPUTS).map((chunk) => outputName(manifest, chunk));
+      const found = await Promise.all(next.map((name) => store.lookup('out', name)));
+      const present = found.findIndex((info) => !info);
+      const ready = next.slice(0, present === -1 ? next.length : present);
+      if (ready.length > 0) {
+        const reader = new OutputReadAhead(store, ready);
+        try {
+          for (let i = 0; i < ready.length; i++) {
+            bytes += await reader.copy(i, sink);
+            merged++;
+            index++;
+            onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: chunks.length, bytes });
+          }
+        } finally {
+          reader.close();
         }
-        if (failure && isExhausted(failure)) {
-          index++;
-          continue;
-        }
-        break;
+        continue;
       }
-      bytes += await copyInto(store, name, sink);
-      merged++;
-      index++;
-      onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: chunks.length, bytes });
+      const chunk = chunks[index]!;
+      const failure = await readFailure(store, chunk);
+      if (failure && isExhausted(failure) && !options.partial) {
+        throw new PieceworkError(`chunk ${chunk} failed for good, so the merge cannot go on in order`, { hint: 'see `piecework verify JOB`; add --partial to skip failed chunks' });
+      }
+      if (failure && isExhausted(failure)) {
+        index++;
+        continue;
+      }
+      break;
     }
     const current = await readManifest(store);
     if (current.id !== initial.id) {

@@ -147,6 +147,25 @@ void test('a worker over SFTP runs a job end to end; status, verify and merge ov
   await proxy.close();
 });
 
+void test('merge over sftp:// reads the next outputs while it writes one (not one output\'s round trips after another), in order, with a large output among small ones', async () => {
+  const { job, expected } = makeJob('read-ahead', 120);
+  // Outputs as a worker would commit them; one of 3 MiB (more than a read's piece, read ahead only in part).
+  const big = 'x'.repeat(3 * 1024 * 1024 - 1) + '\n';
+  const outputs = expected.split(/(?<=\n)/);
+  outputs[57] = big;
+  outputs.forEach((text, i) => writeFileSync(path.join(job, 'out', String(i).padStart(6, '0')), text));
+  const merged = await runPiecework(['merge', address(job), '-o', path.join(makeTempDir('read-ahead-out'), 'merged')], { env: { ...env(), PIECEWORK_SFTP_TRACE: '1' } });
+  assert.equal(merged.code, 0, merged.stderr);
+  // The trace: "sftp-trace SENT ANSWERED open PATH" per request; how many output opens were out at once.
+  const opens = merged.stderr.split('\n').map((line) => line.split(' ')).filter((f) => f[0] === 'sftp-trace' && f[3] === 'open' && f[4]?.includes('/out/')).map((f) => [Number(f[1]), Number(f[2])] as const);
+  assert.equal(opens.length, 120, 'each output opened once');
+  const mostAtOnce = Math.max(...opens.map(([sent]) => opens.filter(([s, answered]) => s <= sent && answered > sent).length));
+  assert.ok(mostAtOnce > 1, `opens in flight at once: ${mostAtOnce}`);
+  const stdout = await runPiecework(['merge', address(job)], { env: env() });
+  assert.equal(stdout.code, 0, stdout.stderr);
+  assert.equal(stdout.stdout, outputs.join(''), 'every output once, in chunk order, the large one whole');
+});
+
 void test('a reset link (the proxy killed): the worker exits 4 with a clear message at once and leaves no process', async (t) => {
   const proxy = await startDelayProxy({ targetPort: sshd.port, delayMs: 0 });
   registerCleanup(() => void proxy.close(), 'close proxy');
