@@ -235,10 +235,12 @@ async function follow(
   for (;;) {
     if (options.signal?.aborted) break;
     while (index < chunks.length) {
-      // Lookups of the next names, not a listing (it answers at once on sshfs), all sent at once;
-      // the run of them that exist is copied in order, read ahead (over SFTP: round trips).
+      // Lookups of the next names, not a listing (it answers at once on sshfs): the next alone
+      // (while waiting for it, one lookup a poll), then the rest of the window at once; the run
+      // of them that exist is copied in order, read ahead (over SFTP: round trips).
       const next = chunks.slice(index, index + READ_AHEAD_OUTPUTS).map((chunk) => outputName(manifest, chunk));
-      const found = await Promise.all(next.map((name) => store.lookup('out', name)));
+      const first = await store.lookup('out', next[0]!);
+      const found = first ? [first, ...(await Promise.all(next.slice(1).map((name) => store.lookup('out', name))))] : [first];
       const present = found.findIndex((info) => !info);
       const ready = next.slice(0, present === -1 ? next.length : present);
       if (ready.length > 0) {

@@ -39,7 +39,7 @@ export interface FollowOutcome {
   complete: boolean;
   /**
    * complete; no-workers: none alive (any more, or within startupMs); launch-ended: what was
-   * launched ended before any worker showed up; interrupted: the signal.
+   * launched ended before a worker was seen alive; interrupted: the signal.
    */
   reason: 'complete' | 'no-workers' | 'launch-ended' | 'interrupted';
   status: JobStatus | undefined;

@@ -121,7 +121,7 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     t.diagnostic(`launch --wait gave up after ${waited.toFixed(1)} s`);
     assert.equal(launch.code, 3, launch.stderr);
     const arrayId = launch.stdout.trim();
-    assert.match(launch.stderr, new RegExp(`launch: the Slurm array ${arrayId} left the queue and no worker of it reached the job`));
+    assert.match(launch.stderr, new RegExp(`launch: the Slurm array ${arrayId} left the queue with 10 chunks left and no worker alive`));
     const hint = /its tasks' output says why: (\S+)/.exec(launch.stderr)?.[1];
     assert.ok(hint, launch.stderr);
     assert.ok(waited < 30, 'not the 15 minutes allowed for a queue or a boot');

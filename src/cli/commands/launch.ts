@@ -231,8 +231,9 @@ async function waitForJob(job: string, report: LaunchReport, context: CliContext
     context.stderr.write(`launch: job complete: ${plural(counts?.chunks ?? 0, 'chunk')} done (waited ${took})\n`);
     context.exitStatus = ExitStatus.ok;
   } else if (outcome.reason === 'launch-ended') {
+    const left = counts ? counts.chunks - counts.done : undefined;
     context.stderr.write(
-      `launch: the Slurm array ${slurmArray?.id ?? ''} left the queue and no worker of it reached the job (waited ${took})\n` +
+      `launch: the Slurm array ${slurmArray?.id ?? ''} left the queue with ${left === undefined ? 'chunks' : plural(left, 'chunk')} left and no worker alive (waited ${took})\n` +
         `launch: hint: its tasks' output says why: ${slurmArray?.output ?? 'see sacct'}\n`,
     );
     context.exitStatus = ExitStatus.incomplete;
