@@ -4,10 +4,10 @@
  *
  * Why inline: on a local disk a mkdir, stat or rename takes microseconds, but handing it to the
  * thread pool and back wakes two threads; on these virtual machines each wake-up costs more than
- * the call (5000 warm chunks: 30 futex calls per chunk; inline, 16 % less CPU and 12 % less wall time). Why not
- * always: on a network mount a call can block for seconds (or for ever, on a dead sshfs), and
- * the event loop must stay free for the heartbeat and the hung-mount watchdog. So inline calls
- * are used only for a folder on a local disk file system (mounts.ts).
+ * the call (5000 warm chunks: 30 futex calls per chunk; inline, 16 % less CPU and 12 % less wall
+ * time). Why not always: on a network mount a call can block for seconds (or for ever, on a dead
+ * sshfs), and the event loop must stay free for the heartbeat and the hung-mount watchdog. So
+ * inline calls are used only for a folder on a local disk file system (mounts.ts).
  */
 import fs, { promises as fsp, type Stats } from 'node:fs';
 
