@@ -2,6 +2,7 @@
 // a delay proxy (10 ms round trips). Also: bad addresses, unknown host keys, failed auth.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PieceworkError, UsageError } from '../../src/core/errors.js';
@@ -96,6 +97,41 @@ describe('sftp addresses and connections', () => {
       assert.equal(await claim.stillOurs(), true);
       await claim.release();
     } finally {
+      await store.close();
+    }
+  });
+
+  test('a server that answers every claim with a bare Failure (a full disk: ENOSPC) is reported after a few claims, not taken for busy chunks for ever', async (t) => {
+    const address = `sftp://root@127.0.0.1:${sshd.port}${sshd.root}/jobs/full-disk`;
+    const backing = path.join(sshd.root, 'jobs', 'full-disk');
+    const store = await openSftpStore(address, { identityFile: sshd.clientKeyPath, knownHostsFile: knownHosts });
+    const locks = path.join(backing, 'locks');
+    let mounted = false;
+    try {
+      await store.createJobFolders();
+      // locks/ on a file system with no inode left: every mkdir there fails with ENOSPC.
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,nr_inodes=1', 'pw-full', locks], { stdio: 'ignore' });
+        mounted = true;
+      } catch {
+        return t.skip('cannot mount a tmpfs here (needs root)');
+      }
+      const claims = await store.claims({ staleMs: 4000, updateMs: 1000 }, fixedMountClock(0), { workerId: `a.${process.pid}`, host: 'a', pid: process.pid, bootId: '' });
+      let refused: unknown;
+      let busy = 0;
+      for (let i = 0; i < 20 && refused === undefined; i++) {
+        try {
+          if ((await claims.claim(String(i).padStart(6, '0'), 0)) === undefined) busy++;
+        } catch (error) {
+          refused = error;
+        }
+      }
+      assert.ok(refused instanceof PieceworkError, `after ${busy} chunks taken for busy, no error`);
+      assert.match(refused.message, /refuses to make claim folders in locks\/ .*"Failure"/);
+      assert.match(refused.hint ?? '', /full disk/);
+      assert.ok(busy < 10, `${busy} claims taken for busy first`);
+    } finally {
+      if (mounted) execFileSync('umount', [locks]);
       await store.close();
     }
   });

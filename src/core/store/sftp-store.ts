@@ -908,11 +908,17 @@ function entryInfo(stats: SftpStats): EntryInfo {
  * older than staleMs by the mount clock may be taken over (rmdir + mkdir), and the owner record
  * `locks/<chunk>.owner` (token first) tells a holder that someone else took its claim.
  */
+/** Claims in a row refused with a bare Failure before the worker stops saying so (see #tryMkdir). */
+const MAX_UNEXPLAINED_CLAIM_FAILURES = 8;
+
 class SftpClaimBook implements Claims {
   readonly store: SftpJobStore;
   readonly settings: ClaimSettings;
   readonly clock: MountClock;
   readonly identity: ClaimOwner;
+
+  /** Claims in a row whose mkdir kept failing with a bare Failure for a name that is not there. */
+  #unexplainedFailures = 0;
 
   constructor(store: SftpJobStore, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner) {
     this.store = store;
@@ -1011,6 +1017,7 @@ class SftpClaimBook implements Claims {
       try {
         const sentAt = Date.now();
         await this.store.mkdirPath(lock);
+        this.#unexplainedFailures = 0;
         return sentAt;
       } catch (error) {
         if (!isCode(error, 'ESFTPFAILURE') && !isCode(error, 'ENOENT')) throw error;
@@ -1029,12 +1036,17 @@ class SftpClaimBook implements Claims {
           continue;
         }
         // Code 4 for a name that is gone now: OpenSSH's answer to EEXIST, and the holder released
-        // its claim between the two requests. Try again (a few times: a name that stays absent
-        // behind code 4 is another failure, a full disk say, and is reported).
-        if (isCode(error, 'ESFTPFAILURE') && attempt < 3) continue;
-        // Still racing a holder that takes and releases it: busy this round.
-        if (isCode(error, 'ESFTPFAILURE')) return undefined;
-        throw error;
+        // its claim between the two requests. Try again a few times; still racing a holder that
+        // takes and releases it, the chunk is busy this round. But a server that refuses every
+        // claim this way (a full disk: OpenSSH answers ENOSPC with the same bare code) is reported,
+        // or the worker would wait for ever on chunks it takes for busy.
+        if (!isCode(error, 'ESFTPFAILURE')) throw error;
+        if (attempt < 3) continue;
+        if (++this.#unexplainedFailures < MAX_UNEXPLAINED_CLAIM_FAILURES) return undefined;
+        throw new PieceworkError(`${this.store.location}: the server refuses to make claim folders in locks/ (${MAX_UNEXPLAINED_CLAIM_FAILURES} claims in a row answered "Failure" for names that do not exist): ${(error as Error).message}`, {
+          hint: 'a full disk or an exhausted inode count on the head, most likely: check df and df -i there',
+          cause: error,
+        });
       }
     }
   }
