@@ -69,6 +69,16 @@ test('a chunk file deleted by hand is still a chunk: verify reports it, work say
   assert.match(failure.reason, /input missing/);
 });
 
+test('a job folder missing a folder of its own (locks/ removed by hand): the worker stops saying which, not "this is a bug", and never waits for ever', async () => {
+  const job = await lineJob(root, 'no-locks', 4);
+  await fs.rm(path.join(job, 'locks'), { recursive: true });
+  const work = await runPiecework(['work', job, '-j', '1', '--', 'cat']);
+  assert.equal(work.code, 1, work.stderr);
+  assert.match(work.stderr, /part of the job folder is missing \(.*\/locks\/\d{6}\)/);
+  assert.doesNotMatch(work.stderr, /this is a bug/);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), [], 'nothing committed');
+});
+
 test('a worker with another --ext or --stale than the job refuses before claiming anything', async () => {
   const job = await lineJob(root, 'mixed-flags', 3);
   const ext = await runPiecework(['work', job, '--ext', '.json', '--', 'cat']);

@@ -278,6 +278,14 @@ export function storeContract(getFixture: () => StoreFixture): void {
     assert.ok(busy > 0, 'the race was run: some claims found the chunk held');
   });
 
+  test('a job whose locks/ folder was removed (by hand): a claim is an error, not a busy chunk for ever', async (t) => {
+    t.after(closeAll);
+    const { store, backing } = await job();
+    const claims = await store.claims(settings, fixedMountClock(0), owner('a'));
+    await fs.rm(path.join(backing, 'locks'), { recursive: true });
+    await assert.rejects(claims.claim('000001', 0), (error: unknown) => error instanceof Error && /ENOENT|no such file/i.test(`${(error as NodeJS.ErrnoException).code ?? ''} ${error.message}`));
+  });
+
   test('a stale claim is taken over by the mount clock; the old holder never removes the new claim', gap('release-right-after-takeover'), async (t) => {
     t.after(closeAll);
     const { store, open, backing } = await job();

@@ -171,9 +171,11 @@ export class ClaimBook implements Claims {
       release = await this.#lock(lockPath, (error) => made.claim?.markLost(error));
     } catch (error) {
       const code = errorCode(error);
-      // ESTALE: an NFS handle went away under a concurrent takeover; ENOENT: the lock just made
-      // was removed before its first stat (a requeue or takeover that judged the old one); busy.
-      if (code === 'ENOENT') return undefined;
+      // ESTALE: an NFS handle went away under a concurrent takeover; ENOENT from the stat after
+      // our mkdir: the lock just made was removed before it (a requeue or takeover that judged
+      // the old one); busy. ENOENT from the mkdir itself: locks/ is gone (removed by hand), an
+      // error — taken for busy, every claim would be, and the worker would wait for ever.
+      if (code === 'ENOENT' && (error as NodeJS.ErrnoException).syscall === 'stat') return undefined;
       if (code !== 'ELOCKED' && code !== 'ESTALE' && code !== 'EEXIST') throw error;
       if (code !== 'ELOCKED' || !(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
       try {

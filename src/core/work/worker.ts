@@ -468,9 +468,15 @@ async function translateError(error: unknown, store: JobStore): Promise<unknown>
   if (error instanceof PieceworkError) return error;
   if (isMountGone(error)) return new JobMissingError(store.location, `the file system answered ${errorCode(error)}: the mount looks gone`);
   const code = errorCode(error);
-  // An operation in the job that finds nothing: if the marker went too, the mount dropped.
-  if ((code === 'ENOENT' || code === 'ENOTDIR') && !(await store.markerInfo().catch(() => undefined))) {
-    return new JobMissingError(store.location, 'job.json disappeared while working: the mount may have dropped');
+  // An operation in the job that finds nothing: if the marker went too, the mount dropped; else
+  // a folder of the job was removed (by hand) under the worker.
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    if (!(await store.markerInfo().catch(() => undefined))) return new JobMissingError(store.location, 'job.json disappeared while working: the mount may have dropped');
+    const where = (error as NodeJS.ErrnoException).path;
+    return new PieceworkError(`part of the job folder is missing${where ? ` (${where})` : ''}: a folder removed by hand while the job was in use?`, {
+      hint: 'see `piecework status JOB`; make the missing folder again (mkdir) and start the worker again, or split the job anew',
+      cause: error,
+    });
   }
   if (errorCode(error) === 'ENOSPC') return new PieceworkError('the disk holding the job is full', { hint: 'free space and start the worker again: nothing partial was committed, and chunks not done are redone', cause: error });
   return error;
