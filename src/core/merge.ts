@@ -82,16 +82,10 @@ async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeRe
     } else if (!options.follow) {
       // No local paths (an sftp:// job) or no file to hand cat: the next outputs are read while
       // one is written, or every output would cost its round trips one after another.
-      const reader = new OutputReadAhead(store, ordered);
-      try {
-        for (let index = 0; index < ordered.length; index++) {
-          bytes += await reader.copy(index, sink.stream);
-          merged++;
-          if (merged % 64 === 0 || merged === ordered.length) onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: ordered.length, bytes });
-        }
-      } finally {
-        reader.close();
-      }
+      bytes = await new OutputReadAhead(store, ordered).copyAll(sink.stream, (outputs, copied) => {
+        merged = outputs;
+        if (outputs % 64 === 0 || outputs === ordered.length) onEvent({ type: 'merge:progress', outputs, totalOutputs: ordered.length, bytes: copied });
+      });
     } else {
       ({ merged, bytes, chunks } = await follow(store, manifest, select, options, sink.stream, onEvent));
     }
@@ -244,17 +238,13 @@ async function follow(
       const present = found.findIndex((info) => !info);
       const ready = next.slice(0, present === -1 ? next.length : present);
       if (ready.length > 0) {
-        const reader = new OutputReadAhead(store, ready);
-        try {
-          for (let i = 0; i < ready.length; i++) {
-            bytes += await reader.copy(i, sink);
-            merged++;
-            index++;
-            onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: chunks.length, bytes });
-          }
-        } finally {
-          reader.close();
-        }
+        const before = bytes;
+        await new OutputReadAhead(store, ready).copyAll(sink, (outputs, copied) => {
+          merged++;
+          index++;
+          bytes = before + copied;
+          onEvent({ type: 'merge:progress', outputs: merged, totalOutputs: chunks.length, bytes });
+        });
         continue;
       }
       const chunk = chunks[index]!;

@@ -46,8 +46,26 @@ export class OutputReadAhead {
     this.#budget = options.budgetBytes ?? READ_AHEAD_BYTES;
   }
 
-  /** Copy the output at `index` (in the order given) into `sink`: its bytes. Call with 0, 1, 2… */
-  async copy(index: number, sink: Writable): Promise<number> {
+  /**
+   * Copy every output, in the order given, into `sink`; `onCopied` hears after each one how many
+   * were copied and their bytes so far. Whatever was read ahead and not copied is closed, also
+   * when a copy fails.
+   */
+  async copyAll(sink: Writable, onCopied: (outputs: number, bytes: number) => void): Promise<number> {
+    let bytes = 0;
+    try {
+      for (let index = 0; index < this.#names.length; index++) {
+        bytes += await this.#copy(index, sink);
+        onCopied(index + 1, bytes);
+      }
+    } finally {
+      this.close();
+    }
+    return bytes;
+  }
+
+  /** Copy the output at `index` into `sink`: its bytes. Called with 0, 1, 2… */
+  async #copy(index: number, sink: Writable): Promise<number> {
     const name = this.#names[index]!;
     this.#fill(index);
     const pending = this.#pending.get(name)!;

@@ -253,10 +253,10 @@ async function waitForJob(job: string, report: LaunchReport, context: CliContext
 
 /** The submitted array: its id, whether it left the queue, and where its tasks' output went. */
 async function slurmArrayOf(result: ApplyResult): Promise<{ id: string; output: string | undefined; ended: () => Promise<boolean | undefined> } | undefined> {
-  const { arrayInQueue, arrayOutputPattern, submittedArrayId } = await import('../../remote/providers/slurm.js');
+  const { arrayEnded, arrayOutputPattern, submittedArrayId } = await import('../../remote/providers/slurm.js');
   const id = submittedArrayId(result);
   if (!id) return undefined;
-  return { id, output: arrayOutputPattern(result, id), ended: async () => ((await arrayInQueue(id)) === false ? true : undefined) };
+  return { id, output: arrayOutputPattern(result, id), ended: () => arrayEnded(id) };
 }
 
 /** argv → typed options (no I/O): what the table-driven parse test checks. */

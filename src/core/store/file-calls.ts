@@ -1,6 +1,6 @@
 /**
- * The file calls on a worker's path from one chunk to the next (claim, look up, commit, release),
- * in two ways: through libuv's thread pool, or inline on the event loop's thread.
+ * The file calls on a worker's path from one chunk to the next (look up, read a failure record,
+ * commit; the claim's calls are in inlineCallbackFs), in two ways: through libuv's thread pool, or inline on the event loop's thread.
  *
  * Why inline: on a local disk a mkdir, stat or rename takes microseconds, but handing it to the
  * thread pool and back wakes two threads; on these virtual machines each wake-up costs more than
@@ -17,8 +17,6 @@ export interface FileCalls {
   lstat(file: string): Promise<Stats>;
   readFile(file: string): Promise<Buffer>;
   rename(from: string, to: string): Promise<void>;
-  mkdir(dir: string): Promise<void>;
-  rmdir(dir: string): Promise<void>;
 }
 
 export const threadPoolCalls: FileCalls = {
@@ -30,10 +28,6 @@ export const threadPoolCalls: FileCalls = {
   lstat: (file) => fsp.lstat(file),
   readFile: (file) => fsp.readFile(file),
   rename: (from, to) => fsp.rename(from, to),
-  mkdir: async (dir) => {
-    await fsp.mkdir(dir);
-  },
-  rmdir: (dir) => fsp.rmdir(dir),
 };
 
 /** A synchronous call as a settled promise: callers keep one shape for both kinds. */
@@ -51,12 +45,6 @@ export const inlineCalls: FileCalls = {
   lstat: (file) => settled(() => fs.lstatSync(file)),
   readFile: (file) => settled(() => fs.readFileSync(file)),
   rename: (from, to) => settled(() => fs.renameSync(from, to)),
-  mkdir: (dir) =>
-    settled(() => {
-      fs.mkdirSync(dir);
-    }),
-  // See inlineCallbackFs: a removed folder frees a block, slow on some disks; never on the critical path.
-  rmdir: (dir) => fsp.rmdir(dir),
 };
 
 type Callback<T> = (error: NodeJS.ErrnoException | null, value?: T) => void;

@@ -37,6 +37,7 @@ import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../erro
 import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
+import { removeStaleStaging, STAGING_PREFIX } from './stale-staging.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';
@@ -158,7 +159,7 @@ export async function openSftpStore(location: string, options: SftpStoreOptions 
     ssh.dispose();
     throw new PieceworkError(`${location}: the SFTP server does not offer posix-rename@openssh.com, needed for atomic commits`, { hint: 'use an OpenSSH server, or mount the folder (sshfs) and give its path instead' });
   }
-  const local = await fs.mkdtemp(path.join(tmpdir(), `piecework-sftp-${process.pid}-`));
+  const local = await fs.mkdtemp(path.join(tmpdir(), `${STAGING_PREFIX}${process.pid}-`));
   return new SftpJobStore(location, address, ssh, sftp, extensions, local, requestTimeoutMs);
 }
 
@@ -203,6 +204,8 @@ export class SftpJobStore implements JobStore {
   readonly #madeFolders = new Set<string>();
   #dead: Error | undefined;
   #closed = false;
+  /** The removal of killed workers' staging folders on this host (stale-staging.ts), beside the work. */
+  readonly #staleStagingSweep: Promise<unknown>;
 
   constructor(location: string, address: SftpAddress, ssh: NodeSSH, sftp: SFTPWrapper, extensions: Record<string, string>, local: string, requestTimeoutMs: number) {
     this.location = location;
@@ -213,6 +216,7 @@ export class SftpJobStore implements JobStore {
     this.#extensions = extensions;
     this.#local = local;
     this.requestTimeoutMs = requestTimeoutMs;
+    this.#staleStagingSweep = removeStaleStaging();
     const connection = ssh.connection;
     const lost = (why: string) => () => this.#linkLost(why);
     connection?.on('error', (error: Error) => this.#linkLost(error.message));
@@ -793,7 +797,7 @@ export class SftpJobStore implements JobStore {
     const socket = connectionSocket(this.#ssh);
     this.#ssh.dispose();
     setTimeout(() => socket?.destroy(), CLOSE_GRACE_MS).unref();
-    await fs.rm(this.#local, { recursive: true, force: true }).catch(() => {});
+    await Promise.all([fs.rm(this.#local, { recursive: true, force: true }).catch(() => {}), this.#staleStagingSweep]);
   }
 
   // ------------------------------------------------------------------ for claims

@@ -103,18 +103,18 @@ export function arrayOutputPattern(result: ApplyResult, arrayId: string): string
 const ACTIVE_STATES = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'COMPLETING', 'SUSPENDED', 'STOPPED', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED', 'RESIZING', 'SIGNALING', 'STAGE_OUT', 'RESV_DEL_HOLD', 'SPECIAL_EXIT']);
 
 /**
- * Whether any task of the array is still in Slurm's queue (pending, running, completing): false
- * once all have ended, undefined when squeue cannot say (not installed, controller unreachable).
- * `launch --wait` asks it while no worker has shown up, so that tasks that all failed before
- * their worker started end the wait at once instead of after the boot allowance.
+ * Whether every task of the array has ended (none pending, running or completing): undefined
+ * when squeue cannot say (not installed, controller unreachable). `launch --wait` asks it while
+ * no worker has shown up, so that tasks that all failed before their worker started end the wait
+ * at once instead of after the boot allowance.
  */
-export async function arrayInQueue(arrayId: string): Promise<boolean | undefined> {
+export async function arrayEnded(arrayId: string): Promise<boolean | undefined> {
   try {
     const result = await execa('squeue', ['--noheader', `--jobs=${arrayId}`, '--format=%T'], { reject: false, stdin: 'ignore', timeout: 20_000 });
     // A job that ended long enough ago (MinJobAge) is purged: squeue then refuses its id.
-    if (result.exitCode !== 0) return /invalid job id/i.test(result.stderr) ? false : undefined;
+    if (result.exitCode !== 0) return /invalid job id/i.test(result.stderr) ? true : undefined;
     // Until then, asked by id, squeue lists its ended tasks too (COMPLETED, FAILED, …).
-    return result.stdout.split('\n').some((state) => ACTIVE_STATES.has(state.trim()));
+    return !result.stdout.split('\n').some((state) => ACTIVE_STATES.has(state.trim()));
   } catch {
     return undefined;
   }
