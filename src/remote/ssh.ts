@@ -245,7 +245,12 @@ async function connectOnce(target: SshTarget, options: ConnectOptions, attempts:
 
   const ssh = new NodeSSH();
   try {
-    await ssh.connect(config);
+    const connecting = ssh.connect(config);
+    // Nagle's algorithm off from the first byte: the handshake's small packets (NEWKEYS, then the
+    // service request…) otherwise wait for the server's delayed ACK, ~40 ms each time. node-ssh
+    // makes the ssh2 client and its socket synchronously, before its first await.
+    (ssh.connection as unknown as { _sock?: { setNoDelay?: (on: boolean) => void } } | null)?._sock?.setNoDelay?.(true);
+    await connecting;
   } catch (error) {
     ssh.dispose();
     if (refusal) return { result: { ...refusal, ...(presented ? { hostKey: presented } : {}), attempts }, retryable: false };

@@ -332,3 +332,21 @@ void test('launch --via sftp: bad combinations are usage errors with a hint, bef
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
 });
+
+void test('an SFTP worker whose lane folder in .tmp/ is removed while a command runs (a requeue took it for dead) leaves that chunk and carries on', async () => {
+  const { job, expected } = makeJob('lane-removed', 4);
+  // The first command to start removes its lane's folder in .tmp/ (as `verify --requeue` on
+  // another host does to a worker it takes for dead), then ends normally.
+  const marker = path.join(makeTempDir('lane-removed'), 'removed');
+  const command = ['sh', '-c', `if [ ! -e ${marker} ]; then touch ${marker}; rm -rf ${job}/.tmp/*.0; fi; tr a-z A-Z`];
+  const worker = startWorker([address(job), '-j', '1', '--', ...command]);
+  const result = await exitWithin(worker, 60_000);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(filesUnder(path.join(job, 'out')).length, 4);
+  const merged = await runPiecework(['merge', job]);
+  assert.equal(merged.stdout, expected);
+  // That chunk was left, not failed: no failure record, and the worker's log says why.
+  assert.deepEqual(filesUnder(path.join(job, 'failed')), []);
+  const log = filesUnder(path.join(job, 'logs')).map((f) => execFileSync('cat', [path.join(job, 'logs', f)], { encoding: 'utf8' })).join('');
+  assert.match(log, /claim-lost/);
+});

@@ -80,7 +80,14 @@ export type CommitOutcome =
   /** No file where the output should be: the command wrote none, or someone removed it. */
   | 'missing'
   /** Something other than a regular file is there (the command made a folder at {out}). */
-  | 'not-a-file';
+  | 'not-a-file'
+  /**
+   * The output was made, but the lane's folder in .tmp/ was removed meanwhile (a `verify
+   * --requeue` took this worker for dead: it was frozen, or cut off): not committed, not the
+   * chunk's fault. Only a store that writes outputs locally first can tell this apart from
+   * 'missing'; the folder is made again for the lane's next chunks.
+   */
+  | 'lane-folder-removed';
 
 /** A temp output: written by the command at `path`, published by `commit`. */
 export interface PendingOutput {

@@ -27,6 +27,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Socket } from 'node:net';
 import path from 'node:path';
 import { randomHex } from '../random-hex.js';
 import { Readable } from 'node:stream';
@@ -38,6 +39,7 @@ import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, Ent
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
 import { removeStaleStaging, STAGING_PREFIX } from './stale-staging.js';
+import { coalesceWrites } from './coalesced-writes.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';
@@ -144,9 +146,11 @@ export async function openSftpStore(location: string, options: SftpStoreOptions 
     throw new PieceworkError(`${location}: ${result.message}`, { ...(hint ? { hint } : {}), exitStatus });
   }
   const ssh = result.ssh;
-  // Small requests, many in flight: Nagle's algorithm would hold each behind the server's delayed
-  // ACK (~40 ms a request, measured through a 10 ms link, instead of one round trip).
-  (ssh.connection as unknown as { setNoDelay?: (on: boolean) => void } | null)?.setNoDelay?.(true);
+  // Nagle's algorithm is off (connectHost): small requests, many in flight, would each wait for
+  // the server's delayed ACK (~40 ms a request through a 10 ms link instead of one round trip).
+  // What a turn of the event loop sends then leaves in one segment, not one per packet piece.
+  const socket = connectionSocket(ssh);
+  if (socket) coalesceWrites(socket);
   let sftp: SFTPWrapper;
   try {
     sftp = await withTimeout(ssh.requestSFTP(), requestTimeoutMs, 'the SFTP subsystem to start');
@@ -665,7 +669,8 @@ export class SftpJobStore implements JobStore {
           const after = Date.now();
           void this.#closeHandle(handle, probe).catch(() => {});
           const stamped = (await this.#stat(probe)).mtime * 1000;
-          await this.#unlink(probe).catch(() => {});
+          // Not awaited: the removal is a round trip the start of the work need not wait for.
+          void this.#unlink(probe).catch(() => {});
           // SFTP mtimes are whole seconds (the write time truncated): compare with the middle of the
           // write window, moved half a second for the truncation (as mount-clock.ts does).
           return stamped + 500 - (before + after) / 2;
@@ -754,7 +759,11 @@ export class SftpJobStore implements JobStore {
         try {
           await this.#upload(remoteTemp, localTemp, { fsync: options.fsync ?? false });
         } catch (error) {
-          throw this.#translate(error);
+          if (!isCode(error, 'ENOENT')) throw this.#translate(error);
+          // The lane's folder went while the command ran (see CommitOutcome); again for the next.
+          await fs.rm(localTemp, { force: true });
+          await this.#mkdirIfMissing(remoteFolder);
+          return 'lane-folder-removed' satisfies CommitOutcome;
         }
         try {
           await this.#withGroupFolder('out', output, () => this.#rename(remoteTemp, this.remotePath('out', output)));
@@ -892,8 +901,10 @@ export class SftpJobStore implements JobStore {
  * that the socket is still writable), and `end()` leaves the socket open until the peer answers:
  * a silent peer would keep the process alive. So the socket itself is destroyed.
  */
-function connectionSocket(ssh: NodeSSH): { destroy(): void } | undefined {
-  return (ssh.connection as unknown as { _sock?: { destroy(): void } } | null)?._sock;
+function connectionSocket(ssh: NodeSSH): Socket | undefined {
+  // ssh2 keeps the socket it connected on as `_sock` (a net.Socket for a TCP connection).
+  const socket = (ssh.connection as unknown as { _sock?: unknown } | null)?._sock;
+  return socket instanceof Socket ? socket : undefined;
 }
 
 function isCode(error: unknown, code: string): boolean {

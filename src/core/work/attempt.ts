@@ -234,7 +234,7 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
       log.line({ lane, chunk, event: 'done', ms, detail: attempt > 1 ? `attempt ${attempt}` : undefined });
       return 'done';
     }
-    if (committed === 'missing' && !context.template.writesOutputByPlaceholder) {
+    if (committed === 'lane-folder-removed' || (committed === 'missing' && !context.template.writesOutputByPlaceholder)) {
       // Its stdout was wired to the temp file, so the command cannot have failed to write it:
       // someone removed it (a requeue that took this frozen worker for dead). Not the chunk's
       // fault, and no failure is recorded; the chunk is simply not done.

@@ -172,9 +172,14 @@ export class Scheduler {
     // The listings go out together with it, on the bet that the manifest is unchanged (a round
     // trip or three less per pass on a network store); they are used only once it is read, and
     // taken again when it names other chunks (a split still running).
-    const listAll = (manifest: JobManifest, chunks: string[]) =>
-      Promise.all([listedOutputs(worker.store, manifest, chunks), listFailures(worker.store, new Set(chunks)), worker.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord)]);
-    const early = listAll(worker.manifest, worker.chunks);
+    const readRequeue = () => worker.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord);
+    const listAll = (manifest: JobManifest, chunks: string[]) => Promise.all([listedOutputs(worker.store, manifest, chunks), listFailures(worker.store, new Set(chunks)), readRequeue()]);
+    // Every chunk done (seen by this worker) or running in our own lanes, none failed for good:
+    // the listings could tell nothing new, only the requeue record can (a worker's last passes,
+    // while its lanes finish, each cost a listing of out/ and failed/ otherwise).
+    const accountedFor = (chunks: string[]) => worker.exhausted.size === 0 && chunks.every((c) => worker.knownDone.has(c) || worker.inProgress.has(c));
+    const light = accountedFor(worker.chunks);
+    const early = light ? Promise.all([new Set(worker.knownDone), new Set<string>(), readRequeue()] as const) : listAll(worker.manifest, worker.chunks);
     early.catch(() => {}); // settled below, or dropped when the manifest read fails
     const manifest = await readManifest(worker.store);
     if (manifest.id !== worker.manifest.id) throw new JobReplacedError(worker.store.location, 'this worker');
@@ -182,9 +187,17 @@ export class Scheduler {
     const sameChunks = manifest.chunkCount === worker.manifest.chunkCount && manifest.groups.length === worker.manifest.groups.length && manifest.ext === worker.manifest.ext;
     if (!sameChunks) worker.chunks = chunkNames(manifest);
     worker.manifest = manifest;
-    const [outputs, failures, requeue] = sameChunks ? await early : await listAll(manifest, worker.chunks);
-    for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
-    this.#forgetRequeued(requeue);
+    let listed = sameChunks ? await early : await listAll(manifest, worker.chunks);
+    let fromListings = !light || !sameChunks;
+    this.#forgetRequeued(listed[2]);
+    if (!fromListings && !accountedFor(worker.chunks)) {
+      // A requeue took back outputs this worker had seen: a real pass after all.
+      listed = await listAll(manifest, worker.chunks);
+      fromListings = true;
+    }
+    const [outputs, failures] = listed;
+    // (Without listings, nothing was exhausted when the pass began; what a lane added since stays.)
+    if (fromListings) for (const chunk of worker.exhausted) if (!failures.has(chunk)) worker.exhausted.delete(chunk);
 
     const pending = worker.chunks.filter((c) => !outputs.has(c) && !worker.knownDone.has(c) && !worker.exhausted.has(c) && !worker.inProgress.has(c));
     const now = Date.now();

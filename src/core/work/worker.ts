@@ -316,13 +316,15 @@ class Worker {
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
     }
-    // Empty by now: every temp output was committed or removed.
-    await Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {})), ...cgroups.map((cgroup) => cgroup?.close())]);
-
+    // Empty by now: every temp output was committed or removed. Removed while the final report
+    // reads the job (on a network store, round trips that need not wait for each other).
+    const closing = Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {})), ...cgroups.map((cgroup) => cgroup?.close())]);
+    closing.catch(() => {}); // awaited below
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
       return undefined;
     });
+    await closing;
     const state = failure ? 'failed' : 'exited';
     const reason = failure instanceof Error ? failure.message : (this.stopReason ?? (report?.complete ? 'complete' : 'incomplete'));
     this.log.line({ event: state, ms: Date.now() - started, detail: `${reason}; committed ${this.done}, failed attempts ${this.failedAttempts}` });
@@ -392,7 +394,8 @@ class Worker {
     return (await this.store.lookup('out', outputName(this.manifest, chunk))) !== undefined;
   }
 
-  #stopCheckedAt = 0;
+  /** work() looked for a STOP file just before it made this worker: the first chunk need not. */
+  #stopCheckedAt = Date.now();
 
   /** Look for a STOP file before taking a chunk — at most once a second, not per chunk. */
   async checkStopFile(): Promise<void> {
@@ -427,14 +430,18 @@ class Worker {
    * this worker started, the outputs it had confirmed are looked up again too.
    */
   async finalReport(started: number): Promise<WorkReport> {
-    const manifest = (this.manifest = await readManifest(this.store));
+    // Both reads at once: on a network store each is round trips at the end of every run.
+    const [manifest, requeueText] = await Promise.all([readManifest(this.store), this.store.read('top', REQUEUE_RECORD)]);
+    this.manifest = manifest;
     if (manifest.id !== this.context.manifest.id) throw new JobReplacedError(this.store.location, 'this worker');
     const chunks = chunkNames(manifest);
-    const requeue = parseRequeueRecord(await this.store.read('top', REQUEUE_RECORD));
+    const requeue = parseRequeueRecord(requeueText);
     const requeuedSinceStart = requeue !== undefined && Date.parse(requeue.at) >= this.clock.now() - (Date.now() - this.startedAt) - 2000;
     const trusted = requeuedSinceStart ? new Set<string>() : this.knownDone;
-    const listed = await confirmOutputs(this.store, manifest, chunks.filter((c) => !trusted.has(c)));
-    const missing = chunks.filter((c) => !trusted.has(c) && !listed.has(c));
+    const unconfirmed = chunks.filter((c) => !trusted.has(c));
+    // Nothing to confirm (this worker saw every output): no listing of out/.
+    const listed = unconfirmed.length === 0 ? new Set<string>() : await confirmOutputs(this.store, manifest, unconfirmed);
+    const missing = unconfirmed.filter((c) => !listed.has(c));
     const failedForGood = missing.filter((c) => this.exhausted.has(c));
     return {
       job: this.store.location,
