@@ -10,18 +10,18 @@
 import type { Socket } from 'node:net';
 
 export function coalesceWrites(socket: Socket): void {
-  const write = socket.write;
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
   let corked = false;
   const uncork = () => {
     corked = false;
     socket.uncork();
   };
-  socket.write = function (this: Socket, ...args: unknown[]) {
+  socket.write = (...args: unknown[]) => {
     if (!corked) {
       corked = true;
       socket.cork();
       process.nextTick(uncork);
     }
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as Socket['write'];
+    return write(...args);
+  };
 }

@@ -179,7 +179,7 @@ export class Scheduler {
     // while its lanes finish, each cost a listing of out/ and failed/ otherwise).
     const accountedFor = (chunks: string[]) => worker.exhausted.size === 0 && chunks.every((c) => worker.knownDone.has(c) || worker.inProgress.has(c));
     const light = accountedFor(worker.chunks);
-    const early = light ? Promise.all([new Set(worker.knownDone), new Set<string>(), readRequeue()] as const) : listAll(worker.manifest, worker.chunks);
+    const early = light ? readRequeue().then((requeue) => [new Set(worker.knownDone), new Set<string>(), requeue] as const) : listAll(worker.manifest, worker.chunks);
     early.catch(() => {}); // settled below, or dropped when the manifest read fails
     const manifest = await readManifest(worker.store);
     if (manifest.id !== worker.manifest.id) throw new JobReplacedError(worker.store.location, 'this worker');
