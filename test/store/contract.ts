@@ -157,6 +157,19 @@ export function storeContract(getFixture: () => StoreFixture): void {
     assert.deepEqual(await store.list('out'), [{ name: '000002', directory: false }]);
   });
 
+  test('list of a folder of 2345 entries: each exactly once (a network store reads it in many batches)', async (t) => {
+    t.after(closeAll);
+    const { store, backing } = await job();
+    const names = Array.from({ length: 2345 }, (_, i) => String(i).padStart(6, '0'));
+    // Made on this host's side: 2345 uploads would only slow the test.
+    await Promise.all(names.map((name) => fs.writeFile(path.join(backing, 'out', name), '')));
+    await fs.mkdir(path.join(backing, 'out', 'group'));
+    const listed = await store.list('out');
+    assert.equal(listed.length, names.length + 1);
+    assert.deepEqual(listed.filter((e) => !e.directory).map((e) => e.name).sort(), names);
+    assert.deepEqual(listed.filter((e) => e.directory), [{ name: 'group', directory: true }]);
+  });
+
   test('group folders are made on write and commit, never the job folder', async (t) => {
     t.after(closeAll);
     const { store, backing } = await job();
