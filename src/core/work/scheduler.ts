@@ -77,9 +77,13 @@ export class Scheduler {
   #wakeUp: (() => void) | undefined;
   #stopFollowing: (() => void) | undefined;
 
-  constructor(worker: SchedulingWorker, mountNow: number) {
+  /**
+   * `startedAtMount` settles once the worker is set up (its clock measured, its log open); the
+   * first pass lists the job before that, and acts on what it found only after.
+   */
+  constructor(worker: SchedulingWorker, startedAtMount: Promise<number>) {
     this.#worker = worker;
-    this.#startedAtMount = mountNow;
+    this.#startedAtMount = startedAtMount;
   }
 
   /** Stop watching the job marker: a watcher left open keeps the process alive after a failure. */
@@ -116,6 +120,13 @@ export class Scheduler {
 
   #waitingForOwnChunks = false;
 
+  /** What the pass that found the work over read: the worker's final report needs no other. */
+  get finishingPass(): { manifest: JobManifest; requeue: RequeueRecord | undefined } | undefined {
+    return this.#finishingPass;
+  }
+
+  #finishingPass: { manifest: JobManifest; requeue: RequeueRecord | undefined } | undefined;
+
   /** Take the first pass now, before any lane asks (start-up overlaps it with other steps). */
   listAhead(): void {
     this.#scanning ??= this.#scan().finally(() => {
@@ -143,19 +154,19 @@ export class Scheduler {
    * Outputs this worker confirmed once may have been removed since by `verify --requeue` (on any
    * host): its record names them, and they are looked at again like any other chunk.
    */
-  #forgetRequeued(requeue: RequeueRecord | undefined): void {
+  #forgetRequeued(requeue: RequeueRecord | undefined, startedAtMount: number): void {
     if (!requeue || requeue.at === this.#requeueSeen) return;
     const first = this.#requeueSeen === undefined;
     this.#requeueSeen = requeue.at;
     // A record older than this worker was read at start-up, before anything was confirmed.
-    if (first && Date.parse(requeue.at) < this.#startedAtMount) return;
+    if (first && Date.parse(requeue.at) < startedAtMount) return;
     if (requeue.more) this.#worker.knownDone.clear();
     for (const chunk of requeue.chunks) this.#worker.knownDone.delete(chunk);
   }
 
   #requeueSeen: string | undefined;
-  /** When this scheduler started, by the mount's clock (requeues before it are history). */
-  readonly #startedAtMount: number;
+  /** When this worker started, by the mount's clock (requeues before it are history). */
+  readonly #startedAtMount: Promise<number>;
 
   /** How long to leave chunks others hold, and so how often to list a job we only wait on. */
   #retryIntervalMs(): number {
@@ -189,7 +200,8 @@ export class Scheduler {
     worker.manifest = manifest;
     let listed = sameChunks ? await early : await listAll(manifest, worker.chunks);
     let fromListings = !light || !sameChunks;
-    this.#forgetRequeued(listed[2]);
+    const startedAtMount = await this.#startedAtMount;
+    this.#forgetRequeued(listed[2], startedAtMount);
     if (!fromListings && !accountedFor(worker.chunks)) {
       // A requeue took back outputs this worker had seen: a real pass after all.
       listed = await listAll(manifest, worker.chunks);
@@ -228,6 +240,7 @@ export class Scheduler {
     }
     if (manifest.complete) {
       this.#finished = true;
+      this.#finishingPass = { manifest, requeue: listed[2] };
       return;
     }
     if (!worker.options.follow) {

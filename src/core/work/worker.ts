@@ -228,9 +228,22 @@ class Worker {
     // Awaited below; a failure meanwhile must not count as unhandled (it would end the process).
     laneSpaces.catch(() => {});
     stderrCaptures.catch(() => {});
+    // The first pass lists the job while the clock is measured (it only reads); it acts on what
+    // it found only once the worker is set up below, and no chunk is claimed before the
+    // heartbeat exists, since requeue judges our temp files by it.
+    let setUpDone!: (mountNow: number) => void;
+    let setUpFailed!: (error: unknown) => void;
+    const startedAtMount = new Promise<number>((resolve, reject) => {
+      setUpDone = resolve;
+      setUpFailed = reject;
+    });
+    startedAtMount.catch(() => {}); // a failed start-up is thrown below, not by the pass
+    this.scheduler = new Scheduler(this, startedAtMount);
+    this.scheduler.listAhead();
     try {
       this.clock = await this.store.measureClock(this.workerId);
     } catch (error) {
+      setUpFailed(error);
       await Promise.all([laneSpaces.then((opened) => Promise.all(opened.map((space) => space.close()))), stderrCaptures.then((opened) => Promise.all(opened.map((file) => file.close())))]).catch(() => {});
       throw error;
     }
@@ -284,11 +297,8 @@ class Worker {
     let stderrFiles: StderrCapture[] = [];
     let starters: CommandStarter[] = [];
     let cgroups: (ChunkCgroup | undefined)[] = [];
+    setUpDone(this.clock.now());
     try {
-      // The first pass lists the job while the heartbeat is written (it only reads); no chunk is
-      // claimed before the heartbeat exists, since requeue judges our temp files by it.
-      this.scheduler = new Scheduler(this, this.clock.now());
-      this.scheduler.listAhead();
       // The lanes' local set-up (forking a fork server costs the whole worker's memory) runs
       // while those requests are out. Each piece is kept as it is made, for the clean-up below.
       const localSetUp = stderrCaptures.then(async (files) => {
@@ -430,12 +440,13 @@ class Worker {
    * this worker started, the outputs it had confirmed are looked up again too.
    */
   async finalReport(started: number): Promise<WorkReport> {
-    // Both reads at once: on a network store each is round trips at the end of every run.
-    const [manifest, requeueText] = await Promise.all([readManifest(this.store), this.store.read('top', REQUEUE_RECORD)]);
+    // The pass that found nothing left read both a moment ago; after a stop, both are read now,
+    // at once (on a network store each is round trips at the end of every run).
+    const finishing = this.scheduler.finishingPass;
+    const [manifest, requeue] = finishing ? [finishing.manifest, finishing.requeue] : await Promise.all([readManifest(this.store), this.store.read('top', REQUEUE_RECORD).then(parseRequeueRecord)]);
     this.manifest = manifest;
     if (manifest.id !== this.context.manifest.id) throw new JobReplacedError(this.store.location, 'this worker');
     const chunks = chunkNames(manifest);
-    const requeue = parseRequeueRecord(requeueText);
     const requeuedSinceStart = requeue !== undefined && Date.parse(requeue.at) >= this.clock.now() - (Date.now() - this.startedAt) - 2000;
     const trusted = requeuedSinceStart ? new Set<string>() : this.knownDone;
     const unconfirmed = chunks.filter((c) => !trusted.has(c));
