@@ -1,7 +1,6 @@
 // Runs the test suite with node's test runner over TypeScript sources (through tsx).
 // `node scripts/run-tests.mjs [tier…]` — tiers: unit, cli, store, e2e, cluster (default: all).
-import { spawn } from 'node:child_process';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';

@@ -11,6 +11,7 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { processIsGone } from '../processes.js';
 
 export const STAGING_PREFIX = 'piecework-sftp-';
 export const STALE_STAGING_MS = 10 * 60_000;
@@ -23,7 +24,7 @@ export async function removeStaleStaging(parent = tmpdir(), now = Date.now()): P
   const names = await fs.readdir(parent).catch(() => [] as string[]);
   for (const name of names) {
     const pid = Number(STAGING_NAME.exec(name)?.[1]);
-    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    if (!pid || pid === process.pid || !processIsGone(pid)) continue;
     const folder = path.join(parent, name);
     try {
       const info = await fs.lstat(folder);
@@ -37,16 +38,6 @@ export async function removeStaleStaging(parent = tmpdir(), now = Date.now()): P
     }
   }
   return removed;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it runs, as another user.
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
 
 /** The latest mtime of the folder and of what is directly in it (lanes write into subfolders). */
