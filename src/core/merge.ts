@@ -239,7 +239,7 @@ async function follow(
       const ready = next.slice(0, present === -1 ? next.length : present);
       if (ready.length > 0) {
         const before = bytes;
-        await new OutputReadAhead(store, ready).copyAll(sink, (outputs, copied) => {
+        await new OutputReadAhead(store, ready).copyAll(sink, (_outputs, copied) => {
           merged++;
           index++;
           bytes = before + copied;

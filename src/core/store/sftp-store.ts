@@ -958,7 +958,7 @@ function entryInfo(stats: SftpStats): EntryInfo {
  * older than staleMs by the mount clock may be taken over (rmdir + mkdir), and the owner record
  * `locks/<chunk>.owner` (token first) tells a holder that someone else took its claim.
  */
-/** Claims in a row refused with a bare Failure before the worker stops saying so (see #tryMkdir). */
+/** Claims refused with a bare Failure, none made between, before the worker stops saying so (see #tryMkdir). */
 const MAX_UNEXPLAINED_CLAIM_FAILURES = 8;
 
 class SftpClaimBook implements Claims {
@@ -967,7 +967,10 @@ class SftpClaimBook implements Claims {
   readonly clock: MountClock;
   readonly identity: ClaimOwner;
 
-  /** Claims in a row whose mkdir kept failing with a bare Failure for a name that is not there. */
+  /**
+   * Claims since the last one made whose mkdir kept failing with a bare Failure for a name that is
+   * not there. Not reset by a chunk found busy: on a full disk, others' older claims still exist.
+   */
   #unexplainedFailures = 0;
 
   constructor(store: SftpJobStore, settings: ClaimSettings, clock: MountClock, identity: ClaimOwner) {
@@ -1093,7 +1096,7 @@ class SftpClaimBook implements Claims {
         if (!isCode(error, 'ESFTPFAILURE')) throw error;
         if (attempt < 3) continue;
         if (++this.#unexplainedFailures < MAX_UNEXPLAINED_CLAIM_FAILURES) return undefined;
-        throw new PieceworkError(`${this.store.location}: the server refuses to make claim folders in locks/ (${MAX_UNEXPLAINED_CLAIM_FAILURES} claims in a row answered "Failure" for names that do not exist): ${(error as Error).message}`, {
+        throw new PieceworkError(`${this.store.location}: the server refuses to make claim folders in locks/ (${MAX_UNEXPLAINED_CLAIM_FAILURES} claims since the last one made were answered "Failure" for names that do not exist): ${(error as Error).message}`, {
           hint: 'a full disk or an exhausted inode count on the head, most likely: check df and df -i there',
           cause: error,
         });
