@@ -783,6 +783,12 @@ export class SftpJobStore implements JobStore {
     return {
       path: localTemp,
       commit: async (options = {}) => {
+        // Not committed, not the chunk's fault; the folder is made again for the lane's next chunks.
+        const laneFolderRemoved = async (): Promise<CommitOutcome> => {
+          await fs.rm(localTemp, { force: true });
+          await this.#mkdirIfMissing(remoteFolder);
+          return 'lane-folder-removed';
+        };
         let info;
         try {
           info = await fs.lstat(localTemp);
@@ -795,14 +801,14 @@ export class SftpJobStore implements JobStore {
           await this.#upload(remoteTemp, localTemp, { fsync: options.fsync ?? false });
         } catch (error) {
           if (!isCode(error, 'ENOENT')) throw this.#translate(error);
-          // The lane's folder went while the command ran (see CommitOutcome); again for the next.
-          await fs.rm(localTemp, { force: true });
-          await this.#mkdirIfMissing(remoteFolder);
-          return 'lane-folder-removed' satisfies CommitOutcome;
+          // The lane's folder went while the command ran (see CommitOutcome).
+          return laneFolderRemoved();
         }
         try {
           await this.#withGroupFolder('out', output, () => this.#rename(remoteTemp, this.remotePath('out', output)));
         } catch (error) {
+          // Uploaded, then the lane's folder went before the rename: the same case as above.
+          if (isCode(error, 'ENOENT') && !(await this.#stat(remoteTemp).then(() => true, () => false))) return laneFolderRemoved();
           void this.#unlink(remoteTemp).catch(() => {});
           throw error;
         }
