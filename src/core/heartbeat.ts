@@ -43,6 +43,7 @@ export class Heartbeat {
   /** Chunks whose command runs now, by chunk (a lane may also be committing its previous one). */
   #current = new Map<string, { lane: number; since: number }>();
   #writing: Promise<void> | undefined;
+  #queued: Promise<void> | undefined;
   #writeStartedAt = 0;
 
   constructor(store: JobStore, clock: MountClock, base: Omit<HeartbeatRecord, 'state' | 'startedAt' | 'updatedAt' | 'done' | 'failed' | 'recent' | 'current' | 'clockOffsetMs'>) {
@@ -75,18 +76,35 @@ export class Heartbeat {
     return this.#writing ? Date.now() - this.#writeStartedAt : 0;
   }
 
+  /**
+   * Rewrites the record. A write asked for while another is in flight is queued behind it and
+   * serializes the record as it is then: the in-flight text is already old, and a final 'exited'
+   * must land after any tick's 'running', never under it. Writes asked for meanwhile share the
+   * queued one.
+   */
   write(state?: WorkerState, exitReason?: string): Promise<void> {
     if (state) this.record.state = state;
     if (exitReason) this.record.exitReason = exitReason;
+    if (!this.#writing) return this.#startWrite();
+    this.#queued ??= this.#writing
+      .catch(() => {})
+      .then(() => {
+        this.#queued = undefined;
+        return this.#startWrite();
+      });
+    return this.#queued;
+  }
+
+  #startWrite(): Promise<void> {
     this.record.updatedAt = new Date(this.#clock.now()).toISOString();
     this.record.current = [...this.#current].map(([chunk, c]) => ({ chunk, lane: c.lane, since: new Date(c.since).toISOString() }));
-    if (this.#writing) return this.#writing;
     this.#writeStartedAt = Date.now();
     const text = JSON.stringify(this.record) + '\n';
-    this.#writing = this.#store.write('workers', this.record.worker + HEARTBEAT_SUFFIX, text).finally(() => {
-      this.#writing = undefined;
+    const writing = this.#store.write('workers', this.record.worker + HEARTBEAT_SUFFIX, text).finally(() => {
+      if (this.#writing === writing) this.#writing = undefined;
     });
-    return this.#writing;
+    this.#writing = writing;
+    return writing;
   }
 }
 
