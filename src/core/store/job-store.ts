@@ -71,6 +71,8 @@ export interface Claims {
 /** A chunk's input as a local file the command can read. */
 export interface StagedInput {
   path: string;
+  /** The file is on a local disk: opening it inline is cheaper than through libuv's threads. */
+  readonly onLocalDisk?: boolean;
   release(): Promise<void>;
 }
 
@@ -92,6 +94,8 @@ export type CommitOutcome =
 /** A temp output: written by the command at `path`, published by `commit`. */
 export interface PendingOutput {
   readonly path: string;
+  /** As StagedInput's: the temp output is on a local disk. */
+  readonly onLocalDisk?: boolean;
   /** Publish the output as out/<name> by one atomic rename (invariant 1). */
   commit(options?: { fsync?: boolean }): Promise<CommitOutcome>;
   /** Remove the temp output (it will not be committed). */

@@ -198,7 +198,7 @@ export class PosixJobStore implements JobStore {
 
   stageInput(chunk: string): Promise<StagedInput> {
     // The chunk is read where it is: a copy would cost what the command's own read costs.
-    return Promise.resolve({ path: this.layout.chunkPath(chunk), release: () => Promise.resolve() });
+    return Promise.resolve({ path: this.layout.chunkPath(chunk), onLocalDisk: this.#onLocalDisk, release: () => Promise.resolve() });
   }
 
   async openLaneSpace(workerId: string, lane: number): Promise<LaneSpace> {
@@ -224,6 +224,7 @@ export class PosixJobStore implements JobStore {
     const target = path.join(this.layout.outDir, output);
     return {
       path: temp,
+      onLocalDisk: this.#onLocalDisk,
       commit: async (options = {}) => {
         // lstat, not stat: a command that made a folder or a link at {out} has written no output,
         // and rename would happily move a folder into out/.

@@ -129,7 +129,7 @@ async function openFiles(context: AttemptContext, chunk: string, output: Pending
     input = await context.store.stageInput(chunk);
     files = context.manifest.split.mode === 'files' ? await readFileList(context.store, chunk) : undefined;
     // A warm process is sent the paths: no descriptor is opened for the chunk.
-    const open = () => (context.warm ? Promise.resolve(warmChunkIo) : openChunkIo(context.template, { chunkPath: input!.path, files, tempOutput: output.path }));
+    const open = () => (context.warm ? Promise.resolve(warmChunkIo) : openChunkIo(context.template, { chunkPath: input!.path, files, tempOutput: output.path, onLocalDisk: !files && input!.onLocalDisk === true && output.onLocalDisk === true }));
     const io = await open().catch(async (error: unknown) => {
       // The lane's folder went (a `verify --requeue` that took this worker for dead): again.
       if (errorCode(error) !== 'ENOENT' || (error as NodeJS.ErrnoException).path !== output.path) throw error;
