@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openChunkIo, prepareCommand, runChunk, type ChunkRunResult } from '../../src/core/work/run-chunk.js';
 import type { CommandStarter } from '../../src/core/spawn/command-starter.js';
@@ -14,6 +14,7 @@ import { FORK_SERVER_SCRIPT } from '../../src/core/spawn/fork-server-script.js';
 import { ForkServerStarter } from '../../src/core/spawn/fork-server-starter.js';
 import { nodeStarter } from '../../src/core/spawn/node-starter.js';
 import { StderrCapture } from '../../src/core/work/stderr-capture.js';
+import { ChunkCgroup } from '../../src/core/work/chunk-cgroup.js';
 import { runCleanups } from '../helpers/cleanup.js';
 import { runPiecework } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -189,6 +190,42 @@ for (const name of ['bash', 'sh']) {
     assert.equal(starters[name]!.kind, `fork-server (${name})`);
   });
 }
+
+test('the lane cgroup: a fork server child joins it before its exec (not moved in afterwards); node moves its child in', { skip: process.getuid?.() !== 0 && 'cgroups are made by root here' }, async (t) => {
+  const cgroup = await ChunkCgroup.open(`fork-server-test.${process.pid}.0`);
+  if (!cgroup) return t.skip('no cgroup2 mount here');
+  try {
+    for (const [name, starter] of Object.entries(starters)) {
+      const adopted: number[] = [];
+      const output = path.join(root, `cgroup-${name}`);
+      const fd = openSync(output, 'w');
+      try {
+        const started = starter.start({
+          file: 'cat',
+          argv: ['cat', '/proc/self/cgroup'],
+          env: process.env,
+          chunkEnv: {},
+          stdin: 'ignore',
+          stdinSources: [],
+          stdout: fd,
+          stderrFd: stderr.fd,
+          // Records, moves nothing: only a child that joined by itself can be in the cgroup.
+          cgroup: { procsFile: cgroup.procsFile, adopt: (pid) => void adopted.push(pid) },
+        });
+        assert.equal((await started.ended).exitCode, 0, name);
+      } finally {
+        closeSync(fd);
+      }
+      if (name === 'node') assert.equal(adopted.length, 1, 'node: the child is moved in by its pid');
+      else {
+        assert.match(readFileSync(output, 'utf8'), new RegExp(`^0::/.*${path.basename(cgroup.path)}$`, 'm'), `${name}: the command ran in the lane cgroup`);
+        assert.deepEqual(adopted, [], `${name}: nothing to move afterwards`);
+      }
+    }
+  } finally {
+    await cgroup.close();
+  }
+});
 
 test('a multi-file stdin goes through node, with the same result', async () => {
   const a = path.join(root, 'file-a');

@@ -301,6 +301,17 @@ test('a detached grandchild that keeps writing after its command ended cannot ch
   assert.equal((await runPiecework(['merge', job])).stdout, '0\n1\n', 'the outputs are what the commands wrote, nothing later');
 });
 
+test('a command is in its lane cgroup from its first instruction, however the lane starts it (bash or sh fork server: before its exec)', { skip: !cgroupWritable() && 'no writable cgroup2 mount here (run as root)' }, async () => {
+  // The command reads its own cgroup at once: moved in after it started, it would see the old one.
+  for (const way of ['bash', 'sh', 'node']) {
+    const job = await lineJob(root, `cgroup-first-${way}`, 6);
+    const work = await runPiecework(['work', job, '-j', '2', '-q', '--', 'cat', '/proc/self/cgroup'], { env: { PIECEWORK_SPAWN: way } });
+    assert.equal(work.code, 0, work.stderr);
+    const outside = filesUnder(path.join(job, 'out')).filter((file) => !/^0::\/.*piecework-/m.test(readFileSync(path.join(job, 'out', file), 'utf8')));
+    if (way !== 'node') assert.deepEqual(outside, [], `${way}: outputs written outside the lane cgroup`);
+  }
+});
+
 function cgroupWritable(): boolean {
   return process.getuid?.() === 0 && readFileSync('/proc/self/mounts', 'utf8').includes(' cgroup2 ');
 }

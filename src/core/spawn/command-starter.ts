@@ -17,8 +17,11 @@ export interface CommandSpec {
   stdinSources: string[];
   stdout: number | 'ignore';
   stderrFd: number;
-  /** Called with the command's pid as soon as it is known (to move it into the lane's cgroup). */
-  onPid?: (pid: number) => void;
+  /**
+   * The lane's cgroup, which the command must live in (work/chunk-cgroup.ts): a fork server's child
+   * joins it before it execs the command; node's spawn moves the command in once its pid is known.
+   */
+  cgroup?: { readonly procsFile: string; adopt(pid: number): void };
 }
 
 export interface CommandEnd {

@@ -7,7 +7,10 @@
  * Wiring (set up by fork-server.ts): fd 0 requests, one a line; fd 3 replies; fd 4 the lane's
  * stderr file; fd 1 and 2 /dev/null, so that nothing the shell itself says lands in a chunk's
  * stderr. A request is `run` followed by words that shell-words.ts quoted (never anything else):
- *   STDIN STDOUT FILE  IN OUT NAME FILE FILES JOB ATTEMPT  ARGV0 ARGS...
+ *   STDIN STDOUT FILE  IN OUT NAME FILE FILES JOB ATTEMPT  CGROUP  ARGV0 ARGS...
+ * CGROUP, when not empty, is a cgroup.procs file the child writes 0 into (= itself) before it
+ * execs the command: the command and all it starts live in the lane's cgroup from the first
+ * instruction, and the worker's event loop does not wait on the cgroup's write lock.
  * STDIN and STDOUT are paths; the worker passes /proc/WORKER/fd/N for files it opened ahead.
  * Replies: `R MODE` once ready, `E MESSAGE` if it cannot serve, then per request `P PID` as soon as
  * the command's process exists (its process group is the pid) and `X STATUS` when it ended
@@ -35,18 +38,20 @@ fi
 run() {
   i=$1 o=$2 f=$3
   export PIECEWORK_IN="$4" PIECEWORK_OUT="$5" PIECEWORK_NAME="$6" PIECEWORK_FILE="$7" PIECEWORK_FILES="$8" PIECEWORK_JOB="$9" PIECEWORK_ATTEMPT="\${10}"
-  a0=\${11}
-  shift 11
+  cg=\${11} a0=\${12}
+  shift 12
   if [ "$mode" = bash ]; then
     # bash has set the child's process group before $! is known: a kill of -PID cannot miss it.
     # shellcheck disable=SC3038 # bash only: this branch runs in bash
-    (exec -a "$a0" "$f" "$@") 2>&4 <"$i" >"$o" 3>&- 4>&- &
+    # Errors of the cgroup write go nowhere: a command outside it still has its process group.
+    ( [ -z "$cg" ] || echo 0 2>/dev/null >"$cg"; exec -a "$a0" "$f" "$@") 2>&4 <"$i" >"$o" 3>&- 4>&- &
     echo "P $!" >&3
     wait "$!"
   else
     (
       cd -P /proc/self && pid=\${PWD#/proc/} && cd "$wd" || exit 125
       echo "P $pid" >&3
+      [ -z "$cg" ] || echo 0 2>/dev/null >"$cg"
       exec setsid "$f" "$@" 2>&4 <"$i" >"$o" 3>&- 4>&-
     )
   fi

@@ -55,6 +55,8 @@ export class ForkServerStarter implements CommandStarter {
       spec.stdout === 'ignore' ? '/dev/null' : `/proc/${process.pid}/fd/${spec.stdout}`,
       spec.file,
       ...chunkEnvOrder.map((name) => spec.chunkEnv[name] ?? ''),
+      // The child writes itself into the lane's cgroup before its exec (fork-server-script.ts).
+      spec.cgroup?.procsFile ?? '',
       ...spec.argv,
     ]);
     if (line === undefined) return startWithNode(spec); // NUL in an argument: let node refuse it alike
@@ -87,7 +89,6 @@ export class ForkServerStarter implements CommandStarter {
           server.request(line, {
             onPid: (value) => {
               pid = value;
-              spec.onPid?.(value);
               if (pendingSignal) killGroup(pendingSignal);
             },
             onStatus: (status) => {

@@ -28,7 +28,7 @@ export function startWithNode(spec: CommandSpec): StartedCommand {
     child.on('error', (error: NodeJS.ErrnoException) => resolve({ exitCode: null, signal: null, spawnError: error.code ?? 'error' }));
     child.on('exit', (exitCode, signal) => resolve({ exitCode, signal }));
   });
-  if (child.pid !== undefined) spec.onPid?.(child.pid);
+  if (child.pid !== undefined) spec.cgroup?.adopt(child.pid);
   if (spec.stdin === 'pipe') pipeFiles(spec.stdinSources, child.stdin!);
   return {
     killGroup: (signal) => {

@@ -5,8 +5,10 @@
  * output is committed. Without it, a detached grandchild could keep writing into an output after
  * its commit (docs/protocol.md, "Known limits").
  *
- * The command is moved in as soon as its pid is known: a child it forks in that first instant is
- * not caught (a window of microseconds). Where no cgroup can be made, process groups alone apply.
+ * A fork server's child joins the cgroup itself before it execs the command, so nothing the command
+ * starts is born outside it. With node's spawn, the command is moved in as soon as its pid is known:
+ * a child it forks in that first instant is not caught (a window of microseconds). Where no cgroup
+ * can be made, process groups alone apply.
  */
 import { promises as fs, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,9 +16,12 @@ import { processIsGone } from '../processes.js';
 
 export class ChunkCgroup {
   readonly path: string;
+  /** Where a process writes 0 to join the cgroup itself (a fork server's child, before its exec). */
+  readonly procsFile: string;
 
   private constructor(folder: string) {
     this.path = folder;
+    this.procsFile = path.join(folder, 'cgroup.procs');
   }
 
   /** A fresh cgroup for one lane, or undefined where the system offers none to this user. */
@@ -38,7 +43,7 @@ export class ChunkCgroup {
   /** Move a command's process into the cgroup; its later children are born there. */
   adopt(pid: number): void {
     try {
-      writeFileSync(path.join(this.path, 'cgroup.procs'), String(pid));
+      writeFileSync(this.procsFile, String(pid));
     } catch {
       // Gone already, or not movable: its process group still applies.
     }

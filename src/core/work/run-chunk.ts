@@ -234,7 +234,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
     stdinSources: io.stdinSources,
     stdout: io.stdout,
     stderrFd: run.stderr.fd,
-    onPid: run.cgroup ? (pid) => run.cgroup!.adopt(pid) : undefined,
+    cgroup: run.cgroup,
   });
   let timedOut = false;
   let aborted = false;
