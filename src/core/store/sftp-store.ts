@@ -733,7 +733,7 @@ export class SftpJobStore implements JobStore {
       throw this.#translate(error);
     }
     writeFileSync(local, data);
-    return { path: local, onLocalDisk: true, release: async () => removeLocal(local) };
+    return { path: local, onLocalDisk: true, release: () => Promise.resolve().then(() => removeLocal(local)) };
   }
 
   async newChunkFile(): Promise<PendingChunk> {
