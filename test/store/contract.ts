@@ -272,8 +272,11 @@ export function storeContract(getFixture: () => StoreFixture): void {
     const holder = spawn('sh', ['-c', 'while :; do for l in "$@"; do mkdir "$l" 2>/dev/null && rmdir "$l"; done; done', 'sh', ...locks], { stdio: 'ignore' });
     let claimed = 0;
     let busy = 0;
+    let rounds = 0;
     try {
-      for (let i = 0; i < 150; i++) {
+      // 150 rounds, and more (up to 600) until one found the chunk held: on a loaded host the
+      // holder's forks can be slow enough that 150 rounds over 10 ms round trips never meet it.
+      for (; rounds < 600 && (rounds < 150 || busy === 0); rounds++) {
         for (const chunk of ['000003', 'g/000004']) {
           const claim = await claims.claim(chunk, 0);
           if (!claim) {
@@ -287,8 +290,8 @@ export function storeContract(getFixture: () => StoreFixture): void {
     } finally {
       holder.kill('SIGKILL');
     }
-    assert.equal(claimed + busy, 300);
-    assert.ok(busy > 0, 'the race was run: some claims found the chunk held');
+    assert.equal(claimed + busy, 2 * rounds);
+    assert.ok(busy > 0, `the race was run: some claims found the chunk held (none in ${rounds} rounds)`);
   });
 
   test('a job whose locks/ folder was removed (by hand): a claim is an error, not a busy chunk for ever', async (t) => {
