@@ -31,7 +31,7 @@ export const threadPoolCalls: FileCalls = {
 };
 
 /** A synchronous call as a settled promise: callers keep one shape for both kinds. */
-function settled<T>(call: () => T): Promise<T> {
+export function settled<T>(call: () => T): Promise<T> {
   try {
     return Promise.resolve(call());
   } catch (error) {

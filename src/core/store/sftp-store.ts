@@ -40,6 +40,7 @@ import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
 import { removeStaleStaging, STAGING_PREFIX } from './stale-staging.js';
 import { coalesceWrites } from './coalesced-writes.js';
+import { settled } from './file-calls.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';
@@ -733,7 +734,7 @@ export class SftpJobStore implements JobStore {
       throw this.#translate(error);
     }
     writeFileSync(local, data);
-    return { path: local, onLocalDisk: true, release: () => Promise.resolve().then(() => removeLocal(local)) };
+    return { path: local, onLocalDisk: true, release: () => settled(() => removeLocal(local)) };
   }
 
   async newChunkFile(): Promise<PendingChunk> {

@@ -9,6 +9,7 @@
  */
 import { fstatSync, ftruncateSync, promises as fs, readSync } from 'node:fs';
 import { randomHex } from '../random-hex.js';
+import { settled } from '../store/file-calls.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -54,16 +55,14 @@ export class StderrCapture {
    * stat of a local file costs less than the hop through libuv's threads that would wait for it.
    */
   tail(bytes: number): Promise<string> {
-    try {
+    return settled(() => {
       const size = fstatSync(this.#handle.fd).size;
       const length = Math.min(size, bytes);
-      if (length === 0) return Promise.resolve('');
+      if (length === 0) return '';
       const buffer = Buffer.alloc(length);
       const bytesRead = readSync(this.#handle.fd, buffer, 0, length, size - length);
-      return Promise.resolve(buffer.subarray(0, bytesRead).toString('utf8'));
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-    }
+      return buffer.subarray(0, bytesRead).toString('utf8');
+    });
   }
 
   close(): Promise<void> {
