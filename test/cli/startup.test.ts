@@ -5,8 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, promises as fs, readFileSync } from 'node:fs';
-import { isBuiltin } from 'node:module';
+import { copyFileSync, existsSync, mkdirSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { createRequire, isBuiltin } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -113,6 +113,19 @@ test('the one-file bundle imports nothing but Node built-ins', () => {
   const specifiers = [...bundle.matchAll(/^import\b[^;]*?\bfrom\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/gm)].map((m) => m[1] ?? m[2]!);
   assert.ok(specifiers.length > 0);
   assert.deepEqual(specifiers.filter((s) => !isBuiltin(s)), []);
+});
+
+test("the package's bundle finds ssh2's native cipher binding by package name; without it ssh2 runs its JS ciphers", (t) => {
+  const local = path.join(repoRoot, 'dist/local');
+  const specifiers = readdirSync(local)
+    .filter((name) => name.endsWith('.mjs'))
+    .flatMap((name) => [...readFileSync(path.join(local, name), 'utf8').matchAll(/require\("([^"]*sshcrypto\.node)"\)/g)].map((m) => m[1]!));
+  // A path relative to the bundle (ssh2's own) names a file that is not there: JS ciphers always.
+  assert.deepEqual(specifiers, ['ssh2/lib/protocol/crypto/build/Release/sshcrypto.node']);
+  const built = existsSync(path.join(repoRoot, 'node_modules', specifiers[0]!));
+  if (!built) return t.skip("ssh2's install script built no binding here (no compiler): the bundle uses ssh2's JS ciphers");
+  const binding = createRequire(path.join(local, 'piecework.mjs'))(specifiers[0]!) as { AESGCMCipher?: unknown };
+  assert.equal(typeof binding.AESGCMCipher, 'function', 'the binding loads as the bundle requires it');
 });
 
 test('the one-file bundle runs on its own: split, work, merge from a copy; launch renders from the package', async () => {

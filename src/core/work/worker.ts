@@ -104,6 +104,10 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
   if (options.successExitCodes?.some((code) => code !== 0) && options.warm) throw new UsageError('--success-exit does not apply to --warm', 'a warm command answers `ok` or `fail` for each chunk; its exit status is not per chunk');
   if (options.haltAfter !== undefined && (!Number.isInteger(options.haltAfter) || options.haltAfter < 1)) throw new UsageError(`--halt-after ${options.haltAfter}: must be a whole number of at least 1`);
   const store = options.store ?? (await openJobStore(options.job));
+  // The clock is measured while the job is read: neither needs the other, and each is round trips
+  // on a network store. The job's own errors (not a job, a STOP file) are the ones reported.
+  const clock = store.measureClock(workerIdFor(HOST, process.pid));
+  clock.catch(() => {}); // awaited by the worker, or settled below
   try {
     const [manifest, stopRequested] = await Promise.all([readManifest(store), store.lookup('top', STOP_FILE)]);
     checkSharedSettings(manifest, options);
@@ -113,8 +117,10 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
         exitStatus: 3,
       });
     }
-    return await new Worker(store, manifest, lanes, options).run();
+    return await new Worker(store, manifest, lanes, options).run(clock);
   } finally {
+    // The probes' removal is sent before the clock resolves: the store may close after it.
+    await clock.catch(() => {});
     if (!options.store) await store.close();
   }
 }
@@ -220,7 +226,7 @@ class Worker {
     this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: (entry) => this.log.line(entry) });
   }
 
-  async run(): Promise<WorkReport> {
+  async run(measuringClock: Promise<MountClock>): Promise<WorkReport> {
     const started = this.startedAt;
     // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
     const laneSpaces = Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.store.openLaneSpace(this.workerId, lane)));
@@ -241,7 +247,7 @@ class Worker {
     this.scheduler = new Scheduler(this, startedAtMount);
     this.scheduler.listAhead();
     try {
-      this.clock = await this.store.measureClock(this.workerId);
+      this.clock = await measuringClock;
     } catch (error) {
       setUpFailed(error);
       await Promise.all([laneSpaces.then((opened) => Promise.all(opened.map((space) => space.close()))), stderrCaptures.then((opened) => Promise.all(opened.map((file) => file.close())))]).catch(() => {});
