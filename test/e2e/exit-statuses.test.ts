@@ -4,7 +4,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runPiecework } from '../helpers/cli.js';
@@ -71,6 +71,9 @@ test('--halt-after N: after N chunks failed for good the worker writes STOP, eve
   const other = await runPiecework(['work', job, '--', 'cat']);
   assert.equal(other.code, 3);
   assert.match(other.stderr, /STOP file/);
+  // Its clock was measured while the job was read: the probe files are gone all the same.
+  const probes = ['workers', 'logs', '.tmp'].flatMap((dir) => readdirSync(path.join(job, dir)).filter((name) => name.startsWith('.clock-')));
+  assert.deepEqual(probes, []);
   const bad = await runPiecework(['work', job, '--halt-after', '0', '--', 'cat']);
   assert.equal(bad.code, 2);
 });

@@ -144,6 +144,12 @@ void test('a worker over SFTP runs a job end to end; status, verify and merge ov
   const status = await runPiecework(['status', remote, '--json'], { env: env() });
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /"done":\s*40/);
+  // A worker refused by a STOP file measured its clock while it read the job: no probe is left.
+  writeFileSync(path.join(job, 'STOP'), '{}\n');
+  const refused = await runPiecework(['work', remote, '--', 'cat'], { env: env() });
+  assert.equal(refused.code, 3, refused.stderr);
+  assert.match(refused.stderr, /STOP file/);
+  assert.deepEqual(filesUnder(job).filter((name) => path.basename(name).startsWith('.clock-')), [], 'clock probes removed');
   await proxy.close();
 });
 

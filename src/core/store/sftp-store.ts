@@ -264,6 +264,7 @@ export class SftpJobStore implements JobStore {
         if (TRACE) process.stderr.write(`sftp-trace ${sentAt} ${Date.now()} ${what} ${remotePath}\n`);
         clearTimeout(timer);
         this.#pending.delete(abort);
+        if (this.#pending.size === 0) this.#drained?.();
         fn();
       };
       const abort = (error: Error) => finish(() => reject(error));
@@ -839,6 +840,9 @@ export class SftpJobStore implements JobStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Requests sent and not waited for (a clock probe's removal, a handle's close) are answered
+    // before the goodbye, on a live link: dropped, they would leave files behind.
+    await this.#drain(CLOSE_GRACE_MS);
     const closed = new PieceworkError(`${this.location}: the store is closed`);
     for (const reject of [...this.#pending.keys()]) reject(closed);
     clearTimeout(this.#hurryTimer);
@@ -847,6 +851,21 @@ export class SftpJobStore implements JobStore {
     this.#ssh.dispose();
     setTimeout(() => socket?.destroy(), CLOSE_GRACE_MS).unref();
     await Promise.all([fs.rm(this.#local, { recursive: true, force: true }).catch(() => {}), this.#staleStagingSweep]);
+  }
+
+  #drained: (() => void) | undefined;
+
+  /** Wait until no request is unanswered (or the link is lost, or `ms` passed). */
+  async #drain(ms: number): Promise<void> {
+    if (this.#pending.size === 0 || this.#dead) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#drained = undefined;
   }
 
   // ------------------------------------------------------------------ for claims
