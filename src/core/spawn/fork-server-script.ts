@@ -12,6 +12,9 @@
  * execs the command: the command and all it starts live in the lane's cgroup from the first
  * instruction, and the worker's event loop does not wait on the cgroup's write lock.
  * STDIN and STDOUT are paths; the worker passes /proc/WORKER/fd/N for files it opened ahead.
+ * STDOUT is opened with `1<>`, not `>`: the worker's file is new and empty, and a truncation by
+ * `>` makes ext4 write the file out when it is closed (it takes it for a file being replaced), so
+ * that a chunk's output cost a disk write and its removal waited for it.
  * Replies: `R MODE` once ready, `E MESSAGE` if it cannot serve, then per request `P PID` as soon as
  * the command's process exists (its process group is the pid) and `X STATUS` when it ended
  * (128+N for a signal, as the shell reports it).
@@ -44,7 +47,7 @@ run() {
     # bash has set the child's process group before $! is known: a kill of -PID cannot miss it.
     # shellcheck disable=SC3038 # bash only: this branch runs in bash
     # Errors of the cgroup write go nowhere: a command outside it still has its process group.
-    ( [ -z "$cg" ] || echo 0 2>/dev/null >"$cg"; exec -a "$a0" "$f" "$@") 2>&4 <"$i" >"$o" 3>&- 4>&- &
+    ( [ -z "$cg" ] || echo 0 2>/dev/null >"$cg"; exec -a "$a0" "$f" "$@") 2>&4 <"$i" 1<>"$o" 3>&- 4>&- &
     echo "P $!" >&3
     wait "$!"
   else
@@ -52,7 +55,7 @@ run() {
       cd -P /proc/self && pid=\${PWD#/proc/} && cd "$wd" || exit 125
       echo "P $pid" >&3
       [ -z "$cg" ] || echo 0 2>/dev/null >"$cg"
-      exec setsid "$f" "$@" 2>&4 <"$i" >"$o" 3>&- 4>&-
+      exec setsid "$f" "$@" 2>&4 <"$i" 1<>"$o" 3>&- 4>&-
     )
   fi
   echo "X $?" >&3

@@ -6,7 +6,7 @@
  * the watchdog that notices a hung mount or a vanished job, the lanes (lane.ts, each attempt in
  * attempt.ts), and the final report — which is confirmed by lookups, never read off a listing.
  */
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { errorCode, isMountGone, JobMissingError, JobReplacedError, PieceworkError, UsageError } from '../errors.js';
 import { ignoreEvents, type EventSink } from '../events.js';
@@ -18,22 +18,18 @@ import { parseRequeueRecord, REQUEUE_RECORD } from '../requeue-record.js';
 import type { Claims, JobStore, LaneSpace } from '../store/job-store.js';
 import { HOST, STOP_FILE, workerIdFor } from '../store/layout.js';
 import type { MountClock } from '../store/mount-clock.js';
-import { openJobStore } from '../store/open-store.js';
+import { isRemoteAddress, openJobStore } from '../store/open-store.js';
 import { defaultUpdateMs } from '../store/owner-record.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { FreeSpaceGauge } from './free-space.js';
 import type { AttemptContext, AttemptOutcome } from './attempt.js';
 import { Lane } from './lane.js';
+import { LocalLanes } from './local-lanes.js';
 import { LanePace } from './lane-pace.js';
 import { prepareCommand, type CommandTemplate } from './run-chunk.js';
 import { Scheduler, type StopReason } from './scheduler.js';
-import { StderrCapture } from './stderr-capture.js';
 import { WorkerLog } from './worker-log.js';
 import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
-import { openLaneStarter } from '../spawn/choose-starter.js';
-import type { CommandStarter } from '../spawn/command-starter.js';
-import { nodeStarter } from '../spawn/node-starter.js';
-import { ChunkCgroup } from './chunk-cgroup.js';
 import { checkDuration } from '../units.js';
 
 export { CommandUnavailableError } from '../errors.js';
@@ -103,7 +99,19 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
   }
   if (options.successExitCodes?.some((code) => code !== 0) && options.warm) throw new UsageError('--success-exit does not apply to --warm', 'a warm command answers `ok` or `fail` for each chunk; its exit status is not per chunk');
   if (options.haltAfter !== undefined && (!Number.isInteger(options.haltAfter) || options.haltAfter < 1)) throw new UsageError(`--halt-after ${options.haltAfter}: must be a whole number of at least 1`);
-  const store = options.store ?? (await openJobStore(options.job));
+  const opening = options.store ? Promise.resolve(options.store) : openJobStore(options.job);
+  opening.catch(() => {}); // awaited below
+  // This host's part of the lanes is made while a network store connects (local-lanes.ts).
+  const localJob = options.store || !isRemoteAddress(options.job) ? (await opening).localPath('top', '') : undefined;
+  const localLanes = LocalLanes.open({ lanes, workerId: workerIdFor(HOST, process.pid), env: process.env, warm: Boolean(options.warm), localJob });
+  localLanes.catch(() => {}); // awaited by the worker, or settled below
+  let store: JobStore;
+  try {
+    store = await opening;
+  } catch (error) {
+    await localLanes.then((made) => made.close(), () => {});
+    throw error;
+  }
   // The clock is measured while the job is read: neither needs the other, and each is round trips
   // on a network store. The job's own errors (not a job, a STOP file) are the ones reported.
   const clock = store.measureClock(workerIdFor(HOST, process.pid));
@@ -117,10 +125,10 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
         exitStatus: 3,
       });
     }
-    return await new Worker(store, manifest, lanes, options).run(clock);
+    return await new Worker(store, manifest, lanes, options).run(clock, localLanes);
   } finally {
     // The probes' removal is sent before the clock resolves: the store may close after it.
-    await clock.catch(() => {});
+    await Promise.all([clock.catch(() => {}), localLanes.then((made) => made.close(), () => {})]);
     if (!options.store) await store.close();
   }
 }
@@ -226,14 +234,13 @@ class Worker {
     this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: (entry) => this.log.line(entry) });
   }
 
-  async run(measuringClock: Promise<MountClock>): Promise<WorkReport> {
+  /** `localLanes` is made and closed by the caller; closed here too, as soon as the lanes end. */
+  async run(measuringClock: Promise<MountClock>, localLanes: Promise<LocalLanes>): Promise<WorkReport> {
     const started = this.startedAt;
     // Start-up steps that do not depend on each other overlap: each is round trips on a mount.
     const laneSpaces = Promise.all(Array.from({ length: this.lanes }, (_, lane) => this.store.openLaneSpace(this.workerId, lane)));
-    const stderrCaptures = Promise.all(Array.from({ length: this.lanes }, () => StderrCapture.open()));
     // Awaited below; a failure meanwhile must not count as unhandled (it would end the process).
     laneSpaces.catch(() => {});
-    stderrCaptures.catch(() => {});
     // The first pass lists the job while the clock is measured (it only reads); it acts on what
     // it found only once the worker is set up below, and no chunk is claimed before the
     // heartbeat exists, since requeue judges our temp files by it.
@@ -250,7 +257,7 @@ class Worker {
       this.clock = await measuringClock;
     } catch (error) {
       setUpFailed(error);
-      await Promise.all([laneSpaces.then((opened) => Promise.all(opened.map((space) => space.close()))), stderrCaptures.then((opened) => Promise.all(opened.map((file) => file.close())))]).catch(() => {});
+      await laneSpaces.then((opened) => Promise.all(opened.map((space) => space.close()))).catch(() => {});
       throw error;
     }
     this.claims = await this.store.claims({ staleMs: this.staleMs, updateMs: defaultUpdateMs(this.staleMs) }, this.clock, { workerId: this.workerId, host: HOST, pid: process.pid, bootId: BOOT_ID });
@@ -300,26 +307,14 @@ class Worker {
 
     let failure: unknown;
     let spaces: LaneSpace[] = [];
-    let stderrFiles: StderrCapture[] = [];
-    let starters: CommandStarter[] = [];
-    let cgroups: (ChunkCgroup | undefined)[] = [];
+    let local: LocalLanes | undefined;
     setUpDone(this.clock.now());
     try {
-      // The lanes' local set-up (forking a fork server costs the whole worker's memory) runs
-      // while those requests are out. Each piece is kept as it is made, for the clean-up below.
-      const localSetUp = stderrCaptures.then(async (files) => {
-        stderrFiles = files;
-        // How each lane starts its commands: a small fork server, or node's spawn (spawn/).
-        const localJob = this.store.localPath('top', '');
-        // (A warm lane's process is started by the lane itself.)
-        starters = files.map((stderr, lane) => (this.warm ? nodeStarter : openLaneStarter({ env: this.template.env, lane, worker: this.workerId, stderrFd: stderr.fd, job: localJob ?? tmpdir() })));
-        cgroups = this.warm ? [] : await Promise.all(files.map((_, lane) => ChunkCgroup.open(`${this.workerId}.${lane}`)));
-      });
-      const setUp = await Promise.allSettled([laneSpaces.then((opened) => void (spaces = opened)), localSetUp, this.heartbeat.write('running')]);
+      const setUp = await Promise.allSettled([laneSpaces.then((opened) => void (spaces = opened)), localLanes.then((made) => void (local = made)), this.heartbeat.write('running')]);
       const setUpFailure = setUp.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
       if (setUpFailure) throw setUpFailure.reason;
       this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
-      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, stderrFiles[lane]!, starters[lane]!, cgroups[lane]).run()));
+      await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, local!.stderr[lane]!, local!.starters[lane]!, local!.cgroups[lane]).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
     } catch (error) {
@@ -334,7 +329,7 @@ class Worker {
     }
     // Empty by now: every temp output was committed or removed. Removed while the final report
     // reads the job (on a network store, round trips that need not wait for each other).
-    const closing = Promise.all([...spaces.map((space) => space.close()), ...stderrFiles.map((file) => file.close().catch(() => {})), ...starters.map((starter) => starter.close().catch(() => {})), ...cgroups.map((cgroup) => cgroup?.close())]);
+    const closing = Promise.all([...spaces.map((space) => space.close()), local?.close()]);
     closing.catch(() => {}); // awaited below
     const report = await this.finalReport(started).catch((error: unknown) => {
       failure ??= error;
