@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { collect, killGroup, piecework, runPiecework, startPiecework, type RunResult } from '../helpers/cli.js';
 import { isAlive, listProcesses, markerEnv, processTree, registerCleanup, runCleanups } from '../helpers/cleanup.js';
@@ -337,6 +338,31 @@ void test('launch --via sftp: bad combinations are usage errors with a hint, bef
     assert.match(r.stderr, message);
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
+});
+
+void test('work over sftp://: a usage error is reported before anything connects (the connection is made while the code loads)', async () => {
+  // A listener that counts connections: the address is good, the options are not.
+  let connections = 0;
+  const listener = createServer((socket) => {
+    connections++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  registerCleanup(() => void listener.close(), 'close listener');
+  const port = (listener.address() as AddressInfo).port;
+  const cases: [string[], RegExp][] = [
+    [['-j', '5000', '--', 'cat'], /-j 5000: the number of lanes/],
+    [['--success-exit', '1', '--warm', '--', 'cat'], /--success-exit does not apply to --warm/],
+    [['--halt-after', '0', '--', 'cat'], /--halt-after 0/],
+    [[], /no command to run/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await runPiecework(['work', `sftp://root@127.0.0.1:${port}/srv/job`, ...args], { env: env() });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  assert.equal(connections, 0, 'no connection was made');
+  listener.close();
 });
 
 void test('an SFTP worker whose lane folder in .tmp/ is removed while a command runs (a requeue took it for dead) leaves that chunk and carries on', async () => {

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import type { WorkReport } from '../../core/work/worker.js';
+import { checkWorkOptions, type WorkOptions } from '../../core/work/work-options.js';
 import { ExitStatus, InterruptedError, JobMissingError } from '../../core/errors.js';
 import type { EventSink } from '../../core/events.js';
 import { getContext } from '../context.js';
@@ -66,7 +67,28 @@ const command: CommandModule<object, WorkArgs> = {
   handler: async (argv) => {
     const context = getContext();
     const { signal, received } = context.signals();
+    const options: WorkOptions = {
+      job: argv.job!,
+      command: commandAfterDashes(argv),
+      lanes: positiveInt(argv.lanes, '-j'),
+      staleSeconds: positiveSeconds(argv.stale, '--stale'),
+      retries: nonNegativeInt(argv.retries, '--retries'),
+      timeoutSeconds: positiveSeconds(argv.timeout, '--timeout'),
+      ext: argv.ext,
+      follow: argv.follow,
+      fsync: argv.fsync,
+      warm: argv.warm,
+      maxChunksPerProcess: positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'),
+      successExitCodes: exitStatusList(argv.successExit),
+      haltAfter: positiveInt(argv.haltAfter, '--halt-after'),
+      signal,
+    };
+    checkWorkOptions(options); // usage errors before anything connects
+    // A network job's connection (some ten round trips) is made while the worker's code loads.
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
+    const { isRemoteAddress, openJobStore } = await import('../../core/store/open-store.js');
+    const opening = isRemoteAddress(options.job) ? openJobStore(options.job) : undefined;
+    opening?.catch(() => {}); // awaited by the worker
     const [{ work }, { humanEvents, jsonEvents }] = await Promise.all([import('../../core/work/worker.js'), import('../report/events.js')]);
     const human = humanEvents(context.stderr, context.env, { interactive: context.interactive, quiet: argv.quiet });
     const sinks: EventSink[] = [human];
@@ -74,23 +96,7 @@ const command: CommandModule<object, WorkArgs> = {
     if (argv.printOutputs) sinks.push((e) => e.type === 'chunk:done' && context.stdout.write(e.output + '\n'));
     let report: WorkReport;
     try {
-      report = await work({
-        job: argv.job!,
-        command: commandAfterDashes(argv),
-        lanes: positiveInt(argv.lanes, '-j'),
-        staleSeconds: positiveSeconds(argv.stale, '--stale'),
-        retries: nonNegativeInt(argv.retries, '--retries'),
-        timeoutSeconds: positiveSeconds(argv.timeout, '--timeout'),
-        ext: argv.ext,
-        follow: argv.follow,
-        fsync: argv.fsync,
-        warm: argv.warm,
-        maxChunksPerProcess: positiveInt(argv.maxChunksPerProcess, '--max-chunks-per-process'),
-        successExitCodes: exitStatusList(argv.successExit),
-        haltAfter: positiveInt(argv.haltAfter, '--halt-after'),
-        signal,
-        onEvent: (event) => sinks.forEach((sink) => sink(event)),
-      });
+      report = await work({ ...options, ...(opening ? { store: opening } : {}), onEvent: (event) => sinks.forEach((sink) => sink(event)) });
     } catch (error) {
       // Stopped by a signal, then the job went out of reach while letting go (a silent network
       // link): the signal is why the worker ended; the link is worth a line.
@@ -100,6 +106,7 @@ const command: CommandModule<object, WorkArgs> = {
       throw new InterruptedError(sig);
     } finally {
       human.finish();
+      await opening?.then((store) => store.close(), () => {});
     }
     if (argv.json) context.stdout.write(JSON.stringify(report) + '\n');
     const sig = received();

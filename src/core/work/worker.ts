@@ -6,7 +6,6 @@
  * the watchdog that notices a hung mount or a vanished job, the lanes (lane.ts, each attempt in
  * attempt.ts), and the final report — which is confirmed by lookups, never read off a listing.
  */
-import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { errorCode, isMountGone, JobMissingError, JobReplacedError, PieceworkError, UsageError } from '../errors.js';
 import { ignoreEvents, type EventSink } from '../events.js';
@@ -30,45 +29,10 @@ import { prepareCommand, type CommandTemplate } from './run-chunk.js';
 import { Scheduler, type StopReason } from './scheduler.js';
 import { WorkerLog } from './worker-log.js';
 import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
-import { checkDuration } from '../units.js';
+import { checkWorkOptions, type WorkOptions } from './work-options.js';
 
 export { CommandUnavailableError } from '../errors.js';
-
-export interface WorkOptions {
-  job: string;
-  /** A store already open for `job` (the CLI's, or a test's); otherwise one is opened. */
-  store?: JobStore;
-  command: string[];
-  /** Chunks run at once on this host (default: its cores). */
-  lanes?: number;
-  /** Must equal the job's stale period when given: every worker of a job judges claims alike. */
-  staleSeconds?: number;
-  /** Override the job's retry count. */
-  retries?: number;
-  timeoutSeconds?: number;
-  /** Must equal the job's output extension when given (split sets it with --ext). */
-  ext?: string;
-  /** Wait for chunks while the split is still streaming in. */
-  follow?: boolean;
-  /** fsync each output before committing it. */
-  fsync?: boolean;
-  /** Abort to stop: no new chunks, running commands are killed, claims released. */
-  signal?: AbortSignal;
-  onEvent?: EventSink;
-  /** How often to look again when other workers hold the remaining chunks. */
-  pollSeconds?: number;
-  /** One long-lived process per lane, fed chunks as request lines (see work/warm-protocol.ts). */
-  warm?: boolean;
-  /** With `warm`: replace a lane's process after this many chunks. */
-  maxChunksPerProcess?: number;
-  /** Exit statuses that mean success besides 0 (grep's 1: "no match"). */
-  successExitCodes?: number[];
-  /**
-   * Once this many chunks have failed for good (this worker's own, and those its claims find
-   * recorded by others), write STOP — every worker of the job drains and exits — and stop.
-   */
-  haltAfter?: number;
-}
+export type { WorkOptions } from './work-options.js';
 
 export interface WorkReport {
   job: string;
@@ -89,20 +53,11 @@ export interface WorkReport {
 }
 
 export async function work(options: WorkOptions): Promise<WorkReport> {
-  if (options.command.length === 0) throw new UsageError('no command to run', 'give the command after --, e.g. piecework work JOB -- tr a-z A-Z');
-  const lanes = options.lanes ?? availableParallelism();
-  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 4096) throw new UsageError(`-j ${options.lanes}: the number of lanes must be a whole number from 1 to 4096`);
-  if (options.timeoutSeconds !== undefined) checkDuration(options.timeoutSeconds, '--timeout');
-  if (options.pollSeconds !== undefined) checkDuration(options.pollSeconds, '--poll');
-  for (const code of options.successExitCodes ?? []) {
-    if (!Number.isInteger(code) || code < 0 || code > 255) throw new UsageError(`--success-exit ${code}: an exit status is a whole number from 0 to 255`, 'e.g. --success-exit 0,1');
-  }
-  if (options.successExitCodes?.some((code) => code !== 0) && options.warm) throw new UsageError('--success-exit does not apply to --warm', 'a warm command answers `ok` or `fail` for each chunk; its exit status is not per chunk');
-  if (options.haltAfter !== undefined && (!Number.isInteger(options.haltAfter) || options.haltAfter < 1)) throw new UsageError(`--halt-after ${options.haltAfter}: must be a whole number of at least 1`);
+  const lanes = checkWorkOptions(options);
   const opening = options.store ? Promise.resolve(options.store) : openJobStore(options.job);
   opening.catch(() => {}); // awaited below
   // This host's part of the lanes is made while a network store connects (local-lanes.ts).
-  const localJob = options.store || !isRemoteAddress(options.job) ? (await opening).localPath('top', '') : undefined;
+  const localJob = isRemoteAddress(options.job) ? undefined : (await opening).localPath('top', '');
   const localLanes = LocalLanes.open({ lanes, workerId: workerIdFor(HOST, process.pid), env: process.env, warm: Boolean(options.warm), localJob });
   localLanes.catch(() => {}); // awaited by the worker, or settled below
   let store: JobStore;
