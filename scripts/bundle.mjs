@@ -38,9 +38,9 @@ const lazyDefaultExports = {
  * The local build runs inside the installed package, next to its node_modules: there ssh2's
  * native cipher binding (built by its install script when a compiler was at hand) is found by
  * package name, not by a path relative to the bundle, which does not exist. Packet encryption
- * in C instead of a cipher object made per packet: ~5% less CPU for an SFTP worker (`make
- * bench`). Where it was not built, ssh2's try/catch falls back to its JS code, as in the single
- * file that launch copies to other hosts.
+ * in C instead of a cipher object made per packet: ~5% less CPU per chunk for an SFTP worker
+ * (100 one-line chunks, 2 lanes). Where it was not built, ssh2's try/catch falls back to its JS
+ * code, as in the single file that launch copies to other hosts.
  */
 const installedSshCrypto = {
   name: 'installed-ssh-crypto',

@@ -855,7 +855,7 @@ export class SftpJobStore implements JobStore {
 
   #drained: (() => void) | undefined;
 
-  /** Wait until no request is unanswered (or the link is lost, or `ms` passed). */
+  /** Wait until no request is unanswered, at most `ms`; not at all on a link known to be lost. */
   async #drain(ms: number): Promise<void> {
     if (this.#pending.size === 0 || this.#dead) return;
     await new Promise<void>((resolve) => {
