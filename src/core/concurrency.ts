@@ -41,3 +41,15 @@ export class WorkBehind {
     while (this.#pending.size > 0) await Promise.all(this.#pending);
   }
 }
+
+/**
+ * A synchronous call as a settled promise (its error a rejection, never a throw): a call made
+ * inline keeps the shape of its asynchronous kin (file-calls.ts, the stderr tail, SFTP staging).
+ */
+export function settled<T>(call: () => T): Promise<T> {
+  try {
+    return Promise.resolve(call());
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+}

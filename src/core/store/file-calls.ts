@@ -10,6 +10,7 @@
  * inline calls are used only for a folder on a local disk file system (mounts.ts).
  */
 import fs, { promises as fsp, type Stats } from 'node:fs';
+import { settled } from '../concurrency.js';
 
 export interface FileCalls {
   /** The entry's Stats, or undefined when it does not exist (ENOENT). */
@@ -30,14 +31,6 @@ export const threadPoolCalls: FileCalls = {
   rename: (from, to) => fsp.rename(from, to),
 };
 
-/** A synchronous call as a settled promise: callers keep one shape for both kinds. */
-export function settled<T>(call: () => T): Promise<T> {
-  try {
-    return Promise.resolve(call());
-  } catch (error) {
-    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-  }
-}
 
 export const inlineCalls: FileCalls = {
   // No exception for the common "not there": a lookup after a claim usually finds nothing.

@@ -40,7 +40,7 @@ import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
 import { removeStaleStaging, STAGING_PREFIX } from './stale-staging.js';
 import { coalesceWrites } from './coalesced-writes.js';
-import { settled } from './file-calls.js';
+import { settled } from '../concurrency.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
 
 const TRACE = process.env['PIECEWORK_SFTP_TRACE'] === '1';

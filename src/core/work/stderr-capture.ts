@@ -9,7 +9,7 @@
  */
 import { fstatSync, ftruncateSync, promises as fs, readSync } from 'node:fs';
 import { randomHex } from '../random-hex.js';
-import { settled } from '../store/file-calls.js';
+import { settled } from '../concurrency.js';
 import os from 'node:os';
 import path from 'node:path';
 

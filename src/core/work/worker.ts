@@ -54,11 +54,12 @@ export interface WorkReport {
 
 export async function work(options: WorkOptions): Promise<WorkReport> {
   const lanes = checkWorkOptions(options);
+  const workerId = workerIdFor(HOST, process.pid);
   const opening = options.store ? Promise.resolve(options.store) : openJobStore(options.job);
   opening.catch(() => {}); // awaited below
   // This host's part of the lanes is made while a network store connects (local-lanes.ts).
   const localJob = isRemoteAddress(options.job) ? undefined : (await opening).localPath('top', '');
-  const localLanes = LocalLanes.open({ lanes, workerId: workerIdFor(HOST, process.pid), env: process.env, warm: Boolean(options.warm), localJob });
+  const localLanes = LocalLanes.open({ lanes, workerId, env: process.env, warm: Boolean(options.warm), localJob });
   localLanes.catch(() => {}); // awaited by the worker, or settled below
   let store: JobStore;
   try {
@@ -69,7 +70,7 @@ export async function work(options: WorkOptions): Promise<WorkReport> {
   }
   // The clock is measured while the job is read: neither needs the other, and each is round trips
   // on a network store. The job's own errors (not a job, a STOP file) are the ones reported.
-  const clock = store.measureClock(workerIdFor(HOST, process.pid));
+  const clock = store.measureClock(workerId);
   clock.catch(() => {}); // awaited by the worker, or settled below
   try {
     const [manifest, stopRequested] = await Promise.all([readManifest(store), store.lookup('top', STOP_FILE)]);
