@@ -276,3 +276,12 @@ export async function profileStep(profile: string[], what: string, step: () => P
     profile.push(`${what}: could not be measured (${(error as Error).message.split('\n')[0]})`);
   }
 }
+
+/** What one fork+exec costs node here: the floor a process per chunk pays, before any Python. */
+export async function spawnCostMs(count: number): Promise<number> {
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    await new Promise<void>((resolve, reject) => spawn('/bin/true', [], { stdio: 'ignore' }).once('exit', () => resolve()).once('error', reject));
+  }
+  return (performance.now() - started) / count;
+}

@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { leftovers, runCleanups } from '../test/helpers/cleanup.js';
-import { fmtMs, fmtRatio, med, median, pieceworkBundle, repoRoot, type Row, type Scenario, type ScenarioResult } from './lib.js';
+import { fmtMs, fmtRatio, med, median, pieceworkBundle, repoRoot, spawnCostMs, type Row, type Scenario, type ScenarioResult } from './lib.js';
 import { local } from './scenarios/local.js';
 import { sshfsLatency } from './scenarios/sshfs.js';
 import { splitMerge } from './scenarios/split-merge.js';
@@ -63,6 +63,26 @@ function usage(problem?: string): never {
   ].join('\n');
   process.stderr.write((problem ? `bench: ${problem}\n` : '') + text + '\n');
   process.exit(problem ? 2 : 0);
+}
+
+/** The machine's CPU time so far (USER_HZ ticks), from /proc/stat: all of it, and the part stolen. */
+function cpuTimes(): { total: number; steal: number } | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * On a virtual machine the hypervisor may run other guests on "our" CPUs (steal time): CPU-bound
+ * rows slow down, rows that wait on round trips hardly, so ratios between them move with it.
+ */
+function stealNote(before: ReturnType<typeof cpuTimes>, after: ReturnType<typeof cpuTimes>, what: string): string {
+  if (!before || !after || after.total <= before.total) return `CPU steal during ${what}: not measured`;
+  const share = (100 * (after.steal - before.steal)) / (after.total - before.total);
+  return `CPU steal during ${what}: ${share.toFixed(1)} % of the CPUs' time went to other guests of the host (/proc/stat)`;
 }
 
 function machine(): Record<string, string> {
@@ -191,6 +211,7 @@ function renderMarkdown(info: Record<string, string>, results: ScenarioResult[],
 function renderSummary(info: Record<string, string>, results: ScenarioResult[]): string {
   const out: string[] = [];
   out.push(`Last full run: ${info.date}, ${info.cpu}, ${info.memory}, Node ${info.node}, piecework ${info.piecework}. Details and profiles: [RESULTS.md](RESULTS.md).`, '');
+  if (info.spawn || info.steal) out.push([info.spawn, info.steal].filter(Boolean).map((s) => `${s![0]!.toUpperCase()}${s!.slice(1)}.`).join(' '), '');
   out.push('| target (issue 4) | status | measured |', '|---|---|---|');
   for (const r of results) for (const t of r.targets) out.push(`| ${t.target} | ${mark(t.met)} | ${t.detail.replaceAll('|', '\\|')} |`);
   for (const [i, r] of results.entries()) {
@@ -234,10 +255,17 @@ async function main(): Promise<void> {
   }
 
   const results: ScenarioResult[] = [];
+  // How dear a process start is on this machine now: it swings several-fold between runs on
+  // shared hosts, and every row that starts a process per chunk moves with it.
+  const spawnAtStart = await spawnCostMs(200);
+  const runTimes = cpuTimes();
   for (const scenario of selected) {
     ctx.log(`${scenario.name}: ${scenario.title}`);
+    const before = cpuTimes();
     try {
-      results.push(await scenario.run(ctx));
+      const result = await scenario.run(ctx);
+      result.notes.push(stealNote(before, cpuTimes(), 'this scenario'));
+      results.push(result);
     } catch (error) {
       const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
       ctx.log(`${scenario.name} FAILED: ${message}`);
@@ -247,6 +275,8 @@ async function main(): Promise<void> {
     }
   }
 
+  if (runTimes && cpuTimes()) info.steal = stealNote(runTimes, cpuTimes(), 'the whole run');
+  info.spawn = `node spawns /bin/true in ${spawnAtStart.toFixed(2)} ms at the start of the run, ${(await spawnCostMs(200)).toFixed(2)} ms at its end (200 in a row)`;
   const left = leftovers();
   const remains = [...left.processes.map((p) => `process ${p.pid} ${p.cmdline}`), ...left.mounts, ...left.netns, ...left.links, ...left.tempDirs];
   if (remains.length) ctx.log(`WARNING: left behind: ${remains.join('; ')}`);

@@ -4,11 +4,11 @@
 // against one process per item (piecework without --warm, GNU parallel) — those run a sample of
 // the items, scaled up, since 400 model builds would take minutes to say the same thing. Then
 // piecework's own cost per chunk with --warm: 5000 chunks through a program that only copies.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from '../../test/helpers/tmp.js';
-import { atMost, fmtMs, isTool, med, pieceworkBin, repoRoot, Rows, runTimed, type Scenario, type ScenarioResult } from '../lib.js';
+import { atMost, fmtMs, isTool, med, pieceworkBin, repoRoot, Rows, runTimed, spawnCostMs, type Scenario, type ScenarioResult } from '../lib.js';
 
 const LANES = 2;
 const python = '/usr/bin/python3';
@@ -22,15 +22,6 @@ function hasModule(name: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** What one fork+exec costs node here: the floor a process per chunk pays, before any Python. */
-async function spawnCostMs(count: number): Promise<number> {
-  const started = performance.now();
-  for (let i = 0; i < count; i++) {
-    await new Promise<void>((resolve, reject) => spawn('/bin/true', [], { stdio: 'ignore' }).once('exit', () => resolve()).once('error', reject));
-  }
-  return (performance.now() - started) / count;
 }
 
 export const warm: Scenario = {
