@@ -82,11 +82,34 @@ test('the servers start in the mode asked for', async () => {
 });
 
 test('argv reaches exec intact: spaces, newlines, quotes, $, globs, backslashes, non-ASCII', async () => {
-  const tricky = ['two words', 'new\nline', "it's", '"dq"', '$HOME', '$(touch /tmp/pw-pwned)', '`id`', '*', '~', '-n', 'a\\b', '\\n', 'é ü', '', "'", 'tab\there'];
+  const tricky = ['two words', 'new\nline', "it's", '"dq"', '$HOME', '$(touch /tmp/pw-pwned)', '`id`', '*', '~', '-n', 'a\\b', '\\n', 'é ü', '日本語 😀', "é'ü", '', "'", 'tab\there', '\r'];
   const result = await runEverywhere(['printf', '%s\\0', ...tricky]);
   assert.equal(result.ok, true);
   assert.deepEqual(result.output.split('\0').slice(0, -1), tricky);
   assert.equal(existsSync('/tmp/pw-pwned'), false);
+});
+
+test('a request longer than a pipe holds reaches exec whole', async () => {
+  // bash reads a counted request (shell-words.ts): a pipe hands it over in pieces of 64 KiB.
+  const long = ['x'.repeat(100_000), 'é'.repeat(20_000)];
+  const result = await runEverywhere(['printf', '%s\\0', ...long]);
+  assert.deepEqual(result.output.split('\0').slice(0, -1), long);
+});
+
+test('the bash server reads a request in a few system calls, not one per byte', async () => {
+  const bash = await (starters.bash as ForkServerStarter).ready();
+  assert.equal(bash, 'fork-server (bash)');
+  // The server is this process's child whose command name is bash; /proc/PID/io counts its reads.
+  const servers = execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(process.pid)]).toString().trim().split('\n').map((line) => line.trim().split(/\s+/)).filter(([, comm]) => comm === 'bash');
+  assert.equal(servers.length, 1, `one bash server among ${JSON.stringify(servers)}`);
+  const reads = () => Number(/^syscr: (\d+)$/m.exec(readFileSync(`/proc/${servers[0]![0]}/io`, 'utf8'))![1]);
+  const words = Array.from({ length: 100 }, (_, i) => `argument-${i}`); // a request of ~1.5 KB
+  await runOne(starters.bash!, ['true', ...words]);
+  const before = reads();
+  const result = await runOne(starters.bash!, ['true', ...words]);
+  assert.equal(result.ok, true);
+  const delta = reads() - before;
+  assert.ok(delta < 20, `${delta} reads for one request`);
 });
 
 test('stdin is the chunk, stdout the output; the PIECEWORK_ values are in the environment', async () => {

@@ -11,6 +11,7 @@
  * CGROUP, when not empty, is a cgroup.procs file the child writes 0 into (= itself) before it
  * execs the command: the command and all it starts live in the lane's cgroup from the first
  * instruction, and the worker's event loop does not wait on the cgroup's write lock.
+ * bash reads each request as an 8-digit byte count and that many bytes of the line (ASCII only).
  * STDIN and STDOUT are paths; the worker passes /proc/WORKER/fd/N for files it opened ahead.
  * STDOUT is opened with `1<>`, not `>`: the worker's file is new and empty, and a truncation by
  * `>` makes ext4 write the file out when it is closed (it takes it for a file being replaced), so
@@ -61,7 +62,15 @@ run() {
   echo "X $?" >&3
 }
 echo "R $mode" >&3
-while IFS= read -r line; do
-  eval "run $line"
-done
+if [ "$mode" = bash ]; then
+  # Counted requests (shell-words.ts countedRequest): two reads each, not one per byte.
+  # shellcheck disable=SC3045,SC3052 # bash only: this branch runs in bash
+  while read -r -N 8 n && read -r -N "$((10#$n))" line; do
+    eval "run $line"
+  done
+else
+  while IFS= read -r line; do
+    eval "run $line"
+  done
+fi
 `;

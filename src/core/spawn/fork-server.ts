@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { FORK_SERVER_SCRIPT } from './fork-server-script.js';
+import { countedRequest } from './shell-words.js';
 
 export type ForkServerMode = 'bash' | 'setsid';
 
@@ -121,7 +122,7 @@ export class ForkServer {
     this.#current = events;
     // Referenced while a command runs: the worker must not exit while waiting for its status.
     this.#busy();
-    this.#requests.write(line);
+    this.#requests.write(this.mode === 'bash' ? countedRequest(line) : line);
   }
 
   /** Ends the server: it exits at the end of its input; killed if it lingers. */
