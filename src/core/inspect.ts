@@ -23,6 +23,8 @@ export interface JobState {
   /** Chunks with their output, confirmed. */
   done: Set<string>;
   missing: string[];
+  /** Files in out/ that are the output of no chunk (a `.bak`, a copy): merge never reads them. */
+  stray: string[];
   running: ClaimState[];
   stale: ClaimState[];
   /** Failure records of chunks that have no output. */
@@ -68,6 +70,7 @@ export async function inspectJob(store: JobStore, options: { staleSeconds?: numb
     chunks: scan.chunks,
     done,
     missing: scan.chunks.filter((c) => !done.has(c)),
+    stray: scan.stray,
     running: running.sort(byName),
     stale: stale.sort(byName),
     failed: scan.failed.filter((f) => !done.has(f.chunk)).sort(byName),

@@ -21,11 +21,23 @@ export const LOOKUP_CONCURRENCY = 32;
 
 /** Chunks whose exact output name is in the listing of out/ (a hint). */
 export async function listedOutputs(store: JobStore, manifest: JobManifest, chunks: readonly string[]): Promise<Set<string>> {
+  return (await listOutputFolder(store, manifest, chunks)).listed;
+}
+
+/**
+ * The listing of out/ read both ways: which chunks have their output (a hint), and which files
+ * are not the output of any chunk — a `.bak`, a copied output, an output of another job. Those
+ * are never merged; verify names them so that whoever put them there knows they count for nothing.
+ */
+export async function listOutputFolder(store: JobStore, manifest: JobManifest, chunks: readonly string[]): Promise<{ listed: Set<string>; stray: string[] }> {
   const names = new Set<string>();
   for (const entry of await store.list('out')) if (!entry.directory) names.add(entry.name);
-  const done = new Set<string>();
-  for (const chunk of chunks) if (names.has(outputName(manifest, chunk))) done.add(chunk);
-  return done;
+  const listed = new Set<string>();
+  for (const chunk of chunks) {
+    const output = outputName(manifest, chunk);
+    if (names.delete(output)) listed.add(chunk);
+  }
+  return { listed, stray: [...names] };
 }
 
 /**

@@ -10,7 +10,7 @@ import { readHeartbeats, type HeartbeatRecord } from './heartbeat.js';
 import { mapBounded } from './concurrency.js';
 import { chunkNames, outputName, readManifest, type JobManifest } from './manifest.js';
 import { compareNatural, sortNatural } from './natural-order.js';
-import { confirmOutputs, listClaims, listedOutputs, listFailures } from './scan.js';
+import { confirmOutputs, listClaims, listFailures, listOutputFolder } from './scan.js';
 import type { JobStore } from './store/job-store.js';
 import { OWNER_SUFFIX, workerIdFor } from './store/layout.js';
 import { fixedMountClock, type MountClock } from './store/mount-clock.js';
@@ -54,6 +54,8 @@ export interface StatusScan {
   chunks: string[];
   /** Chunks that have their output (out/<chunk><ext>). */
   done: Set<string>;
+  /** Files in out/ (relative to it) that are the output of no chunk of this job: never merged. */
+  stray: string[];
   /** Claims of chunks that have no output yet, split by freshness. */
   running: ClaimState[];
   stale: ClaimState[];
@@ -92,8 +94,8 @@ export async function scanForStatus(store: JobStore, options: ScanOptions = {}):
   const now = clock.now();
   const chunks = chunkNames(manifest);
   const chunkSet = new Set(chunks);
-  const [listed, claims, failures, allHeartbeats, stopFile] = await Promise.all([
-    listedOutputs(store, manifest, chunks),
+  const [{ listed, stray }, claims, failures, allHeartbeats, stopFile] = await Promise.all([
+    listOutputFolder(store, manifest, chunks),
     listClaims(store, chunkSet),
     listFailures(store, chunkSet),
     readHeartbeats(store),
@@ -132,7 +134,7 @@ export async function scanForStatus(store: JobStore, options: ScanOptions = {}):
   });
   // Reads finish in any order; reports list chunks in the job's order.
   for (const list of [running, stale, failed]) list.sort((a, b) => compareNatural(a.chunk, b.chunk));
-  return { job: store.location, manifest, clock, now, staleSeconds, chunks, done, running, stale, failed, heartbeats, stopRequested: stopFile !== undefined };
+  return { job: store.location, manifest, clock, now, staleSeconds, chunks, done, stray: sortNatural(stray), running, stale, failed, heartbeats, stopRequested: stopFile !== undefined };
 }
 
 /** The output name of each done chunk (for verify's validator and merge). */

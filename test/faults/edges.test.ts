@@ -41,6 +41,11 @@ test('stray files in out/ (a .bak, a swap file, a copied output) are never merge
   const verify = await runPiecework(['verify', job, '--json']);
   assert.equal(verify.code, 0, verify.stderr);
   assert.equal(JSON.parse(verify.stdout).done, 6);
+  // Whoever copied them there learns that they count for nothing; the job is still complete.
+  assert.deepEqual(JSON.parse(verify.stdout).stray, ['000001 copy', '000003.bak', '000009', '.000002.swp']);
+  const told = await runPiecework(['verify', job]);
+  assert.equal(told.code, 0, told.stderr);
+  assert.match(told.stderr, /complete — 6\/6 chunks have output\n {2}ignored: 4 files in out\/ that are no chunk's output \(out\/000001 copy, out\/000003\.bak, out\/000009, …\) — merge never reads them\n/);
 });
 
 test('an output deleted by hand is missing, by name: verify says incomplete, merge refuses, --partial skips it', async () => {

@@ -14,6 +14,7 @@ function scanOf(chunks: string[], parts: Partial<StatusScan> = {}): StatusScan {
     staleSeconds: 60,
     chunks,
     done: new Set(),
+    stray: [],
     running: [],
     stale: [],
     failed: [],

@@ -68,6 +68,7 @@ function toJson(report: VerifyReport) {
     stale: s.stale,
     failed: s.failed,
     leftoverTemp: s.leftoverTemp,
+    stray: s.stray,
     bad: report.bad,
     requeued: report.requeued,
     stopRequested: s.stopRequested,
@@ -96,6 +97,10 @@ function render(report: VerifyReport, colored: boolean): string {
   if (report.bad.length) {
     lines.push(c.red(`  bad outputs (--check): ${report.bad.length}`));
     for (const bad of report.bad.slice(0, LIST_LIMIT)) lines.push(`    ${bad.chunk}: ${bad.reason}`);
+  }
+  if (s.stray.length) {
+    const shown = s.stray.slice(0, 3).map((name) => `out/${name}`).join(', ');
+    lines.push(c.dim(`  ignored: ${plural(s.stray.length, 'file')} in out/ that ${s.stray.length === 1 ? 'is' : 'are'} no chunk's output (${shown}${s.stray.length > 3 ? ', …' : ''}) — merge never reads them`));
   }
   if (s.leftoverTemp.length) lines.push(`  leftover temp files of dead workers: ${s.leftoverTemp.length} (verify --requeue removes them)`);
   if (s.stopRequested) lines.push(c.yellow('  a STOP file is present: workers take no new chunk (piecework stop --clear)'));
