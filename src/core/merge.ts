@@ -169,6 +169,13 @@ async function catInto(files: string[], fd: number, onBatch: (done: number) => v
     if (stderr) {
       // The reader closed its end (`merge | head`): not an error, as it is not for cat itself.
       if (/Broken pipe/i.test(stderr)) throw Object.assign(new Error('EPIPE'), { code: 'EPIPE' });
+      // cat says "write error" for its output and names the file for an input it cannot read.
+      if (/write error/i.test(stderr)) {
+        const full = /No space left/i.test(stderr);
+        throw new PieceworkError(`merge could not write its result: ${stderr.replace(/^cat: write error: /, '')}`, {
+          hint: full ? 'the disk the result goes to is full: free space there, or write the result elsewhere, and run the merge again' : 'check where the result goes (stdout or -o) and run the merge again',
+        });
+      }
       throw new PieceworkError(`merge failed: ${stderr}`, { hint: 'an output may have been removed during the merge (verify --requeue?); run the merge again' });
     }
     start = end;

@@ -139,3 +139,28 @@ test('disk full during commit: a clear message, nothing partial, and a rerun aft
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.equal((await runPiecework(['verify', job])).code, 0);
 });
+
+test('merge onto a full disk (stdout on /dev/full, or -o on a full tmpfs): it says the result could not be written, not that an output went missing, and leaves no partial -o file', async () => {
+  const input = path.join(root, 'merge-full.txt');
+  await fs.writeFile(input, Array.from({ length: 40 }, (_, i) => `${i}`).join('\n') + '\n');
+  const job = (await runPiecework(['split', input, '--lines', '4', '--into', path.join(root, 'merge-full-job')])).stdout.trim();
+  assert.equal((await runPiecework(['work', job, '-q', '--', 'cat'])).code, 0);
+
+  const toFull = await runPiecework(['merge', job], { wrapper: ['sh', '-c', 'exec "$@" > /dev/full', 'sh'] });
+  assert.equal(toFull.code, 1, toFull.stderr);
+  assert.match(toFull.stderr, /^piecework: merge could not write its result: No space left on device\n {2}the disk the result goes to is full/);
+  assert.doesNotMatch(toFull.stderr, /output may have been removed|this is a bug/);
+  noStack(toFull.stderr);
+
+  const disk = path.join(root, 'merge-small');
+  await fs.mkdir(disk);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', `pw-merge-small-${process.pid}`, disk]);
+  mounts.push(disk);
+  // Fill it to the last block (the write that does not fit fails, which is the point).
+  await fs.writeFile(path.join(disk, 'filler'), Buffer.alloc(128 * 1024)).catch(() => {});
+  const toFile = await runPiecework(['merge', job, '-o', path.join(disk, 'all.txt')]);
+  assert.equal(toFile.code, 1, toFile.stderr);
+  assert.match(toFile.stderr, /merge could not write its result: No space left on device/);
+  noStack(toFile.stderr);
+  assert.deepEqual(await fs.readdir(disk), ['filler'], 'no partial result, no temp file');
+});
