@@ -35,7 +35,7 @@ describe('posix store over sshfs', { skip: missing ? `skipped: ${missing} (apt-g
     newJob: (name) => ({ address: path.join(mount.mountPoint, name), backing: path.join(sshd.root, name) }),
     closeEndsOperations: false,
     stagesCopies: false,
-    // and sshfs answers ESTALE to a reader whose open races a rename over the file (seen here).
-    knownGaps: ['release-right-after-takeover', 'takeover-within-owner-delay', 'estale-on-concurrent-replace'],
+    // sshfs answers ESTALE to a reader whose open races a rename over the file (seen here).
+    knownGaps: ['estale-on-concurrent-replace'],
   }));
 });

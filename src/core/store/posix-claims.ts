@@ -10,16 +10,17 @@
  * - The lock is for efficiency only. It cannot guarantee exclusivity (a stalled holder, an sshfs
  *   attribute cache showing an old mtime), so every attempt writes a unique temp file and commits
  *   by rename: two holders waste work, they never corrupt or duplicate an output.
- * - A holder learns it lost the claim from proper-lockfile (its mtime changed or the lock went) or
- *   from the owner record (another token): then it stops the chunk and must not remove the lock,
- *   which is no longer its own.
+ * - A holder learns it lost the claim from proper-lockfile (its mtime changed or the lock went),
+ *   from the lock folder (another inode or birth time: a taker made it anew — the only sign during
+ *   the taker's first second, before its owner record exists), or from the owner record (another
+ *   token): then it stops the chunk and must not remove the lock, which is no longer its own.
  * - A claim made on this host, in this boot (the owner record's host and boot id are ours), by a
  *   pid that no longer exists is dead at once: a rerun after `kill -9` need not wait `staleMs`.
  *   Claims younger than OWNER_RECORD_DELAY_MS have no owner record, so they still wait. The one
  *   who takes such a claim first moves its owner record away by a rename, which only one
  *   contender can win; only the winner removes the lock, and claims it again by mkdir.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { errorCode } from '../errors.js';
@@ -80,9 +81,13 @@ export class Claim implements StoreClaim {
     for (const listener of this.#lostListeners.splice(0)) listener(reason);
   }
 
-  /** Whether the owner record still carries our token (one small read). */
+  /** Whether the lock folder is still the one we made and the owner record still carries our token (a stat, one small read). */
   async stillOurs(): Promise<boolean> {
     if (this.#lost) return false;
+    if (!(await this.#book.lockIsOurs(this.chunk))) {
+      this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      return false;
+    }
     if (!this.#ownerWritten) return true;
     await this.#ownerWritten;
     const token = await readOwnerToken(this.#book.layout.ownerPath(this.chunk));
@@ -114,6 +119,9 @@ export class Claim implements StoreClaim {
   async release(): Promise<void> {
     clearInterval(this.#watch);
     clearTimeout(this.#ownerTimer);
+    // A taker that judged us dead made the lock anew, and for its first second it has no owner
+    // record of its own to tell us so: the lock folder does (one stat).
+    if (!this.#lost && !(await this.#book.lockIsOurs(this.chunk))) this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
     if (this.#ownerWritten && !this.#lost) {
       await this.#ownerWritten.catch(() => {});
       // unlink, not rm: rm looks before it leaps, one more round trip on a mount.
@@ -128,6 +136,8 @@ export class Claim implements StoreClaim {
   }
 }
 
+let booksMade = 0;
+
 export class ClaimBook implements Claims {
   readonly layout: JobLayout;
   readonly settings: ClaimSettings;
@@ -135,8 +145,24 @@ export class ClaimBook implements Claims {
   readonly #makeGroupFolder: (group: string) => Promise<void>;
   readonly clock: MountClock;
   readonly #fs: ReturnType<typeof mountTimeFs>;
+  /** The same calls without the bookkeeping below: our own look at a lock is not proper-lockfile's. */
+  readonly #plainFs: ReturnType<typeof mountTimeFs>;
   /** Lock paths we lost: removing them would delete the new holder's claim. */
   readonly #abandoned = new Set<string>();
+  /**
+   * Each lock we hold as we made it (proper-lockfile's stat right after its mkdir) and the mtimes
+   * we gave it since, in proper-lockfile's clock. A folder made anew by a taker has another inode
+   * (sshfs numbers nodes afresh) or birth time (ext4), or at least another mtime (NFS). The
+   * mtime alone is not enough: proper-lockfile's first lock in a process is stamped a whole second
+   * + 5 ms, so two first locks within one second share it, and mtimes may be whole seconds.
+   */
+  readonly #stamps = new Map<string, LockStamp>();
+  /**
+   * proper-lockfile keeps one table of held locks per process, keyed by the name it is given:
+   * two books on one job in one process (the library used twice, the store tests) would release
+   * each other's locks. Each book names its locks apart; `lockfilePath` is the real folder.
+   */
+  readonly #lockKeySuffix = `#claims${++booksMade}`;
   readonly #madeDirs = new Set<string>();
 
   /** `inline`: the folder is on a local disk, where proper-lockfile's calls are made inline (file-calls.ts). */
@@ -147,18 +173,59 @@ export class ClaimBook implements Claims {
     this.identity = identity;
     this.clock = clock;
     const base = mountTimeFs(clock, inline ? inlineCallbackFs : undefined);
+    this.#plainFs = base;
     const abandoned = this.#abandoned;
+    const stamps = this.#stamps;
     this.#fs = {
       ...base,
       rmdir(dir: string, callback: (error: NodeJS.ErrnoException | null) => void) {
+        stamps.delete(dir);
         if (abandoned.delete(dir)) return callback(null);
         base.rmdir(dir, callback);
+      },
+      stat(file: string, callback: (error: NodeJS.ErrnoException | null, stat?: Stats) => void) {
+        base.stat(file, (error, stat) => {
+          const stamp = stamps.get(file);
+          // The first look is the one right after our mkdir (a contender's look at a lock it does
+          // not get is dropped by claim()); a later one is an update's, which may see a taker's.
+          if (!error && !stamp) stamps.set(file, { ino: stat.ino, birthtimeMs: stat.birthtimeMs, mtimes: [stat.mtime.getTime()] });
+          else if (!error && stamp) stamp.remade = !sameFolder(stamp, stat);
+          callback(error, stat);
+        });
+      },
+      utimes(file: string, atime: Date, mtime: Date, callback: (error: NodeJS.ErrnoException | null) => void) {
+        const stamp = stamps.get(file);
+        // proper-lockfile judges by mtime alone and would keep a taker's lock fresh as its own
+        // when the two mtimes agree (whole seconds); refused, it calls the lock compromised.
+        if (stamp?.remade) return callback(Object.assign(new Error(`${file} was made anew by another worker`), { code: 'ENOENT' }));
+        // Ours from the moment it is asked for: a look between the write and its callback must
+        // not take our own update for a taker's folder. The two latest are kept.
+        if (stamp) stamp.mtimes = [stamp.mtimes.at(-1)!, mtime.getTime()];
+        base.utimes(file, atime, mtime, callback);
       },
     } as typeof base;
   }
 
   abandon(chunk: string): void {
-    this.#abandoned.add(this.layout.lockPath(chunk));
+    const lockPath = this.layout.lockPath(chunk);
+    // Kept, marked: proper-lockfile's next update of it fails instead of freshening a taker's.
+    const stamp = this.#stamps.get(lockPath);
+    if (stamp) stamp.remade = true;
+    this.#abandoned.add(lockPath);
+  }
+
+  /**
+   * Whether the lock on disk is still the folder we made: its inode and birth time, or where the
+   * file system gives no birth time (NFS, sshfs), also an mtime we gave it. A taker between this
+   * stat and our rmdir (microseconds) is not seen; a failed stat is not proof of loss.
+   */
+  lockIsOurs(chunk: string): Promise<boolean> {
+    const lockPath = this.layout.lockPath(chunk);
+    const stamp = this.#stamps.get(lockPath);
+    if (stamp === undefined) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      this.#plainFs.stat(lockPath, (error, stat) => resolve(error ? true : sameFolder(stamp, stat) && (stamp.birthtimeMs !== 0 || stamp.mtimes.includes(stat.mtime.getTime()))));
+    });
   }
 
   /** Claim a chunk: the Claim, or undefined when another live worker holds it. */
@@ -167,6 +234,7 @@ export class ClaimBook implements Claims {
     // proper-lockfile may call back before lock() returns: the claim is looked up when it does.
     const made: { claim?: Claim } = {};
     let release: () => Promise<void>;
+    this.#stamps.delete(lockPath);
     try {
       release = await this.#lock(lockPath, (error) => made.claim?.markLost(error));
     } catch (error) {
@@ -175,12 +243,15 @@ export class ClaimBook implements Claims {
       // our mkdir: the lock just made was removed before it (a requeue or takeover that judged
       // the old one); busy. ENOENT from the mkdir itself: locks/ is gone (removed by hand), an
       // error — taken for busy, every claim would be, and the worker would wait for ever.
+      // A contender's look at a lock it did not get is not a stamp of ours.
+      this.#stamps.delete(lockPath);
       if (code === 'ENOENT' && (error as NodeJS.ErrnoException).syscall === 'stat') return undefined;
       if (code !== 'ELOCKED' && code !== 'ESTALE' && code !== 'EEXIST') throw error;
       if (code !== 'ELOCKED' || !(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
       try {
         release = await this.#lock(lockPath, (lost) => made.claim?.markLost(lost));
       } catch (again) {
+        this.#stamps.delete(lockPath);
         const againCode = errorCode(again);
         if (againCode === 'ELOCKED' || againCode === 'ESTALE' || againCode === 'EEXIST') return undefined;
         throw again;
@@ -236,7 +307,7 @@ export class ClaimBook implements Claims {
       onCompromised,
     };
     try {
-      return await lockfile.lock(lockPath, options);
+      return await lockfile.lock(lockPath + this.#lockKeySuffix, options);
     } catch (error) {
       // A grouped chunk's lock folder (locks/<group>/) is made on first use.
       if (errorCode(error) !== 'ENOENT') throw error;
@@ -248,9 +319,23 @@ export class ClaimBook implements Claims {
         await this.#makeGroupFolder(path.relative(this.layout.locksDir, parent).split(path.sep).join('/'));
         this.#madeDirs.add(parent);
       }
-      return await lockfile.lock(lockPath, options);
+      return await lockfile.lock(lockPath + this.#lockKeySuffix, options);
     }
   }
+}
+
+interface LockStamp {
+  ino: number;
+  /** 0 where the file system does not say. */
+  birthtimeMs: number;
+  /** The mtime it was made with, then the two latest we gave it. */
+  mtimes: number[];
+  /** An update's look found another folder: not ours to keep fresh. */
+  remade?: boolean;
+}
+
+function sameFolder(stamp: LockStamp, stat: Stats): boolean {
+  return stat.ino === stamp.ino && stat.birthtimeMs === stamp.birthtimeMs;
 }
 
 async function readOwnerToken(ownerPath: string): Promise<string | undefined> {
