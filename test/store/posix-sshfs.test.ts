@@ -35,7 +35,9 @@ describe('posix store over sshfs', { skip: missing ? `skipped: ${missing} (apt-g
     newJob: (name) => ({ address: path.join(mount.mountPoint, name), backing: path.join(sshd.root, name) }),
     closeEndsOperations: false,
     stagesCopies: false,
-    // sshfs answers ESTALE to a reader whose open races a rename over the file (seen here).
-    knownGaps: ['estale-on-concurrent-replace'],
+    // sshfs answers ESTALE to a reader whose open races a rename over the file (seen here). Over a
+    // mount a claim younger than half the stale period is released without a look at its folder
+    // (a round trip per chunk): a takeover of it needs a lock whose mtime was set back by hand.
+    knownGaps: ['estale-on-concurrent-replace', 'release-right-after-takeover'],
   }));
 });

@@ -184,7 +184,9 @@ export class PosixJobStore implements JobStore {
   async claims(settings: ClaimSettings, clock: MountClock, owner: ClaimOwner): Promise<Claims> {
     // Loaded only by workers: status, verify and merge never claim (nor load proper-lockfile).
     const { ClaimBook } = await import('./posix-claims.js');
-    return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent), this.#onLocalDisk);
+    // Asked again: a store opened before its job folder existed could not tell (realpath fails).
+    const onLocalDisk = this.#onLocalDisk || isOnLocalDisk(this.location);
+    return new ClaimBook(this.layout, settings, clock, owner, (parent) => this.#makeGroupFolders('locks', parent), onLocalDisk);
   }
 
   newChunkFile(): Promise<PendingChunk> {
