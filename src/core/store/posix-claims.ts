@@ -195,7 +195,7 @@ export class ClaimBook implements Claims {
           // The first look is the one right after our mkdir (a contender's look at a lock it does
           // not get is dropped by claim()); a later one is an update's, which may see a taker's.
           if (!error && !stamp) stamps.set(file, { ino: stat.ino, birthtimeMs: stat.birthtimeMs, mtimes: [stat.mtime.getTime()] });
-          else if (!error && stamp) stamp.remade = !sameFolder(stamp, stat);
+          else if (!error && stamp) stamp.remade ||= !sameFolder(stamp, stat);
           callback(error, stat);
         });
       },
