@@ -21,7 +21,10 @@ def run(in_path, out_path):
 if __name__ == "__main__":
     chunks, out, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.makedirs(out, exist_ok=True)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    # Its scratch space beside the job, which the bench removes (by default Dask leaves
+    # dask-worker-space/ with two lock files in /tmp).
+    space = os.path.join(os.path.dirname(os.path.abspath(out)), "dask-space")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, local_directory=space) as cluster, Client(cluster) as client:
         client.register_worker_plugin(Model())
         names = sorted(os.listdir(chunks))
         futures = client.map(run, [os.path.join(chunks, n) for n in names], [os.path.join(out, n) for n in names], pure=False)
