@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { registerCleanup } from './cleanup.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -88,6 +88,14 @@ export function startPiecework(args: string[], options: RunOptions = {}): ChildP
   });
   if (options.input !== undefined) child.stdin.end(options.input);
   else child.stdin.end();
+  // faketime keeps its shared clock in /dev/shm under its pid and removes it when it exits by
+  // itself; a test that kills the group (SIGKILL) would leave the two files behind.
+  if (argv[0] === 'faketime' && child.pid !== undefined) {
+    const pid = child.pid;
+    child.once('exit', () => {
+      for (const name of [`faketime_shm_${pid}`, `sem.faketime_sem_${pid}`]) rmSync(path.join('/dev/shm', name), { force: true });
+    });
+  }
   return child;
 }
 
