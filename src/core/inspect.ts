@@ -7,7 +7,7 @@ import { isWorkerAlive, type HeartbeatRecord } from './heartbeat.js';
 import type { JobManifest } from './manifest.js';
 import { confirmOutputs, listTemp } from './scan.js';
 import { scanForStatus, type ClaimState, type FailureState } from './status-scan.js';
-import { compareNatural } from './natural-order.js';
+import { compareNatural, sortNatural } from './natural-order.js';
 import type { JobStore } from './store/job-store.js';
 import { parseTempName, parseLaneTempDir, parseWriteTempName, workerIdFor, HOST } from './store/layout.js';
 import type { MountClock } from './store/mount-clock.js';
@@ -70,7 +70,8 @@ export async function inspectJob(store: JobStore, options: { staleSeconds?: numb
     chunks: scan.chunks,
     done,
     missing: scan.chunks.filter((c) => !done.has(c)),
-    stray: scan.stray,
+    // Sorted here, for verify's report: status and the dashboard rescan often and never show them.
+    stray: sortNatural([...scan.stray]),
     running: running.sort(byName),
     stale: stale.sort(byName),
     failed: scan.failed.filter((f) => !done.has(f.chunk)).sort(byName),

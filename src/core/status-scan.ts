@@ -54,7 +54,7 @@ export interface StatusScan {
   chunks: string[];
   /** Chunks that have their output (out/<chunk><ext>). */
   done: Set<string>;
-  /** Files in out/ (relative to it) that are the output of no chunk of this job: never merged. */
+  /** Files in out/ (relative to it) that are the output of no chunk of this job: never merged. In listing order. */
   stray: string[];
   /** Claims of chunks that have no output yet, split by freshness. */
   running: ClaimState[];
@@ -134,7 +134,7 @@ export async function scanForStatus(store: JobStore, options: ScanOptions = {}):
   });
   // Reads finish in any order; reports list chunks in the job's order.
   for (const list of [running, stale, failed]) list.sort((a, b) => compareNatural(a.chunk, b.chunk));
-  return { job: store.location, manifest, clock, now, staleSeconds, chunks, done, stray: sortNatural(stray), running, stale, failed, heartbeats, stopRequested: stopFile !== undefined };
+  return { job: store.location, manifest, clock, now, staleSeconds, chunks, done, stray, running, stale, failed, heartbeats, stopRequested: stopFile !== undefined };
 }
 
 /** The output name of each done chunk (for verify's validator and merge). */

@@ -81,18 +81,22 @@ export class Claim implements StoreClaim {
     for (const listener of this.#lostListeners.splice(0)) listener(reason);
   }
 
+  #takenOver(): void {
+    this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+  }
+
   /** Whether the lock folder is still the one we made and the owner record still carries our token (a stat, one small read). */
   async stillOurs(): Promise<boolean> {
     if (this.#lost) return false;
     if (!(await this.#book.lockIsOurs(this.chunk))) {
-      this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      this.#takenOver();
       return false;
     }
     if (!this.#ownerWritten) return true;
     await this.#ownerWritten;
     const token = await readOwnerToken(this.#book.layout.ownerPath(this.chunk));
     if (token !== undefined && token !== this.token) {
-      this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+      this.#takenOver();
       return false;
     }
     return true;
@@ -124,7 +128,7 @@ export class Claim implements StoreClaim {
     // a round trip or more per chunk (sshfs: ~6 requests, +80 % time at 10 ms in `make bench`),
     // so there only a claim old enough to have been taken over at all looks (as before a commit).
     const mayBeTaken = this.#book.onLocalDisk || this.oldEnoughToCheck;
-    if (!this.#lost && mayBeTaken && !(await this.#book.lockIsOurs(this.chunk))) this.markLost(new Error(`claim on ${this.chunk} was taken over by another worker`));
+    if (!this.#lost && mayBeTaken && !(await this.#book.lockIsOurs(this.chunk))) this.#takenOver();
     if (this.#ownerWritten && !this.#lost) {
       await this.#ownerWritten.catch(() => {});
       // unlink, not rm: rm looks before it leaps, one more round trip on a mount.
