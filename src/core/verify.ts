@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { ignoreEvents, type EventSink } from './events.js';
 import { inspectJob, isComplete, type JobState } from './inspect.js';
-import { PieceworkError, UsageError } from './errors.js';
+import { ExitStatus, PieceworkError, UsageError } from './errors.js';
 import { outputName } from './manifest.js';
 import { compareNatural } from './natural-order.js';
 import type { JobStore } from './store/job-store.js';
@@ -81,8 +81,9 @@ async function checkOutputs(store: JobStore, state: JobState, argv: string[], la
         const tail = String(result.stderr ?? '').trim().split('\n').slice(-1)[0] ?? '';
         const notRun = validatorDidNotRun(result, args[0]!);
         if (notRun) {
-          cannotRun ??= new CheckNotRunError(`the validator did not run on ${item.chunk}: ${notRun}${tail ? ` (${tail})` : ''}`, {
+          cannotRun ??= new CheckNotRunError(`the validator did not run on ${item.chunk}: ${notRun.why}${tail ? ` (${tail})` : ''}`, {
             hint: 'nothing was judged bad and nothing was removed; fix the validator command (is it installed, on PATH, executable?) and run verify again',
+            exitStatus: notRun.exitStatus,
           });
           return;
         }
@@ -100,15 +101,17 @@ async function checkOutputs(store: JobStore, state: JobState, argv: string[], la
 /**
  * Why a validator's run proves nothing about the output, or undefined when it judged: a spawn
  * error, a signal (killed: OOM, a timeout, Ctrl-C), or the shell's 126/127 (not executable, not
- * found) — an exit status a validator does not give for a bad output.
+ * found) — an exit status a validator does not give for a bad output. Not found and not
+ * executable end verify with 127 and 126, as a shell would: 1 means bad outputs, and a script
+ * that requeues on 1 must not take a typo for a verdict.
  */
-function validatorDidNotRun(result: { code?: string; signal?: string; exitCode?: number }, command: string): string | undefined {
-  if (result.code === 'ENOENT') return `validator not found: ${command}`;
-  if (result.code === 'EACCES') return `validator not executable: ${command}`;
-  if (result.signal) return `it was killed by ${result.signal}`;
-  if (result.exitCode === 127) return 'it exited 127 (command not found)';
-  if (result.exitCode === 126) return 'it exited 126 (command not executable)';
-  if (result.exitCode === undefined) return 'it could not be started';
+function validatorDidNotRun(result: { code?: string; signal?: string; exitCode?: number }, command: string): { why: string; exitStatus: number } | undefined {
+  if (result.code === 'ENOENT') return { why: `validator not found: ${command}`, exitStatus: 127 };
+  if (result.code === 'EACCES') return { why: `validator not executable: ${command}`, exitStatus: 126 };
+  if (result.exitCode === 127) return { why: 'it exited 127 (command not found)', exitStatus: 127 };
+  if (result.exitCode === 126) return { why: 'it exited 126 (command not executable)', exitStatus: 126 };
+  if (result.signal) return { why: `it was killed by ${result.signal}`, exitStatus: ExitStatus.failure };
+  if (result.exitCode === undefined) return { why: 'it could not be started', exitStatus: ExitStatus.failure };
   return undefined;
 }
 

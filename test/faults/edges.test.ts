@@ -112,11 +112,19 @@ test('a validator whose name is mistyped deletes nothing: verify --check --reque
   const before = filesUnder(path.join(job, 'out'));
   for (const validator of [['no-such-validator-xyz', '{out}'], ['sh', '-c', 'exec no-such-validator-xyz']]) {
     const verify = await runPiecework(['verify', job, '--check', '--requeue', '--', ...validator]);
-    assert.equal(verify.code, 1, verify.stderr);
+    // 127 as a shell says it, not 1: a script that requeues on "bad outputs" must not act on a typo.
+    assert.equal(verify.code, 127, verify.stderr);
     assert.match(verify.stderr, /did not run/);
     noStack(verify.stderr);
     assert.deepEqual(filesUnder(path.join(job, 'out')), before, 'every output is still there');
   }
+  // Not executable: 126, and nothing removed either.
+  const notExecutable = path.join(root, 'validator-not-executable.sh');
+  await fs.writeFile(notExecutable, '#!/bin/sh\nexit 1\n', { mode: 0o644 });
+  const denied = await runPiecework(['verify', job, '--check', '--requeue', '--', notExecutable, '{out}']);
+  assert.equal(denied.code, 126, denied.stderr);
+  assert.match(denied.stderr, /did not run.*not executable/);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), before, 'every output is still there');
   // A validator that judges still requeues what it finds bad.
   const judge = await runPiecework(['verify', job, '--check', '--requeue', '--', 'sh', '-c', 'grep -qv 2 "$1"', 'sh', '{out}']);
   assert.equal(judge.code, 3, judge.stderr);

@@ -32,7 +32,7 @@ const command: CommandModule<object, VerifyArgs> = {
       .example('$0 verify jobs/score && piecework merge jobs/score > out.tsv', 'merge only a complete job')
       .example('$0 verify jobs/score --missing | head', 'which chunks are left')
       .example('$0 verify jobs/x --check --requeue -- python3 -m json.tool {out}', 'validate every output, requeue the bad ones')
-      .epilogue('Exit status: 0 complete (and valid with --check); 3 incomplete; 1 bad outputs found by --check.'),
+      .epilogue('Exit status: 0 complete (and valid with --check); 3 incomplete; 1 bad outputs found by --check; 127/126 the validator was not found / not executable (nothing judged, nothing removed).'),
   handler: async (argv) => {
     const context = getContext();
     // Loaded here, not at start-up: every command pays for what main.ts imports (see main.ts).
