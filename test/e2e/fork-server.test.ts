@@ -14,6 +14,7 @@ import { FORK_SERVER_SCRIPT } from '../../src/core/spawn/fork-server-script.js';
 import { ForkServerStarter } from '../../src/core/spawn/fork-server-starter.js';
 import { nodeStarter } from '../../src/core/spawn/node-starter.js';
 import { StderrCapture } from '../../src/core/work/stderr-capture.js';
+import { StopSignal } from '../../src/core/work/stop-signal.js';
 import { ChunkCgroup } from '../../src/core/work/chunk-cgroup.js';
 import { runCleanups } from '../helpers/cleanup.js';
 import { runPiecework } from '../helpers/cli.js';
@@ -39,7 +40,7 @@ interface Ran extends ChunkRunResult {
 }
 
 /** One chunk whose data is `input`, run with `argv` through `starter`; its output read back. */
-async function runOne(starter: CommandStarter, argv: string[], options: { input?: string; timeoutMs?: number; signal?: AbortSignal; files?: string[]; opened?: (tempOutput: string) => void } = {}): Promise<Ran> {
+async function runOne(starter: CommandStarter, argv: string[], options: { input?: string; timeoutMs?: number; stop?: StopSignal; files?: string[]; opened?: (tempOutput: string) => void } = {}): Promise<Ran> {
   const n = ++serial;
   const chunkPath = path.join(root, `chunk-${n}`);
   const tempOutput = path.join(root, `out-${n}`);
@@ -50,7 +51,7 @@ async function runOne(starter: CommandStarter, argv: string[], options: { input?
   try {
     const result = await runChunk(
       template,
-      { chunk: `c${n}`, chunkPath, files: options.files, tempOutput, job: root, attempt: 1, lane: 0, worker: 'w', timeoutMs: options.timeoutMs, signal: options.signal ?? new AbortController().signal, stderr, starter },
+      { chunk: `c${n}`, chunkPath, files: options.files, tempOutput, job: root, attempt: 1, lane: 0, worker: 'w', timeoutMs: options.timeoutMs, stop: options.stop ?? new StopSignal(), stderr, starter },
       io,
     );
     return { ...result, output: existsSync(tempOutput) ? readFileSync(tempOutput, 'utf8') : '' };
@@ -186,20 +187,20 @@ describe('stopping', () => {
 
     test(`${name}: aborting stops the command`, async () => {
       const pidFile = path.join(root, `abort-${name}`);
-      const stop = new AbortController();
-      const running = runOne(starters[name]!, ['sh', '-c', `echo $$ > ${pidFile}; exec sleep 30`], { signal: stop.signal });
+      const stop = new StopSignal();
+      const running = runOne(starters[name]!, ['sh', '-c', `echo $$ > ${pidFile}; exec sleep 30`], { stop });
       await waitUntil(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').length > 0, 5000, 'the command to start');
-      stop.abort();
+      stop.stop();
       const result = await running;
       assert.equal(result.aborted, true);
       assert.equal(result.ok, false);
     });
 
     test(`${name}: aborted before it starts, it never runs on`, async () => {
-      const stop = new AbortController();
-      stop.abort();
+      const stop = new StopSignal();
+      stop.stop();
       const started = Date.now();
-      const result = await runOne(starters[name]!, ['sleep', '30'], { signal: stop.signal });
+      const result = await runOne(starters[name]!, ['sleep', '30'], { stop });
       assert.equal(result.aborted, true);
       assert.ok(Date.now() - started < 5000, 'ended at once');
     });

@@ -15,7 +15,10 @@ test('inline and thread-pool calls give the same answers and the same errors', a
     assert.equal(await calls.statOrMissing(join(dir, 'missing')), undefined);
     assert.equal((await calls.statOrMissing(join(dir, 'file')))?.size, 1);
     await assert.rejects(calls.statOrMissing(join(dir, 'file', 'below')), { code: 'ENOTDIR' });
-    await assert.rejects(calls.readFile(join(dir, 'missing')), { code: 'ENOENT' });
+    assert.equal(await calls.readFileOrMissing(join(dir, 'missing')), undefined);
+    assert.equal((await calls.readFileOrMissing(join(dir, 'file')))?.toString(), 'x');
+    await assert.rejects(calls.readFileOrMissing(join(dir, 'file', 'below')), { code: 'ENOTDIR' });
+    await assert.rejects(calls.readFileOrMissing(dir), { code: 'EISDIR' });
     assert.ok((await calls.lstat(join(dir, 'file'))).isFile());
     await calls.rename(join(dir, 'file'), join(dir, 'moved'));
     await calls.rename(join(dir, 'moved'), join(dir, 'file'));

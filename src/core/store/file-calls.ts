@@ -16,7 +16,8 @@ export interface FileCalls {
   /** The entry's Stats, or undefined when it does not exist (ENOENT). */
   statOrMissing(file: string): Promise<Stats | undefined>;
   lstat(file: string): Promise<Stats>;
-  readFile(file: string): Promise<Buffer>;
+  /** The file's bytes, or undefined when it does not exist (ENOENT). */
+  readFileOrMissing(file: string): Promise<Buffer | undefined>;
   rename(from: string, to: string): Promise<void>;
 }
 
@@ -27,7 +28,11 @@ export const threadPoolCalls: FileCalls = {
       throw error;
     }),
   lstat: (file) => fsp.lstat(file),
-  readFile: (file) => fsp.readFile(file),
+  readFileOrMissing: (file) =>
+    fsp.readFile(file).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    }),
   rename: (from, to) => fsp.rename(from, to),
 };
 
@@ -36,9 +41,20 @@ export const inlineCalls: FileCalls = {
   // No exception for the common "not there": a lookup after a claim usually finds nothing.
   statOrMissing: (file) => settled(() => fs.statSync(file, { throwIfNoEntry: false })),
   lstat: (file) => settled(() => fs.lstatSync(file)),
-  readFile: (file) => settled(() => fs.readFileSync(file)),
+  // Looked at first: a worker reads each chunk's failure record, which is almost never there, and
+  // a failed open costs an exception (~35 µs of the event loop, more than the call).
+  readFileOrMissing: (file) => settled(() => (fs.statSync(file, { throwIfNoEntry: false }) ? readUnlessGone(file) : undefined)),
   rename: (from, to) => settled(() => fs.renameSync(from, to)),
 };
+
+function readUnlessGone(file: string): Buffer | undefined {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed since the look
+    throw error;
+  }
+}
 
 type Callback<T> = (error: NodeJS.ErrnoException | null, value?: T) => void;
 

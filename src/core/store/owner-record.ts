@@ -29,20 +29,26 @@ export function defaultUpdateMs(staleMs: number): number {
   return Math.max(1000, Math.floor(staleMs / 4));
 }
 
-/** A new claim's owner record: its token (random) and the text written to `<chunk>.owner`. */
-export function newOwnerRecord(identity: ClaimOwner, chunk: string, lane: number, mountNow: number): { token: string; text: string } {
+/**
+ * A new claim's owner record: its token (random) and the text written to `<chunk>.owner`. The
+ * text is made when asked for: most claims end before their record is due (OWNER_RECORD_DELAY_MS).
+ */
+export function newOwnerRecord(identity: ClaimOwner, chunk: string, lane: number, mountNow: number): { token: string; text: () => string } {
   const token = randomHex(TOKEN_LENGTH / 2);
-  const record: OwnerRecord = {
-    token,
-    worker: identity.workerId,
-    host: identity.host,
-    pid: identity.pid,
-    bootId: identity.bootId,
-    lane,
-    chunk,
-    claimedAt: new Date(mountNow).toISOString(),
+  const text = () => {
+    const record: OwnerRecord = {
+      token,
+      worker: identity.workerId,
+      host: identity.host,
+      pid: identity.pid,
+      bootId: identity.bootId,
+      lane,
+      chunk,
+      claimedAt: new Date(mountNow).toISOString(),
+    };
+    return `${token}\n${JSON.stringify(record)}\n`;
   };
-  return { token, text: `${token}\n${JSON.stringify(record)}\n` };
+  return { token, text };
 }
 
 export function parseOwnerRecord(text: string | undefined): OwnerRecord | undefined {

@@ -268,7 +268,7 @@ export class ClaimBook implements Claims {
       }
     }
     const { token, text } = newOwnerRecord(this.identity, chunk, lane, this.clock.now());
-    const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), text);
+    const writeOwner = () => fs.writeFile(this.layout.ownerPath(chunk), text());
     made.claim = new Claim(this, chunk, token, writeOwner, release);
     return made.claim;
   }

@@ -59,7 +59,7 @@ export class PosixJobStore implements JobStore {
 
   async read(area: Area, name: string): Promise<Buffer | undefined> {
     try {
-      return await this.#calls.readFile(this.#path(area, name));
+      return await this.#calls.readFileOrMissing(this.#path(area, name));
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return undefined;
       throw this.#translate(error);

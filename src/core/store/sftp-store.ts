@@ -1132,7 +1132,7 @@ class SftpClaimBook implements Claims {
     const { token, text } = newOwnerRecord(this.identity, chunk, lane, this.clock.now());
     // A takeover replaces the old holder's record; a plain claim's late record is created only if
     // there is none: a takeover's record, already there, must not be overwritten by the old holder.
-    const writeOwner = writeOwnerNow ? () => this.store.writeFileAtomic(this.ownerPath(chunk), text) : () => this.store.createFile(this.ownerPath(chunk), text);
+    const writeOwner = writeOwnerNow ? () => this.store.writeFileAtomic(this.ownerPath(chunk), text()) : () => this.store.createFile(this.ownerPath(chunk), text());
     return new SftpClaim(this, chunk, token, writeOwner, writeOwnerNow, madeAt);
   }
 

@@ -21,6 +21,7 @@ import type { CommandStarter } from '../spawn/command-starter.js';
 import type { ChunkCgroup } from './chunk-cgroup.js';
 import { warmChunkIo, type WarmLanes } from './warm-lanes.js';
 import type { WorkerLog } from './worker-log.js';
+import { StopSignal } from './stop-signal.js';
 
 /** What an attempt needs of its worker: the store, the command, the records, and a stop signal. */
 export interface AttemptContext {
@@ -40,8 +41,8 @@ export interface AttemptContext {
   readonly maxAttempts: number;
   readonly timeoutMs: number | undefined;
   readonly fsync: boolean;
-  /** Aborted when every running command must stop (a signal, a fatal error). */
-  readonly killAll: AbortSignal;
+  /** Stopped when every running command must stop (a signal, a fatal error). */
+  readonly killAll: StopSignal;
   /** --warm: each lane's long-lived process; undefined in per-chunk mode. */
   readonly warm: WarmLanes | undefined;
   /** Exit statuses besides 0 that mean success (`--success-exit 0,1` for grep). */
@@ -162,11 +163,9 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
   context.onEvent({ type: 'chunk:claimed', chunk, lane, attempt });
   context.heartbeat.chunkStarted(lane, chunk);
   const started = Date.now();
-  const stopChunk = new AbortController();
-  const onKillAll = () => stopChunk.abort();
-  context.killAll.addEventListener('abort', onKillAll);
-  if (context.killAll.aborted) stopChunk.abort();
-  claim.onLost(() => stopChunk.abort());
+  const stopChunk = new StopSignal();
+  const forgetKillAll = context.killAll.onStop(() => stopChunk.stop());
+  claim.onLost(() => stopChunk.stop());
   try {
     if (claim.lost) return { result: { ok: false, exitCode: null, signal: null, timedOut: false, aborted: true, stderrTail: '', reason: claim.lost.message }, ms: 0 };
     if (ready.openError !== undefined || !ready.io || !ready.input) return { result: couldNotStart(ready.openError, chunk), ms: Date.now() - started };
@@ -180,7 +179,7 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
       lane,
       worker: context.workerId,
       timeoutMs: context.timeoutMs,
-      signal: stopChunk.signal,
+      stop: stopChunk,
       stderr,
       starter,
       cgroup,
@@ -194,7 +193,7 @@ export async function runAttempt(context: AttemptContext, ready: ReadyChunk, lan
   } catch (error) {
     return { result: couldNotStart(error, chunk), ms: Date.now() - started };
   } finally {
-    context.killAll.removeEventListener('abort', onKillAll);
+    forgetKillAll();
   }
 }
 

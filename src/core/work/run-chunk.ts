@@ -21,6 +21,7 @@ import type { CommandStarter } from '../spawn/command-starter.js';
 import { nodeStarter } from '../spawn/node-starter.js';
 import type { ChunkCgroup } from './chunk-cgroup.js';
 import type { StderrCapture } from './stderr-capture.js';
+import type { StopSignal } from './stop-signal.js';
 
 export interface CommandTemplate {
   argv: string[];
@@ -77,8 +78,8 @@ export interface ChunkInvocation {
   lane: number;
   worker: string;
   timeoutMs: number | undefined;
-  /** Aborting kills the command's whole process group (claim lost, worker stopping). */
-  signal: AbortSignal;
+  /** Stopping it kills the command's whole process group (claim lost, worker stopping). */
+  stop: StopSignal;
   /** The lane's stderr file: emptied before the command starts, its tail read if it fails. */
   stderr: StderrCapture;
   /** How the lane starts commands (spawn/choose-starter.ts); node's spawn when not given. */
@@ -249,8 +250,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
     aborted = true;
     stopTree();
   };
-  run.signal.addEventListener('abort', onAbort);
-  if (run.signal.aborted) onAbort();
+  const forgetStop = run.stop.onStop(onAbort);
   if (run.timeoutMs !== undefined) {
     const timer = setTimeout(() => {
       timedOut = true;
@@ -267,7 +267,7 @@ export async function runChunk(template: CommandTemplate, run: ChunkInvocation, 
   // Whatever the command started — setsid daemons included — ends before its output is committed.
   await run.cgroup?.killAll();
   for (const timer of timers) clearTimeout(timer);
-  run.signal.removeEventListener('abort', onAbort);
+  forgetStop();
   let result: Omit<ChunkRunResult, 'stderrTail'>;
   if (end.spawnError !== undefined) {
     result = { ok: false, exitCode: null, signal: null, timedOut, aborted, spawnError: end.spawnError, reason: spawnReason(argv[0]!, end.spawnError) };

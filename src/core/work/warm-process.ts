@@ -16,6 +16,7 @@ import { writeSync } from 'node:fs';
 import { CommandUnavailableError, describeExit } from '../errors.js';
 import { spawnReason, type ChunkInvocation, type ChunkRunResult } from './run-chunk.js';
 import type { StartupWatch } from './startup-watch.js';
+import type { StopSignal } from './stop-signal.js';
 import { WarmChild } from './warm-child.js';
 import { encodeRequest, parseReply, type WarmReply } from './warm-protocol.js';
 
@@ -66,15 +67,15 @@ export class WarmProcess {
    * then the process is killed at once instead of being given time to finish.
    */
   async run(run: ChunkInvocation, abandon: () => boolean): Promise<ChunkRunResult> {
-    if (run.signal.aborted) return interrupted();
+    if (run.stop.stopped) return interrupted();
     // It died between two chunks (after its last answer): no chunk's attempt is charged for that.
     if (this.#child?.exit) {
       this.#child = undefined;
       this.#diedInARow++;
     }
     if (!this.#child) {
-      await pause(backoffMs(this.#diedInARow), run.signal);
-      if (run.signal.aborted) return interrupted();
+      await pause(backoffMs(this.#diedInARow), run.stop);
+      if (run.stop.stopped) return interrupted();
       const started = await WarmChild.start({ file: this.#settings.file, argv: this.#settings.argv, env: this.#settings.env, stderrFd: run.stderr.fd });
       if (!(started instanceof WarmChild)) {
         const reason = spawnReason(this.#settings.argv[0]!, started.spawnError);
@@ -108,7 +109,7 @@ export class WarmProcess {
         if (settled) return;
         settled = true;
         for (const timer of timers) clearTimeout(timer);
-        run.signal.removeEventListener('abort', onAbort);
+        forgetStop();
         let between = 0;
         child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, ++between);
         resolve({ reply, timedOut, aborted });
@@ -133,7 +134,8 @@ export class WarmProcess {
         grace.unref();
         timers.push(grace);
       };
-      run.signal.addEventListener('abort', onAbort);
+      // A stop during the process's start counts too: it is looked at as it is added.
+      const forgetStop = run.stop.onStop(onAbort);
       if (run.timeoutMs !== undefined) {
         const timer = setTimeout(() => {
           timedOut = true;
@@ -205,17 +207,17 @@ function backoffMs(diedInARow: number): number {
   return diedInARow === 0 ? 0 : Math.min(BACKOFF_FIRST_MS * 2 ** (diedInARow - 1), BACKOFF_MAX_MS);
 }
 
-/** Sleep `ms`, or less if `signal` aborts. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
+/** Sleep `ms`, or less if `stop` stops. */
+function pause(ms: number, stop: StopSignal): Promise<void> {
+  if (ms <= 0 || stop.stopped) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      signal.removeEventListener('abort', done);
+      forgetStop();
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done);
+    const forgetStop = stop.onStop(done);
   });
 }
 

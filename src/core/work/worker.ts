@@ -27,6 +27,7 @@ import { LocalLanes } from './local-lanes.js';
 import { LanePace } from './lane-pace.js';
 import { prepareCommand, type CommandTemplate } from './run-chunk.js';
 import { Scheduler, type StopReason } from './scheduler.js';
+import { StopSignal } from './stop-signal.js';
 import { WorkerLog } from './worker-log.js';
 import { warmLanesFor, type WarmLanes } from './warm-lanes.js';
 import { checkWorkOptions, type WorkOptions } from './work-options.js';
@@ -144,8 +145,8 @@ class Worker {
   /** Set when the worker must stop taking chunks; `fatal` also ends it with an error. */
   stopReason: StopReason | undefined;
   fatal: Error | undefined;
-  /** Aborts every running command (signal, fatal error). */
-  readonly killAll = new AbortController();
+  /** Stops every running command (signal, fatal error). */
+  readonly killAll = new StopSignal();
   /** Aborted on any stop: wakes lanes that sleep while waiting for work. */
   readonly stopping = new AbortController();
 
@@ -248,7 +249,7 @@ class Worker {
       maxAttempts: this.maxAttempts,
       timeoutMs: this.options.timeoutSeconds === undefined ? undefined : this.options.timeoutSeconds * 1000,
       fsync: this.options.fsync ?? false,
-      killAll: this.killAll.signal,
+      killAll: this.killAll,
       warm: this.warm,
       successExits: new Set(this.options.successExitCodes ?? []),
     };
@@ -275,7 +276,7 @@ class Worker {
       if (this.fatal) throw this.fatal;
     } catch (error) {
       failure = error;
-      this.killAll.abort();
+      this.killAll.stop();
     } finally {
       // No lane sends another request: close the warm processes' stdin, grace period, kill.
       await this.warm?.close();
@@ -312,7 +313,7 @@ class Worker {
     // A signal while draining for a STOP file still stops the running commands, and a network
     // store must not keep the worker past its grace period waiting for a silent server.
     if (reason === 'signal') {
-      this.killAll.abort();
+      this.killAll.stop();
       this.store.hurry?.(SIGNAL_REQUEST_DEADLINE_MS);
     }
     if (this.stopReason) {
@@ -329,12 +330,12 @@ class Worker {
   fail(error: Error): void {
     this.fatal ??= error;
     if (this.stopReason) {
-      this.killAll.abort();
+      this.killAll.stop();
       return;
     }
     this.stopReason = 'signal';
     this.stopping.abort();
-    this.killAll.abort();
+    this.killAll.stop();
   }
 
   attemptEnded(chunk: string, outcome: AttemptOutcome): void {
