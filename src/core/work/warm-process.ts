@@ -147,6 +147,7 @@ export class WarmProcess {
       const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
       sizeCheck.unref();
       timers.push(sizeCheck);
+      if (aborted) return; // stopped and lost while its process started: being killed, not asked
       child.send(encodeRequest({ in: run.chunkPath, out: run.tempOutput, name: run.chunk, files: run.files ?? null, attempt: run.attempt, job: run.job }));
     });
   }
