@@ -61,6 +61,11 @@ for line in sys.stdin:
         print("boom on stderr", file=sys.stderr, flush=True)
         print("fail cannot handle bad", flush=True)
         continue
+    if word == "nowrite":
+        with open(request["out"] + ".elsewhere", "w") as f:
+            f.write(data)
+        print("ok", flush=True)
+        continue
     with open(request["out"], "w") as f:
         f.write(data.upper())
     print("ok", flush=True)
@@ -265,6 +270,22 @@ test('stdout lines that are not replies go to the log and the stderr tail; they 
   const log = readFileSync(path.join(s.job, 'logs', filesUnder(path.join(s.job, 'logs'))[0]!), 'utf8');
   for (const stray of ['ok then', 'okay', 'fail-safe mode', 'OK']) assert.match(log, new RegExp(`chunk=000000 stdout ${stray}\\n`));
   assert.equal(new Set(s.notes('pids')).size, 1, 'a fail answer does not cost the process');
+});
+
+test('an ok with no output written at "out" fails the attempt with the reason, counts against retries, and is not taken for a lost claim', async () => {
+  const s = await setup('nowrite', ['nowrite', 'y']);
+  // Before: taken for a claim lost to a requeue, the chunk was tried again without end.
+  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '1', '--warm', '--', ...s.command], { env: s.env });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 1, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001']);
+  const record = await readJson<{ reason: string; attempts: number }>(path.join(s.job, 'failed', '000000.json'));
+  assert.equal(record.reason, 'the program answered ok but wrote no output to the request\'s "out" path');
+  assert.equal(record.attempts, 2);
+  assert.equal(s.notes('chunks').filter((line) => line.endsWith(' 000000 1') || line.endsWith(' 000000 2')).length, 2);
+  assert.doesNotMatch(work.stderr, /claim lost/);
 });
 
 test('--max-chunks-per-process N replaces the process every N chunks', async () => {

@@ -233,7 +233,9 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
       log.line({ lane, chunk, event: 'done', ms, detail: attempt > 1 ? `attempt ${attempt}` : undefined });
       return 'done';
     }
-    if (committed === 'lane-folder-removed' || (committed === 'missing' && !context.template.writesOutputByPlaceholder)) {
+    // A warm program and a command given {out} write the output themselves and may not have.
+    const commandWritesOutput = context.warm !== undefined || context.template.writesOutputByPlaceholder;
+    if (committed === 'lane-folder-removed' || (committed === 'missing' && !commandWritesOutput)) {
       // Its stdout was wired to the temp file, so the command cannot have failed to write it:
       // someone removed it (a requeue that took this frozen worker for dead). Not the chunk's
       // fault, and no failure is recorded; the chunk is simply not done.
@@ -241,7 +243,9 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
       log.line({ lane, chunk, event: 'claim-lost', ms, detail: 'temp output removed by another process (verify --requeue?); chunk left for a new attempt' });
       return 'lost-claim';
     }
-    const why = committed === 'not-a-file' ? 'the command exited 0 but made something other than a file at {out} (a folder?)' : 'the command exited 0 but wrote no output to {out}';
+    const said = context.warm ? 'the program answered ok' : 'the command exited 0';
+    const where = context.warm ? 'the request\'s "out" path' : '{out}';
+    const why = committed === 'not-a-file' ? `${said} but made something other than a file at ${where} (a folder?)` : `${said} but wrote no output to ${where}`;
     result = { ...result, ok: false, reason: why };
   }
 
