@@ -61,6 +61,10 @@ for line in sys.stdin:
         print("boom on stderr", file=sys.stderr, flush=True)
         print("fail cannot handle bad", flush=True)
         continue
+    if word == "closeout":
+        note("closeout", str(pid))
+        os.close(1)
+        time.sleep(300)
     if word == "nowrite":
         with open(request["out"] + ".elsewhere", "w") as f:
             f.write(data)
@@ -286,6 +290,22 @@ test('an ok with no output written at "out" fails the attempt with the reason, c
   assert.equal(record.attempts, 2);
   assert.equal(s.notes('chunks').filter((line) => line.endsWith(' 000000 1') || line.endsWith(' 000000 2')).length, 2);
   assert.doesNotMatch(work.stderr, /claim lost/);
+});
+
+test('a process that closes its stdout and lives on is killed, its chunk fails with the reason; a fresh process runs the rest', async () => {
+  const s = await setup('closeout', ['closeout', 'y', 'z']);
+  // Before: no answer could come and none was given up on; the worker waited for ever.
+  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '0', '--warm', '--', ...s.command], { env: s.env });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 1, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001', '000002']);
+  const record = await readJson<{ reason: string; signal: string }>(path.join(s.job, 'failed', '000000.json'));
+  assert.match(record.reason, /^the warm process closed its stdout, so it could not answer, and was killed/);
+  assert.equal(record.signal, 'SIGTERM');
+  const [closer] = s.notes('closeout').map(Number);
+  assert.ok(closer !== undefined && !isAlive(closer), 'the process that closed its stdout is gone');
 });
 
 test('--max-chunks-per-process N replaces the process every N chunks', async () => {

@@ -13,6 +13,8 @@ import { LineSplitter } from './warm-protocol.js';
 const KILL_GRACE_MS = 3000;
 /** After the leader exits, how long a descendant outside its group may hold stdout open. */
 const DRAIN_AFTER_EXIT_MS = 1000;
+/** After its stdout closes, how long before a process that has not exited is taken to live on. */
+const EXIT_AFTER_EOF_MS = 1000;
 
 export interface WarmSpawn {
   file: string;
@@ -29,6 +31,8 @@ export class WarmChild {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Requests it answered. */
   answered = 0;
+  /** It closed its stdout and lived on: it could never answer again, so it was killed. */
+  closedStdout = false;
   /** Every complete stdout line; the lane swaps this per request. */
   onLine: (line: string) => void = () => {};
   readonly #child: ChildProcess;
@@ -40,6 +44,17 @@ export class WarmChild {
     child.stdin!.on('error', () => {}); // EPIPE once it died: its exit status says why
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (text: string) => lines.push(text).forEach((line) => this.onLine(line)));
+    // The end of its stdout usually comes with its exit, in either order. Without an exit soon
+    // after, it closed stdout (os.close(1), a daemonising library) and would be waited on forever.
+    child.stdout!.on('end', () => {
+      const eofTimer = setTimeout(() => {
+        if (this.exit !== undefined) return;
+        this.closedStdout = true;
+        this.terminate();
+      }, EXIT_AFTER_EOF_MS);
+      eofTimer.unref();
+      child.once('exit', () => clearTimeout(eofTimer));
+    });
     this.ended = new Promise((resolve) => {
       let drainTimer: NodeJS.Timeout | undefined;
       const done = () => {

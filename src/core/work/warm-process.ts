@@ -171,7 +171,7 @@ export class WarmProcess {
     if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
     if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
     this.#diedInARow++;
-    const reason = `the warm process ended without answering: ${describeExit(code, signal)}`;
+    const reason = child.closedStdout ? `the warm process closed its stdout, so it could not answer, and was killed (${describeExit(code, signal)})` : `the warm process ended without answering: ${describeExit(code, signal)}`;
     if (child.answered > 0 || !this.#settings.startup.diedBeforeFirstReply()) return { ...base, reason };
     const limit = this.#settings.startup.limit;
     const stopWorker = new CommandUnavailableError(`the command died before answering its first request, ${limit} times in a row (last: ${describeExit(code, signal)})${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
