@@ -74,6 +74,10 @@ for line in sys.stdin:
         f.write(data.upper())
     print("ok", flush=True)
 note("eof", str(pid))
+if os.environ.get("PW_SLOW_EXIT"):
+    os.close(1)
+    time.sleep(1.5)
+    note("clean-exit", str(pid))
 `;
 
 interface Setup {
@@ -306,6 +310,14 @@ test('a process that closes its stdout and lives on is killed, its chunk fails w
   assert.equal(record.signal, 'SIGTERM');
   const [closer] = s.notes('closeout').map(Number);
   assert.ok(closer !== undefined && !isAlive(closer), 'the process that closed its stdout is gone');
+});
+
+test('a process asked to exit (stdin closed) may close its stdout and take its time to shut down: it is not killed for it', async () => {
+  const s = await setup('slow-exit', ['a', 'b']);
+  const work = await runPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: { ...s.env, PW_SLOW_EXIT: '1' } });
+  const pids = trackPids(s);
+  assert.equal(work.code, 0, work.stderr);
+  assert.deepEqual(s.notes('clean-exit'), pids.map(String), 'its shutdown ran to the end');
 });
 
 test('--max-chunks-per-process N replaces the process every N chunks', async () => {

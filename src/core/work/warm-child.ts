@@ -46,9 +46,10 @@ export class WarmChild {
     child.stdout!.on('data', (text: string) => lines.push(text).forEach((line) => this.onLine(line)));
     // The end of its stdout usually comes with its exit, in either order. Without an exit soon
     // after, it closed stdout (os.close(1), a daemonising library) and would be waited on forever.
+    // Not once it was asked to exit (stdin closed): its shutdown may take its time.
     child.stdout!.on('end', () => {
       const eofTimer = setTimeout(() => {
-        if (this.exit !== undefined) return;
+        if (this.exit !== undefined || child.stdin!.writableEnded) return;
         this.closedStdout = true;
         this.terminate();
       }, EXIT_AFTER_EOF_MS);
