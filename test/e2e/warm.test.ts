@@ -65,6 +65,12 @@ for line in sys.stdin:
         note("closeout", str(pid))
         os.close(1)
         time.sleep(300)
+    if word == "flood":
+        block = b"x" * (1 << 20)
+        for _ in range(100):
+            sys.stdout.buffer.write(block)
+        sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
     if word == "nowrite":
         with open(request["out"] + ".elsewhere", "w") as f:
             f.write(data)
@@ -294,6 +300,24 @@ test('an ok with no output written at "out" fails the attempt with the reason, c
   assert.equal(record.attempts, 2);
   assert.equal(s.notes('chunks').filter((line) => line.endsWith(' 000000 1') || line.endsWith(' 000000 2')).length, 2);
   assert.doesNotMatch(work.stderr, /claim lost/);
+});
+
+test('100 MB printed on stdout without a newline is cut to its first 4096 characters: the chunk completes and the worker stays small', async () => {
+  const s = await setup('flood', ['flood', 'y']);
+  // Before: each piece was joined to the whole line so far and split again, for minutes and
+  // hundreds of MB; the 30 s guard ends such a worker and fails this test.
+  const child = startPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: s.env });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 0, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000000', '000001']);
+  assert.equal(readFileSync(path.join(s.job, 'out', '000000'), 'utf8'), 'FLOOD\n');
+  const log = (await fs.readdir(path.join(s.job, 'logs'))).filter((name) => name.endsWith('.log')).map((name) => readFileSync(path.join(s.job, 'logs', name), 'utf8')).join('');
+  const stray = log.split('\n').find((line) => / chunk=000000 stdout x/.test(line));
+  assert.ok(stray, log);
+  assert.ok(stray.length < 5000, `the logged line is ${stray.length} characters`);
+  assert.match(stray, /\(the line had 104857600 characters/);
 });
 
 test('a process that closes its stdout and lives on is killed, its chunk fails with the reason; a fresh process runs the rest', async () => {

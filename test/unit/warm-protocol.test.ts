@@ -36,3 +36,23 @@ test('lines split across reads are joined; a last line without newline comes at 
   assert.deepEqual(split.end(), ['stray']);
   assert.deepEqual(split.end(), []);
 });
+
+test('a line longer than the limit keeps its start and says how long it was; the next line is whole', () => {
+  const split = new LineSplitter(10);
+  assert.deepEqual(split.push('0123456'), []);
+  assert.deepEqual(split.push('789abcdef'), []);
+  assert.deepEqual(split.push('ghij\nok\n'), ['0123456789… (the line had 20 characters; the rest was cut)', 'ok']);
+  // A long `fail` stays a reply, its message cut.
+  const [fail] = split.push('fail ' + 'm'.repeat(30) + '\n');
+  assert.deepEqual(parseReply(fail!), { ok: false, message: 'mmmmm… (the line had 35 characters; the rest was cut)' });
+  assert.deepEqual(split.push('x'.repeat(25)), []);
+  assert.deepEqual(split.end(), ['xxxxxxxxxx… (the line had 25 characters; the rest was cut)']);
+});
+
+test('a line that never ends keeps the splitter small, piece after piece', () => {
+  const split = new LineSplitter();
+  const piece = 'y'.repeat(65536);
+  for (let i = 0; i < 2000; i++) assert.deepEqual(split.push(piece), []);
+  const [line] = split.push('\n');
+  assert.equal(line, `${'y'.repeat(4096)}… (the line had ${65536 * 2000} characters; the rest was cut)`);
+});

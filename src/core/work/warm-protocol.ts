@@ -42,21 +42,63 @@ export function parseReply(line: string): WarmReply | undefined {
   return undefined;
 }
 
-/** Splits a byte stream into lines; a partial last line waits for the rest. */
+/**
+ * The longest stdout line kept whole. A reply is a few words (a `fail` message is cut here too); a
+ * longer line is a program's print — results written to stdout by mistake, a progress bar without
+ * newlines — and only its start is kept, for the log and the chunk's stderr tail. The rest is
+ * counted and dropped, so the worker's memory and time stay bounded however much a program prints
+ * without a newline.
+ */
+export const MAX_LINE_CHARS = 4096;
+
+/**
+ * Splits a text stream into lines; a partial last line waits for the rest. Each piece is searched
+ * once, so a line arriving in many pieces costs its length, not its length times its pieces.
+ */
 export class LineSplitter {
-  #partial = '';
+  #partial: string[] = [];
+  #partialLength = 0;
+  #cut = 0;
+  readonly #maxChars: number;
+
+  constructor(maxChars = MAX_LINE_CHARS) {
+    this.#maxChars = maxChars;
+  }
 
   push(chunk: string): string[] {
-    const text = this.#partial + chunk;
-    const lines = text.split('\n');
-    this.#partial = lines.pop()!;
+    const lines: string[] = [];
+    let from = 0;
+    for (let newline = chunk.indexOf('\n'); newline !== -1; newline = chunk.indexOf('\n', from)) {
+      this.#keep(chunk.slice(from, newline));
+      lines.push(this.#take());
+      from = newline + 1;
+    }
+    if (from < chunk.length) this.#keep(from === 0 ? chunk : chunk.slice(from));
     return lines;
   }
 
   /** What is left when the stream ends (a last line without a newline). */
   end(): string[] {
-    const rest = this.#partial;
-    this.#partial = '';
-    return rest ? [rest] : [];
+    return this.#partialLength > 0 || this.#cut > 0 ? [this.#take()] : [];
+  }
+
+  #keep(piece: string): void {
+    const room = this.#maxChars - this.#partialLength;
+    if (piece.length > room) {
+      this.#cut += piece.length - room;
+      piece = piece.slice(0, room);
+    }
+    if (piece.length === 0) return;
+    this.#partial.push(piece);
+    this.#partialLength += piece.length;
+  }
+
+  #take(): string {
+    const line = this.#partial.length === 1 ? this.#partial[0]! : this.#partial.join('');
+    const cut = this.#cut;
+    this.#partial = [];
+    this.#partialLength = 0;
+    this.#cut = 0;
+    return cut > 0 ? `${line}… (the line had ${line.length + cut} characters; the rest was cut)` : line;
   }
 }
