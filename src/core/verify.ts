@@ -70,15 +70,21 @@ async function checkOutputs(store: JobStore, state: JobState, argv: string[], la
       const input = store.localPath('chunks', item.chunk);
       if (output === undefined || input === undefined) throw new UsageError(`--check runs validators on local files: ${store.location} is not a folder on this host`, 'run verify --check where the job folder is mounted');
       const args = argv.map((a) => a.replaceAll('{out}', output).replaceAll('{name}', item.chunk).replaceAll('{in}', input));
-      const result = await execa(args[0]!, args.slice(1), {
+      // stderr is not buffered whole (execa's 100 MB cap made a chatty validator that passed
+      // count as failed): only its end is kept, for the reason of a bad output.
+      const stderrTail = new TailKeeper(STDERR_TAIL_BYTES);
+      const subprocess = execa(args[0]!, args.slice(1), {
         reject: false,
+        buffer: false,
         stdin: usesOutput ? 'ignore' : { file: output },
         stdout: 'ignore',
         stderr: 'pipe',
         env: { PIECEWORK_OUT: output, PIECEWORK_NAME: item.chunk, PIECEWORK_IN: input },
       });
-      if (result.failed) {
-        const tail = String(result.stderr ?? '').trim().split('\n').slice(-1)[0] ?? '';
+      subprocess.stderr.on('data', (data: Buffer) => stderrTail.push(data));
+      const result = await subprocess;
+      if (result.exitCode !== 0) {
+        const tail = lastLine(stderrTail.text());
         const notRun = validatorDidNotRun(result, args[0]!);
         if (notRun) {
           cannotRun ??= new CheckNotRunError(`the validator did not run on ${item.chunk}: ${notRun.why}${tail ? ` (${tail})` : ''}`, {
@@ -96,6 +102,35 @@ async function checkOutputs(store: JobStore, state: JobState, argv: string[], la
   await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
   if (cannotRun) throw cannotRun;
   return bad.sort((a, b) => compareNatural(a.chunk, b.chunk));
+}
+
+/** How much of a validator's stderr is kept, and how long its last line may be in a reason. */
+const STDERR_TAIL_BYTES = 8192;
+const REASON_MAX_CHARS = 300;
+
+/** The last `limit` bytes of a stream, in bounded memory. */
+class TailKeeper {
+  #pieces: Buffer[] = [];
+  #length = 0;
+
+  constructor(readonly limit: number) {}
+
+  push(data: Buffer): void {
+    this.#pieces.push(data);
+    this.#length += data.length;
+    while (this.#length - this.#pieces[0]!.length >= this.limit) this.#length -= this.#pieces.shift()!.length;
+  }
+
+  text(): string {
+    const all = Buffer.concat(this.#pieces);
+    return all.subarray(Math.max(0, all.length - this.limit)).toString('utf8');
+  }
+}
+
+/** The last non-empty line, cut to a length that a report line can carry. */
+function lastLine(text: string): string {
+  const line = text.trim().split('\n').pop()?.trim() ?? '';
+  return line.length > REASON_MAX_CHARS ? `${line.slice(0, REASON_MAX_CHARS)}…` : line;
 }
 
 /**

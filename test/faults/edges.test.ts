@@ -131,6 +131,23 @@ test('a validator whose name is mistyped deletes nothing: verify --check --reque
   assert.deepEqual(filesUnder(path.join(job, 'out')), ['000000', '000001', '000003']);
 });
 
+test('a validator that passes but writes 120 MB on stderr judges the output good: --requeue removes nothing', async () => {
+  const job = await doneJob('chatty-validator', 2);
+  const before = filesUnder(path.join(job, 'out'));
+  // Before: execa's 100 MB stderr buffer ran over, the run counted as failed with exit 0, and
+  // --requeue removed every good output (with 3 GB of memory and the whole stderr as its reason).
+  const chatty = ['sh', '-c', 'head -c 120000000 /dev/zero | tr "\\0" e >&2; exit 0'];
+  const verify = await runPiecework(['verify', job, '--check', '--requeue', '--', ...chatty]);
+  assert.equal(verify.code, 0, verify.stderr.slice(0, 2000));
+  assert.deepEqual(filesUnder(path.join(job, 'out')), before, 'every output is still there');
+  // One that fails says why in its last stderr line, cut to a readable length.
+  const failing = ['sh', '-c', 'head -c 1000000 /dev/zero | tr "\\0" e >&2; echo >&2; echo "line 3: not JSON" >&2; exit 1'];
+  const judged = await runPiecework(['verify', job, '--check', '--', ...failing]);
+  assert.equal(judged.code, 1, judged.stderr);
+  assert.match(judged.stdout + judged.stderr, /000000: exit 1: line 3: not JSON/);
+  assert.ok((judged.stdout + judged.stderr).length < 5000, 'the report stays short');
+});
+
 test('a job.json edited by hand with bad types is a clear error at start, not a failure on every chunk', async () => {
   const job = await lineJob(root, 'bad-manifest', 3);
   const manifestPath = path.join(job, 'job.json');
