@@ -8,6 +8,7 @@ import type { JobStore } from './store/job-store.js';
 import { openJobStore } from './store/open-store.js';
 import { hostTable, rateOf, throughputByMinute, RATE_WINDOW_MINUTES, type HostStatus } from './status-rates.js';
 import { scanForStatus, type ScanOptions, type StatusScan } from './status-scan.js';
+import { commandsInUse, type CommandUse } from './worker-commands.js';
 
 export type { HostStatus } from './status-rates.js';
 
@@ -37,6 +38,8 @@ export interface JobStatus {
   failureReasons: { reason: string; chunks: number; failedForGood: number; example: string }[];
   /** The latest failures, newest first, with their stderr tails. */
   recentFailures: FailureState[];
+  /** The commands this job's workers ran, the most used first: more than one is worth a look. */
+  commands: CommandUse[];
   /** Chunks done per minute over the last 15 minutes, summed over workers. */
   throughput: { minute: number; done: number }[];
 }
@@ -92,6 +95,7 @@ export function summarizeStatus(scan: StatusScan, options: { listLimit?: number 
     staleClaims: [...scan.stale].sort((a, b) => b.ageSeconds - a.ageSeconds).slice(0, limit),
     failureReasons: commonReasons(scan.failed),
     recentFailures: [...scan.failed].sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0)).slice(0, limit),
+    commands: commandsInUse(scan.heartbeats, scan.now, staleMs),
     throughput: throughputByMinute(scan.heartbeats, scan.now),
   };
 }

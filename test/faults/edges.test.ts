@@ -148,6 +148,29 @@ test('a validator that passes but writes 120 MB on stderr judges the output good
   assert.ok((judged.stdout + judged.stderr).length < 5000, 'the report stays short');
 });
 
+test('a worker started beside a live one running another command says so; status lists the commands and what each did', async () => {
+  const job = await lineJob(root, 'two-commands', 12);
+  // The first worker is slow, so that it is alive when the second starts with another command.
+  const slow = startPiecework(['work', job, '-j', '1', '-q', '--', 'sh', '-c', 'sleep 0.5; cat']);
+  const slowDone = collect(slow);
+  await waitUntil(() => readdirSync(path.join(job, 'out')).length > 0, 20_000, 'the first worker to commit a chunk');
+  const other = await runPiecework(['work', job, '-j', '1', '-q', '--', 'cat']);
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stderr, /warning: a live worker of this job runs another command: \["sh","-c","sleep 0.5; cat"\] .*this one \["cat"\]/);
+  assert.equal((await slowDone).code, 0);
+  const status = await runPiecework(['status', job]);
+  assert.match(status.stdout, /this job's workers ran 2 different commands/);
+  assert.match(status.stdout, /\n {4}cat {2}\(1 worker, \d+ done, on /);
+  const json = JSON.parse((await runPiecework(['status', job, '--json'])).stdout) as { commands: { command: string[]; done: number }[] };
+  assert.deepEqual(json.commands.map((use) => use.command).sort(), [['cat'], ['sh', '-c', 'sleep 0.5; cat']]);
+  assert.equal(json.commands.reduce((sum, use) => sum + use.done, 0), 12);
+  // One command only: no such section, no warning.
+  const alone = await lineJob(root, 'one-command', 2);
+  const work = await runPiecework(['work', alone, '-q', '--', 'cat']);
+  assert.doesNotMatch(work.stderr, /warning/);
+  assert.doesNotMatch((await runPiecework(['status', alone])).stdout, /commands/);
+});
+
 test('a job.json edited by hand with bad types is a clear error at start, not a failure on every chunk', async () => {
   const job = await lineJob(root, 'bad-manifest', 3);
   const manifestPath = path.join(job, 'job.json');

@@ -4,7 +4,7 @@
  */
 import type { JobStatus } from '../../core/status.js';
 import { formatBytes, formatDuration } from '../../core/units.js';
-import { quote } from '../../remote/quote.js';
+import { quote, quoteArgv } from '../../remote/quote.js';
 import { paint, plural } from './format.js';
 import { formatRate, table } from './table.js';
 
@@ -81,6 +81,13 @@ function attention(status: JobStatus, c: ReturnType<typeof paint>): string[] {
     const latest = status.recentFailures.find((f) => f.stderrTail.trim());
     if (latest) lines.push(c.dim(`    latest stderr (${latest.chunk} on ${latest.host}): ${latest.stderrTail.trim().split('\n').slice(-2).join(' | ')}`));
     if (n.failed) lines.push(c.dim(`    fix the cause, then \`piecework verify --requeue ${quote(status.job)}\` gives those chunks new attempts`));
+  }
+  if (status.commands.length > 1) {
+    lines.push('', c.yellow(`  commands: this job's workers ran ${status.commands.length} different commands — their outputs are merged together`));
+    for (const use of status.commands) {
+      lines.push(`    ${quoteArgv(use.command)}  (${plural(use.workers, 'worker')}${use.alive ? `, ${use.alive} alive` : ''}, ${use.done} done, on ${use.hosts.join(', ')})`);
+    }
+    lines.push(c.dim('    if one is a mistake: stop its workers; each worker\'s log in logs/ names the chunks it did'));
   }
   const dead = status.hosts.filter((h) => h.state === 'dead');
   if (dead.length) lines.push('', c.yellow(`  dead hosts: ${dead.map((h) => h.host).join(', ')} — no heartbeat for a while; their claims go stale and are redone`));

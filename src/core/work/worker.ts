@@ -9,7 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { errorCode, isMountGone, JobMissingError, JobReplacedError, PieceworkError, UsageError } from '../errors.js';
 import { ignoreEvents, type EventSink } from '../events.js';
-import { Heartbeat } from '../heartbeat.js';
+import { Heartbeat, readHeartbeats } from '../heartbeat.js';
+import { liveWorkersWithOtherCommands } from '../worker-commands.js';
 import { chunkNames, outputName, readManifest, type JobManifest } from '../manifest.js';
 import { WorkBehind } from '../concurrency.js';
 import { confirmOutputs } from '../scan.js';
@@ -265,12 +266,14 @@ class Worker {
     let failure: unknown;
     let spaces: LaneSpace[] = [];
     let local: LocalLanes | undefined;
+    let commandCheck: Promise<void> = Promise.resolve();
     setUpDone(this.clock.now());
     try {
       const setUp = await Promise.allSettled([laneSpaces.then((opened) => void (spaces = opened)), localLanes.then((made) => void (local = made)), this.heartbeat.write('running')]);
       const setUpFailure = setUp.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
       if (setUpFailure) throw setUpFailure.reason;
       this.onEvent({ type: 'work:start', job: this.store.location, worker: this.workerId, lanes: this.lanes, chunks: this.chunks.length, pending: this.chunks.length, clockOffsetMs: this.clock.offsetMs });
+      commandCheck = this.warnOfOtherCommands();
       await Promise.all(spaces.map((space, lane) => new Lane(this, lane, space, local!.stderr[lane]!, local!.starters[lane]!, local!.cgroups[lane]).run()));
       await this.behind.settled();
       if (this.fatal) throw this.fatal;
@@ -280,6 +283,7 @@ class Worker {
     } finally {
       // No lane sends another request: close the warm processes' stdin, grace period, kill.
       await this.warm?.close();
+      await commandCheck;
       this.scheduler?.close();
       clearInterval(ticker);
       this.options.signal?.removeEventListener('abort', onAbort);
@@ -377,6 +381,23 @@ class Worker {
   }
 
   /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
+  /**
+   * Says so when a live worker of this job runs another command: both commands' outputs would be
+   * merged together. Read once, beside the first claims; never fails the worker.
+   */
+  async warnOfOtherCommands(): Promise<void> {
+    try {
+      const others = liveWorkersWithOtherCommands(await readHeartbeats(this.store), this.workerId, this.options.command, this.clock.now(), this.staleMs).filter((h) => h.jobId === this.manifest.id);
+      if (others.length === 0) return;
+      const [first] = others;
+      const message = `${others.length === 1 ? 'a live worker' : `${others.length} live workers`} of this job run${others.length === 1 ? 's' : ''} another command: ${JSON.stringify(first!.command)} (${first!.worker}), this one ${JSON.stringify(this.options.command)} — the outputs of both are merged together; if that is not meant, stop one of them (\`piecework status\` lists the commands in use)`;
+      this.log.line({ event: 'warning', detail: message });
+      this.onEvent({ type: 'warning', message });
+    } catch {
+      // Only a warning: a listing that fails here fails the worker elsewhere if it matters.
+    }
+  }
+
   async tick(): Promise<void> {
     const hungMs = this.heartbeat.pendingWriteMs;
     if (hungMs > Math.max(30_000, this.staleMs)) {
