@@ -35,6 +35,20 @@ export class PieceworkError extends Error {
   }
 }
 
+/**
+ * A local temp file or folder (in TMPDIR: a lane's stderr, SFTP staging, a reducer's list) could
+ * not be made. Said as such: an ENOENT here is not a job folder removed by hand.
+ */
+export class LocalTempError extends PieceworkError {
+  constructor(what: string, dir: string, error: unknown) {
+    const code = errorCode(error);
+    super(`cannot make ${what} in the local temp folder ${dir}${code ? ` (${code})` : ''}`, {
+      hint: code === 'ENOSPC' ? 'the local disk is full: free space there, or set TMPDIR to a folder on another disk' : 'set TMPDIR to an existing local folder this user can write (e.g. TMPDIR=/var/tmp)',
+      cause: error,
+    });
+  }
+}
+
 export class UsageError extends PieceworkError {
   constructor(message: string, hint?: string) {
     super(message, { hint, exitStatus: ExitStatus.usage });

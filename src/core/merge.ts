@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { IncompleteJobError, JobReplacedError, PieceworkError, UsageError } from './errors.js';
+import { IncompleteJobError, JobReplacedError, LocalTempError, PieceworkError, UsageError } from './errors.js';
 import { ignoreEvents, type EventSink } from './events.js';
 import { isExhausted, readFailure } from './failures.js';
 import { chunkNames, outputName, readManifest, type JobManifest } from './manifest.js';
@@ -193,7 +193,9 @@ async function runReducer(argv: string[], files: string[], sink: Writable): Prom
   if (argv.some((a) => a.includes('{list}'))) {
     // Outside the job folder: nothing in the job is the merge's, so nothing there can be cut off.
     listFile = path.join(tmpdir(), `piecework-merge-list.${process.pid}.${randomBytes(4).toString('hex')}`);
-    await fs.writeFile(listFile, files.join('\n') + '\n');
+    await fs.writeFile(listFile, files.join('\n') + '\n').catch((error: unknown) => {
+      throw new LocalTempError("the reducer's {list} file", tmpdir(), error);
+    });
     args = args.map((a) => a.replaceAll('{list}', listFile!));
   } else {
     const length = files.reduce((sum, f) => sum + f.length + 1, 0);

@@ -171,6 +171,25 @@ test('a worker started beside a live one running another command says so; status
   assert.doesNotMatch((await runPiecework(['status', alone])).stdout, /commands/);
 });
 
+test('a TMPDIR that does not exist is named as such, not taken for a job folder removed by hand; nothing is claimed', async () => {
+  const job = await lineJob(root, 'bad-tmpdir', 3);
+  const env = { TMPDIR: path.join(root, `no-such-tmp-${process.pid}`) };
+  for (const args of [['work', job, '--', 'cat'], ['work', job, '--warm', '--', 'cat']]) {
+    const work = await runPiecework(args, { env });
+    assert.equal(work.code, 1, work.stderr);
+    assert.match(work.stderr, /cannot make a lane's stderr file in the local temp folder .*no-such-tmp-\d+ \(ENOENT\)\n {2}set TMPDIR to an existing local folder/);
+    assert.doesNotMatch(work.stderr, /job folder is missing/);
+    noStack(work.stderr);
+  }
+  assert.deepEqual(filesUnder(path.join(job, 'locks')), []);
+  assert.deepEqual(filesUnder(path.join(job, 'out')), []);
+  assert.equal((await runPiecework(['work', job, '-q', '--', 'cat'])).code, 0);
+  const reduce = await runPiecework(['merge', job, '--reduce', '--', 'cat', '{list}'], { env });
+  assert.equal(reduce.code, 1, reduce.stderr);
+  assert.match(reduce.stderr, /cannot make the reducer's \{list\} file in the local temp folder/);
+  noStack(reduce.stderr);
+});
+
 test('a job.json edited by hand with bad types is a clear error at start, not a failure on every chunk', async () => {
   const job = await lineJob(root, 'bad-manifest', 3);
   const manifestPath = path.join(job, 'job.json');

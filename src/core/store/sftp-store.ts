@@ -34,7 +34,7 @@ import { Readable } from 'node:stream';
 import type { NodeSSH } from 'node-ssh';
 import type { OpenMode, SFTPWrapper, Stats as SftpStats } from 'ssh2';
 import { connectHost, defaultKnownHostsFiles, loadCredentials } from '../../remote/ssh.js';
-import { ExitStatus, JobMissingError, PieceworkError, UsageError } from '../errors.js';
+import { ExitStatus, JobMissingError, LocalTempError, PieceworkError, UsageError } from '../errors.js';
 import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
@@ -173,7 +173,10 @@ export async function openSftpStore(location: string, options: SftpStoreOptions 
     ssh.dispose();
     throw new PieceworkError(`${location}: the SFTP server does not offer posix-rename@openssh.com, needed for atomic commits`, { hint: 'use an OpenSSH server, or mount the folder (sshfs) and give its path instead' });
   }
-  const local = await fs.mkdtemp(path.join(tmpdir(), `${STAGING_PREFIX}${process.pid}-`));
+  const local = await fs.mkdtemp(path.join(tmpdir(), `${STAGING_PREFIX}${process.pid}-`)).catch((error: unknown) => {
+    ssh.dispose();
+    throw new LocalTempError('the staging folder for outputs', tmpdir(), error);
+  });
   return new SftpJobStore(location, address, ssh, sftp, extensions, local, requestTimeoutMs);
 }
 

@@ -10,6 +10,7 @@
 import { fstatSync, ftruncateSync, promises as fs, readSync } from 'node:fs';
 import { randomHex } from '../random-hex.js';
 import { settled } from '../concurrency.js';
+import { LocalTempError } from '../errors.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -26,7 +27,9 @@ export class StderrCapture {
   static async open(): Promise<StderrCapture> {
     const file = path.join(os.tmpdir(), `piecework-stderr-${process.pid}-${randomHex(4)}`);
     // 'a+': the command appends, so writes land at the end even after a truncate under it.
-    const handle = await fs.open(file, 'a+', 0o600);
+    const handle = await fs.open(file, 'a+', 0o600).catch((error: unknown) => {
+      throw new LocalTempError("a lane's stderr file", os.tmpdir(), error);
+    });
     await fs.unlink(file);
     return new StderrCapture(handle);
   }
