@@ -13,6 +13,7 @@ import { fsyncDir, writeFileAtomic } from './atomic-write.js';
 import { inlineCalls, threadPoolCalls, type FileCalls } from './file-calls.js';
 import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { JobLayout } from './layout.js';
+import { nameMissingFolder } from './missing-folder.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
 
 export class PosixJobStore implements JobStore {
@@ -326,6 +327,7 @@ export class PosixJobStore implements JobStore {
     if (isMountGone(error)) return mountGone(this.location, error);
     const code = errorCode(error);
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return noAccess(this.location, error);
+    if (code === 'ENOENT') nameMissingFolder(error as NodeJS.ErrnoException & { dest?: string }, this.layout.root);
     return error;
   }
 }
