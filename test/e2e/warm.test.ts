@@ -71,6 +71,14 @@ for line in sys.stdin:
             sys.stdout.buffer.write(block)
         sys.stdout.buffer.write(b"\n")
         sys.stdout.flush()
+    if word == "buffered" or os.environ.get("PW_ALL_BUFFERED"):
+        # An answer left in an output buffer that is never flushed: stuck both ways.
+        with open(request["out"], "w") as f:
+            f.write(data)
+        if "held" not in globals():
+            held = os.fdopen(os.dup(1), "w", buffering=65536)
+        held.write("ok\n")
+        continue
     if word == "nowrite":
         with open(request["out"] + ".elsewhere", "w") as f:
             f.write(data)
@@ -78,7 +86,7 @@ for line in sys.stdin:
         continue
     with open(request["out"], "w") as f:
         f.write(data.upper())
-    print("ok", flush=True)
+    print("ok", flush=not os.environ.get("PW_PLAIN_PRINT"))
 note("eof", str(pid))
 if os.environ.get("PW_SLOW_EXIT"):
     os.close(1)
@@ -318,6 +326,41 @@ test('100 MB printed on stdout without a newline is cut to its first 4096 charac
   assert.ok(stray, log);
   assert.ok(stray.length < 5000, `the logged line is ${stray.length} characters`);
   assert.match(stray, /\(the line had 104857600 characters/);
+});
+
+test('an answer stuck in an output buffer: the process, found waiting for its next request, is killed and that attempt fails with the reason', async () => {
+  const s = await setup('buffered', ['buffered', 'y', 'z']);
+  // Before: the program waited for a request, the lane for its answer — for ever.
+  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '0', '--warm', '--', ...s.command], { env: s.env });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 1, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001', '000002']);
+  const record = await readJson<{ reason: string }>(path.join(s.job, 'failed', '000000.json'));
+  assert.match(record.reason, /^the program waited for its next request without answering this one, and was killed: its answer is probably stuck in its output buffer/);
+});
+
+test('a program whose every answer is stuck stops the worker after 3 processes, saying to flush stdout', async () => {
+  const s = await setup('all-buffered', ['a', 'b', 'c', 'd']);
+  const child = startPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: { ...s.env, PW_ALL_BUFFERED: '1' } });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 1, work.stderr);
+  assert.match(work.stderr, /never answered its first request, 3 times in a row: the program waited for its next request/);
+  assert.match(work.stderr, /flush stdout after each answer — Python: print\("ok", flush=True\)/);
+  assert.doesNotMatch(work.stderr, /\n\s+at /);
+});
+
+test('print("ok") without flush works: Python runs unbuffered unless PYTHONUNBUFFERED was set', async () => {
+  const s = await setup('plain-print', words(6));
+  const child = startPiecework(['work', s.job, '-j', '2', '--warm', '--', ...s.command], { env: { ...s.env, PW_PLAIN_PRINT: '1', PYTHONUNBUFFERED: undefined } });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  const work = await collect(child).finally(() => clearTimeout(deadline));
+  trackPids(s);
+  assert.equal(work.code, 0, work.stderr);
+  assert.equal(filesUnder(path.join(s.job, 'out')).length, 6);
 });
 
 test('a process that closes its stdout and lives on is killed, its chunk fails with the reason; a fresh process runs the rest', async () => {

@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { settlesWithin } from './lane-pace.js';
 import { LineSplitter } from './warm-protocol.js';
+import { requestPipeOf } from './waiting-for-input.js';
 
 const KILL_GRACE_MS = 3000;
 /** After the leader exits, how long a descendant outside its group may hold stdout open. */
@@ -33,6 +34,8 @@ export class WarmChild {
   answered = 0;
   /** It closed its stdout and lived on: it could never answer again, so it was killed. */
   closedStdout = false;
+  /** Its stdin as /proc names it (`pipe:[…]`), to tell a read of a request from any other read. */
+  readonly requestPipe: string | undefined;
   /** Every complete stdout line; the lane swaps this per request. */
   onLine: (line: string) => void = () => {};
   readonly #child: ChildProcess;
@@ -40,6 +43,7 @@ export class WarmChild {
   private constructor(child: ChildProcess) {
     this.#child = child;
     this.pid = child.pid!;
+    this.requestPipe = requestPipeOf(this.pid);
     const lines = new LineSplitter();
     child.stdin!.on('error', () => {}); // EPIPE once it died: its exit status says why
     child.stdout!.setEncoding('utf8');

@@ -63,7 +63,10 @@ export class WarmLanes {
         new WarmProcess({
           file: template.file,
           argv,
-          env: { ...template.env, PIECEWORK_WARM: '1', PIECEWORK_JOB: options.job, PIECEWORK_LANE: String(lane), PIECEWORK_WORKER: options.worker },
+          // Python's print is fully buffered on a pipe: an "ok" without flush=True would never
+          // arrive. Unbuffered unless the user chose otherwise (other languages: see
+          // waiting-for-input.ts, which tells such a program apart from a slow one).
+          env: { PYTHONUNBUFFERED: '1', ...template.env, PIECEWORK_WARM: '1', PIECEWORK_JOB: options.job, PIECEWORK_LANE: String(lane), PIECEWORK_WORKER: options.worker },
           maxChunksPerProcess: options.maxChunksPerProcess,
           startup,
           log: (entry) => options.log({ lane, ...entry }),

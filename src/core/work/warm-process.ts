@@ -18,14 +18,21 @@ import { spawnReason, type ChunkInvocation, type ChunkRunResult } from './run-ch
 import type { StartupWatch } from './startup-watch.js';
 import type { StopSignal } from './stop-signal.js';
 import { WarmChild } from './warm-child.js';
+import { waitingForInput } from './waiting-for-input.js';
 import { encodeRequest, parseReply, type WarmReply } from './warm-protocol.js';
 
 /** How long the chunk under way may take to finish once the worker stops (SIGTERM, STOP). */
 export const DRAIN_GRACE_MS = 5000;
 const STDERR_TAIL_BYTES = 4096;
-const STDERR_CHECK_MS = 5000;
+/** How often a chunk under way is looked at: its stderr's size, and whether its program waits for input. */
+const CHECK_MS = 1000;
+const STDERR_CHECK_EVERY = 5;
+/** Looks in a row that find the program waiting for its next request before it is judged stuck. */
+const WAITING_LOOKS = 2;
 /** Stray stdout lines written to the worker log per chunk; all of them go to the stderr tail. */
 const STRAY_LINES_LOGGED = 20;
+const STUCK_REASON = 'the program waited for its next request without answering this one, and was killed: its answer is probably stuck in its output buffer';
+const STUCK_HINT = 'flush stdout after each answer — Python: print("ok", flush=True); Perl: $| = 1; awk: fflush(); C: fflush(stdout) — then start the worker again';
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
@@ -44,6 +51,8 @@ interface Answer {
   reply: WarmReply | undefined;
   timedOut: boolean;
   aborted: boolean;
+  /** It waited for its next request without answering this one, and was killed. */
+  stuck: boolean;
 }
 
 export class WarmProcess {
@@ -102,6 +111,7 @@ export class WarmProcess {
     return new Promise((resolve) => {
       let timedOut = false;
       let aborted = false;
+      let stuck = false;
       let settled = false;
       let stray = 0;
       const timers: NodeJS.Timeout[] = [];
@@ -112,13 +122,13 @@ export class WarmProcess {
         forgetStop();
         let between = 0;
         child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, ++between);
-        resolve({ reply, timedOut, aborted });
+        resolve({ reply, timedOut, aborted, stuck });
       };
       child.onLine = (line) => {
         const reply = parseReply(line);
         if (reply === undefined) this.#stray(run.stderr.fd, run.chunk, line, ++stray);
         // Once it is being killed, a late answer no longer counts: its output may be half-written.
-        else if (!timedOut && !aborted) finish(reply);
+        else if (!timedOut && !aborted && !stuck) finish(reply);
       };
       void child.ended.then(() => finish(undefined));
       const onAbort = () => {
@@ -144,9 +154,20 @@ export class WarmProcess {
         timer.unref();
         timers.push(timer);
       }
-      const sizeCheck = setInterval(() => void run.stderr.limitSize().catch(() => {}), STDERR_CHECK_MS);
-      sizeCheck.unref();
-      timers.push(sizeCheck);
+      // An answer stuck in the program's output buffer (a print not flushed) leaves it waiting for
+      // the next request while the lane waits for the answer: judged on two looks in a row.
+      let looks = 0;
+      let waitingLooks = 0;
+      const check = setInterval(() => {
+        if (++looks % STDERR_CHECK_EVERY === 0) void run.stderr.limitSize().catch(() => {});
+        if (settled || timedOut || aborted || stuck) return;
+        waitingLooks = waitingForInput(child.pid, child.requestPipe) ? waitingLooks + 1 : 0;
+        if (waitingLooks < WAITING_LOOKS) return;
+        stuck = true;
+        child.terminate();
+      }, CHECK_MS);
+      check.unref();
+      timers.push(check);
       if (aborted) return; // stopped and lost while its process started: being killed, not asked
       child.send(encodeRequest({ in: run.chunkPath, out: run.tempOutput, name: run.chunk, files: run.files ?? null, attempt: run.attempt, job: run.job }));
     });
@@ -171,11 +192,13 @@ export class WarmProcess {
     if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
     if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
     this.#diedInARow++;
-    const reason = child.closedStdout ? `the warm process closed its stdout, so it could not answer, and was killed (${describeExit(code, signal)})` : `the warm process ended without answering: ${describeExit(code, signal)}`;
+    const why = answer.stuck ? STUCK_REASON : child.closedStdout ? 'the warm process closed its stdout, so it could not answer, and was killed' : undefined;
+    const reason = why ? `${why} (${describeExit(code, signal)})` : `the warm process ended without answering: ${describeExit(code, signal)}`;
     if (child.answered > 0 || !this.#settings.startup.diedBeforeFirstReply()) return { ...base, reason };
     const limit = this.#settings.startup.limit;
-    const stopWorker = new CommandUnavailableError(`the command died before answering its first request, ${limit} times in a row (last: ${describeExit(code, signal)})${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
-      hint: 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
+    const what = why ? `the command never answered its first request, ${limit} times in a row: ${why}` : `the command died before answering its first request, ${limit} times in a row (last: ${describeExit(code, signal)})`;
+    const stopWorker = new CommandUnavailableError(`${what}${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
+      hint: answer.stuck ? STUCK_HINT : 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
     });
     return { ...base, reason, stopWorker };
   }
