@@ -115,13 +115,57 @@ export async function readHeartbeats(store: JobStore): Promise<HeartbeatRecord[]
     names.map(async ({ name }) => {
       try {
         const data = await store.read('workers', name);
-        if (data) records.push(JSON.parse(data.toString('utf8')) as HeartbeatRecord);
+        const record = data ? parseHeartbeat(JSON.parse(data.toString('utf8'))) : undefined;
+        if (record) records.push(record);
       } catch {
         // Half-visible or damaged records are skipped; the next beat replaces them.
       }
     }),
   );
   return records;
+}
+
+const STATES: readonly WorkerState[] = ['running', 'draining', 'waiting', 'exited', 'failed'];
+const isText = (value: unknown): value is string => typeof value === 'string';
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+
+/**
+ * A record as readers may use it, or undefined when it cannot say who beats and when. A record
+ * edited by hand, copied from elsewhere or written by another version keeps what it says
+ * right; anything else of it falls back to "nothing" (no lanes, no chunks, no rate).
+ */
+export function parseHeartbeat(value: unknown): HeartbeatRecord | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const r = value as Record<string, unknown>;
+  if (!isText(r.worker) || !isText(r.host) || !isCount(r.pid) || !isText(r.jobId) || !isText(r.updatedAt) || Number.isNaN(Date.parse(r.updatedAt))) return undefined;
+  if (!STATES.includes(r.state as WorkerState)) return undefined;
+  const list = <T>(items: unknown, valid: (item: unknown) => item is T): T[] => (Array.isArray(items) ? items.filter(valid) : []);
+  const record: HeartbeatRecord = {
+    worker: r.worker,
+    host: r.host,
+    pid: r.pid,
+    jobId: r.jobId,
+    lanes: isCount(r.lanes) ? r.lanes : 0,
+    command: Array.isArray(r.command) && r.command.every(isText) ? r.command : [],
+    version: isText(r.version) ? r.version : 'unknown',
+    state: r.state as WorkerState,
+    startedAt: isText(r.startedAt) && !Number.isNaN(Date.parse(r.startedAt)) ? r.startedAt : r.updatedAt,
+    updatedAt: r.updatedAt,
+    intervalMs: isCount(r.intervalMs) && r.intervalMs > 0 ? r.intervalMs : 5000,
+    clockOffsetMs: typeof r.clockOffsetMs === 'number' && Number.isFinite(r.clockOffsetMs) ? r.clockOffsetMs : 0,
+    done: isCount(r.done) ? r.done : 0,
+    failed: isCount(r.failed) ? r.failed : 0,
+    recent: list(r.recent, (m): m is [number, number] => Array.isArray(m) && m.length === 2 && isCount(m[0]) && isCount(m[1])),
+    current: list(r.current, (c): c is HeartbeatRecord['current'][number] => typeof c === 'object' && c !== null && isText((c as { chunk?: unknown }).chunk) && isCount((c as { lane?: unknown }).lane) && isText((c as { since?: unknown }).since)),
+  };
+  if (isText(r.exitReason)) record.exitReason = r.exitReason;
+  if (Array.isArray(r.warm)) {
+    record.warm = list(r.warm, (w): w is NonNullable<HeartbeatRecord['warm']>[number] => {
+      const lane = w as { lane?: unknown; pid?: unknown; chunks?: unknown; rssKb?: unknown };
+      return typeof w === 'object' && w !== null && isCount(lane.lane) && isCount(lane.pid) && isCount(lane.chunks) && (lane.rssKb === null || isCount(lane.rssKb));
+    });
+  }
+  return record;
 }
 
 /** Alive unless it said it exited or missed several beats (by the mount's clock). */

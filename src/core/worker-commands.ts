@@ -22,7 +22,7 @@ const key = (command: string[]) => JSON.stringify(command);
 export function commandsInUse(heartbeats: HeartbeatRecord[], mountNow: number, staleMs: number): CommandUse[] {
   const byCommand = new Map<string, CommandUse>();
   for (const record of heartbeats) {
-    if (!Array.isArray(record.command)) continue;
+    if (record.command.length === 0) continue; // not said (a record of another version)
     let use = byCommand.get(key(record.command));
     if (!use) byCommand.set(key(record.command), (use = { command: record.command, workers: 0, alive: 0, done: 0, hosts: [] }));
     use.workers++;
@@ -35,5 +35,5 @@ export function commandsInUse(heartbeats: HeartbeatRecord[], mountNow: number, s
 
 /** Live workers of the job, other than `self`, whose command is not `command`. */
 export function liveWorkersWithOtherCommands(heartbeats: HeartbeatRecord[], self: string, command: string[], mountNow: number, staleMs: number): HeartbeatRecord[] {
-  return heartbeats.filter((h) => h.worker !== self && Array.isArray(h.command) && key(h.command) !== key(command) && isWorkerAlive(h, mountNow, staleMs));
+  return heartbeats.filter((h) => h.worker !== self && h.command.length > 0 && key(h.command) !== key(command) && isWorkerAlive(h, mountNow, staleMs));
 }

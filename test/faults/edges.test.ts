@@ -193,6 +193,30 @@ test('a TMPDIR that does not exist is named as such, not taken for a job folder 
   noStack(reduce.stderr);
 });
 
+test('heartbeat records edited by hand, damaged or of another version do not break status, stop or verify', async () => {
+  const job = await doneJob('odd-heartbeats', 3);
+  const { id } = JSON.parse(readFileSync(path.join(job, 'job.json'), 'utf8')) as { id: string };
+  const now = new Date().toISOString();
+  // Before: "unexpected error: record.recent.filter is not a function … this is a bug".
+  await fs.writeFile(path.join(job, 'workers', 'typed-wrong.json'), JSON.stringify({ worker: 'x.1', host: 'x', pid: 1, jobId: id, state: 'running', updatedAt: now, recent: 'x', current: 7, lanes: 'many', command: 'ls', warm: [{ lane: 0 }] }));
+  await fs.writeFile(path.join(job, 'workers', 'fields-missing.json'), JSON.stringify({ jobId: id, state: 'running', updatedAt: now }));
+  await fs.writeFile(path.join(job, 'workers', 'not-json.json'), '{"worker": "y.2", ');
+  await fs.writeFile(path.join(job, 'workers', 'a-list.json'), '[1, 2]');
+  const status = await runPiecework(['status', job]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /complete/);
+  assert.match(status.stdout, /\n {2}x +alive/, 'the readable part of a record still counts');
+  const json = await runPiecework(['status', job, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.equal((JSON.parse(json.stdout) as { workers: { alive: number } }).workers.alive, 1);
+  for (const args of [['verify', job], ['stop', job], ['stop', job, '--clear']]) {
+    const run = await runPiecework(args);
+    assert.equal(run.code, 0, `${args.join(' ')}: ${run.stderr}`);
+    noStack(run.stderr);
+  }
+  noStack(status.stderr + json.stderr);
+});
+
 test('a job.json edited by hand with bad types is a clear error at start, not a failure on every chunk', async () => {
   const job = await lineJob(root, 'bad-manifest', 3);
   const manifestPath = path.join(job, 'job.json');
