@@ -9,7 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { collect, killGroup, piecework, runPiecework, startPiecework, type RunResult } from '../helpers/cli.js';
@@ -152,6 +152,22 @@ void test('a worker over SFTP runs a job end to end; status, verify and merge ov
   assert.match(refused.stderr, /STOP file/);
   assert.deepEqual(filesUnder(job).filter((name) => path.basename(name).startsWith('.clock-')), [], 'clock probes removed');
   await proxy.close();
+});
+
+void test('over SFTP, out/ removed by hand is named itself; a missing TMPDIR is named as the local temp folder; nothing is committed', async () => {
+  const { job } = makeJob('removed-out', 3);
+  rmSync(path.join(job, 'out'), { recursive: true });
+  const work = await runPiecework(['work', address(job), '-q', '--', 'cat'], { env: env() });
+  assert.equal(work.code, 1, work.stderr);
+  // Before: the output being renamed, out/000001, as if a file were missing.
+  assert.ok(work.stderr.includes(`part of the job folder is missing (${path.join(job, 'out')}):`), work.stderr);
+  assert.doesNotMatch(work.stderr, /\n\s+at |this is a bug/);
+  const { job: other } = makeJob('no-tmpdir', 2);
+  const tmp = await runPiecework(['work', address(other), '-q', '--', 'cat'], { env: { ...env(), TMPDIR: path.join(jobsDir, 'no-such-tmp') } });
+  assert.equal(tmp.code, 1, tmp.stderr);
+  assert.match(tmp.stderr, /cannot make the staging folder for outputs in the local temp folder .*no-such-tmp \(ENOENT\)/);
+  assert.deepEqual(filesUnder(path.join(other, 'out')), []);
+  assert.deepEqual(filesUnder(path.join(other, 'locks')), []);
 });
 
 void test('merge over sftp:// reads the next outputs while it writes one (not one output\'s round trips after another), in order, with a large output among small ones', async () => {

@@ -130,6 +130,11 @@ export interface JobStore {
   writeMarker(text: string): Promise<void>;
   /** job.json's size and server time; undefined when it is absent. */
   markerInfo(): Promise<EntryInfo | undefined>;
+  /**
+   * For an ENOENT naming `file` (a path in this job, as its error gave it): the topmost folder of
+   * the job above it that is missing — out/ removed by hand — or undefined when none is.
+   */
+  missingFolderAbove?(file: string): Promise<string | undefined>;
 
   /** A file's bytes, or undefined when it does not exist. */
   read(area: Area, name: string): Promise<Buffer | undefined>;

@@ -486,6 +486,19 @@ export class SftpJobStore implements JobStore {
     return this.lookup('top', 'job.json');
   }
 
+  async missingFolderAbove(file: string): Promise<string | undefined> {
+    let missing: string | undefined;
+    for (let folder = path.posix.dirname(file); folder.startsWith(this.root + '/'); folder = path.posix.dirname(folder)) {
+      const found = await this.#stat(folder).then(
+        () => true,
+        (error: unknown) => !isCode(error, 'ENOENT'),
+      );
+      if (found) break;
+      missing = folder;
+    }
+    return missing;
+  }
+
   async read(area: Area, name: string): Promise<Buffer | undefined> {
     try {
       return await this.#readWhole(this.remotePath(area, name));

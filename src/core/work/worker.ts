@@ -473,7 +473,8 @@ async function translateError(error: unknown, store: JobStore): Promise<unknown>
   // a folder of the job was removed (by hand) under the worker.
   if (code === 'ENOENT' || code === 'ENOTDIR') {
     if (!(await store.markerInfo().catch(() => undefined))) return new JobMissingError(store.location, 'job.json disappeared while working: the mount may have dropped');
-    const where = (error as NodeJS.ErrnoException).path;
+    const named = (error as NodeJS.ErrnoException).path;
+    const where = (named && (await store.missingFolderAbove?.(named).catch(() => undefined))) || named;
     return new PieceworkError(`part of the job folder is missing${where ? ` (${where})` : ''}: a folder removed by hand while the job was in use?`, {
       hint: 'see `piecework status JOB`; make the missing folder again (mkdir) and start the worker again, or split the job anew',
       cause: error,
