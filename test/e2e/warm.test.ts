@@ -79,6 +79,11 @@ for line in sys.stdin:
             held = os.fdopen(os.dup(1), "w", buffering=65536)
         held.write("ok\n")
         continue
+    if word == "twice":
+        with open(request["out"], "w") as f:
+            f.write(data)
+        print("ok\nok", flush=True)
+        continue
     if word == "nowrite":
         with open(request["out"] + ".elsewhere", "w") as f:
             f.write(data)
@@ -361,6 +366,20 @@ test('print("ok") without flush works: Python runs unbuffered unless PYTHONUNBUF
   trackPids(s);
   assert.equal(work.code, 0, work.stderr);
   assert.equal(filesUnder(path.join(s.job, 'out')).length, 6);
+});
+
+test('a second answer to one request is a warning, and a fresh process takes the next chunk: answers stay with their chunks', async () => {
+  const s = await setup('twice', ['twice', 'b', 'c', 'd']);
+  // Shuffled order: "twice" may come at any point; whatever follows it goes to a new process.
+  const work = await runPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: s.env });
+  const pids = trackPids(s);
+  assert.equal(work.code, 0, work.stderr);
+  assert.match(work.stderr, /warning: lane 0, chunk 000000: the warm process \(pid \d+\) answered this chunk's request twice \("ok" after its answer\)/);
+  const [twicePid] = s.notes('chunks').filter((line) => line.split(' ')[1] === '000000').map((line) => line.split(' ')[0]);
+  const after = s.notes('chunks').slice(s.notes('chunks').findIndex((line) => line.split(' ')[1] === '000000') + 1);
+  assert.ok(after.every((line) => line.split(' ')[0] !== twicePid), `chunks after the double answer went to another process: ${s.notes('chunks').join(' | ')}`);
+  assert.equal(pids.length, after.length > 0 ? 2 : 1);
+  assert.equal((await runPiecework(['merge', s.job])).stdout, 'twice\nB\nC\nD\n');
 });
 
 test('a process that closes its stdout and lives on is killed, its chunk fails with the reason; a fresh process runs the rest', async () => {

@@ -121,7 +121,10 @@ export class WarmProcess {
         for (const timer of timers) clearTimeout(timer);
         forgetStop();
         let between = 0;
-        child.onLine = (line) => this.#stray(run.stderr.fd, undefined, line, ++between);
+        child.onLine = (line) => {
+          if (reply && this.#child === child && parseReply(line) !== undefined) this.#answeredTwice(child, run.chunk, line);
+          this.#stray(run.stderr.fd, undefined, line, ++between);
+        };
         resolve({ reply, timedOut, aborted, stuck });
       };
       child.onLine = (line) => {
@@ -209,6 +212,20 @@ export class WarmProcess {
     const stopping = child.stop(DRAIN_GRACE_MS);
     this.#retiring.add(stopping);
     void stopping.finally(() => this.#retiring.delete(stopping));
+  }
+
+  /**
+   * A second answer to one request. Had it come after the next request was sent, it would have
+   * been taken for that chunk's answer — committing an output still being written — so this
+   * process is no longer trusted to stay in step: it is let go, and a fresh one takes the next chunk.
+   */
+  #answeredTwice(child: WarmChild, chunk: string, line: string): void {
+    this.#settings.log({
+      chunk,
+      event: 'warning',
+      detail: `the warm process (pid ${child.pid}) answered this chunk's request twice ("${line.slice(0, 80)}" after its answer); a program must answer each request once — a later extra answer would be taken for the next chunk's. A fresh process takes the next chunk`,
+    });
+    this.#retire(child);
   }
 
   /** A stdout line that is not a reply: kept with the chunk's stderr, and logged (a few per chunk). */

@@ -189,7 +189,12 @@ class Worker {
     this.maxAttempts = 1 + (options.retries ?? manifest.retries);
     this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
     // The lanes' processes start on their first chunk, not here.
-    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: (entry) => this.log.line(entry) });
+    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess,
+      log: (entry) => {
+        this.log.line(entry);
+        if (entry.event === 'warning') this.onEvent({ type: 'warning', message: `lane ${entry.lane}${entry.chunk ? `, chunk ${entry.chunk}` : ''}: ${entry.detail ?? ''}` });
+      },
+    });
   }
 
   /** `localLanes` is made and closed by the caller; closed here too, as soon as the lanes end. */
