@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { collect, killGroup, runPiecework, startPiecework } from '../helpers/cli.js';
+import { collect, killGroup, runPiecework, startPiecework, type RunResult } from '../helpers/cli.js';
 import { isAlive, killTree } from '../helpers/cleanup.js';
 import { filesUnder, readJson } from '../helpers/job.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -133,6 +133,21 @@ function trackPids(s: Setup): number[] {
   const pids = s.notes('pids').map(Number);
   for (const pid of pids) startedPids.add(pid);
   return pids;
+}
+
+/**
+ * `work --warm` on the setup's job, ended by a 30 s guard: a behaviour that would hang fails its
+ * test instead of the suite. The processes its program noted are tracked for `after`.
+ */
+async function guardedWork(s: Setup, args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  const child = startPiecework(['work', s.job, ...args, '--warm', '--', ...s.command], { env: { ...s.env, ...env } });
+  const deadline = setTimeout(() => killGroup(child), 30_000);
+  try {
+    return await collect(child);
+  } finally {
+    clearTimeout(deadline);
+    trackPids(s);
+  }
 }
 
 const words = (count: number) => Array.from({ length: count }, (_, i) => `word${i}`);
@@ -302,10 +317,7 @@ test('stdout lines that are not replies go to the log and the stderr tail; they 
 test('an ok with no output written at "out" fails the attempt with the reason, counts against retries, and is not taken for a lost claim', async () => {
   const s = await setup('nowrite', ['nowrite', 'y']);
   // Before: taken for a claim lost to a requeue, the chunk was tried again without end.
-  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '1', '--warm', '--', ...s.command], { env: s.env });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '1', '--retries', '1']);
   assert.equal(work.code, 1, work.stderr);
   assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001']);
   const record = await readJson<{ reason: string; attempts: number }>(path.join(s.job, 'failed', '000000.json'));
@@ -319,10 +331,7 @@ test('100 MB printed on stdout without a newline is cut to its first 4096 charac
   const s = await setup('flood', ['flood', 'y']);
   // Before: each piece was joined to the whole line so far and split again, for minutes and
   // hundreds of MB; the 30 s guard ends such a worker and fails this test.
-  const child = startPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: s.env });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '1']);
   assert.equal(work.code, 0, work.stderr);
   assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000000', '000001']);
   assert.equal(readFileSync(path.join(s.job, 'out', '000000'), 'utf8'), 'FLOOD\n');
@@ -336,10 +345,7 @@ test('100 MB printed on stdout without a newline is cut to its first 4096 charac
 test('an answer stuck in an output buffer: the process, found waiting for its next request, is killed and that attempt fails with the reason', async () => {
   const s = await setup('buffered', ['buffered', 'y', 'z']);
   // Before: the program waited for a request, the lane for its answer — for ever.
-  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '0', '--warm', '--', ...s.command], { env: s.env });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '1', '--retries', '0']);
   assert.equal(work.code, 1, work.stderr);
   assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001', '000002']);
   const record = await readJson<{ reason: string }>(path.join(s.job, 'failed', '000000.json'));
@@ -348,10 +354,7 @@ test('an answer stuck in an output buffer: the process, found waiting for its ne
 
 test('a program whose every answer is stuck stops the worker after 3 processes, saying to flush stdout', async () => {
   const s = await setup('all-buffered', ['a', 'b', 'c', 'd']);
-  const child = startPiecework(['work', s.job, '-j', '1', '--warm', '--', ...s.command], { env: { ...s.env, PW_ALL_BUFFERED: '1' } });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '1'], { PW_ALL_BUFFERED: '1' });
   assert.equal(work.code, 1, work.stderr);
   assert.match(work.stderr, /never answered its first request, 3 times in a row: the program waited for its next request/);
   assert.match(work.stderr, /flush stdout after each answer — Python: print\("ok", flush=True\)/);
@@ -360,10 +363,7 @@ test('a program whose every answer is stuck stops the worker after 3 processes, 
 
 test('print("ok") without flush works: Python runs unbuffered unless PYTHONUNBUFFERED was set', async () => {
   const s = await setup('plain-print', words(6));
-  const child = startPiecework(['work', s.job, '-j', '2', '--warm', '--', ...s.command], { env: { ...s.env, PW_PLAIN_PRINT: '1', PYTHONUNBUFFERED: undefined } });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '2'], { PW_PLAIN_PRINT: '1', PYTHONUNBUFFERED: undefined });
   assert.equal(work.code, 0, work.stderr);
   assert.equal(filesUnder(path.join(s.job, 'out')).length, 6);
 });
@@ -385,10 +385,7 @@ test('a second answer to one request is a warning, and a fresh process takes the
 test('a process that closes its stdout and lives on is killed, its chunk fails with the reason; a fresh process runs the rest', async () => {
   const s = await setup('closeout', ['closeout', 'y', 'z']);
   // Before: no answer could come and none was given up on; the worker waited for ever.
-  const child = startPiecework(['work', s.job, '-j', '1', '--retries', '0', '--warm', '--', ...s.command], { env: s.env });
-  const deadline = setTimeout(() => killGroup(child), 30_000);
-  const work = await collect(child).finally(() => clearTimeout(deadline));
-  trackPids(s);
+  const work = await guardedWork(s, ['-j', '1', '--retries', '0']);
   assert.equal(work.code, 1, work.stderr);
   assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001', '000002']);
   const record = await readJson<{ reason: string; signal: string }>(path.join(s.job, 'failed', '000000.json'));
