@@ -12,6 +12,8 @@ export const PAGE_SCRIPT = String.raw`'use strict';
   function $(id) { return document.getElementById(id); }
   function setText(id, value) { $(id).textContent = value; }
   function num(n) { return Number(n).toLocaleString('en-US'); }
+  // An argument as a shell would need it written, so that a command reads unambiguously.
+  function shellWord(a) { return /^[\w@%+=:,.\/-]+$/.test(a) ? a : "'" + a.replace(/'/g, "'\\''") + "'"; }
   function duration(s) {
     if (s === null || !isFinite(s)) return '–';
     if (s < 60) return Math.round(s) + 's';
@@ -76,6 +78,7 @@ export const PAGE_SCRIPT = String.raw`'use strict';
     grid = data.grid;
     drawGrid();
     renderHosts(s.hosts);
+    renderCommands(s.commands || []);
     renderFailures(s);
     document.body.dataset.updates = String(++updates);
   }
@@ -188,6 +191,14 @@ export const PAGE_SCRIPT = String.raw`'use strict';
       empty.append(element('td', 'no worker has started yet'));
       body.append(empty);
     }
+  }
+
+  // More than one command among the job's workers: their outputs are merged together.
+  function renderCommands(uses) {
+    var lines = uses.length < 2 ? [] : [element('div', "this job's workers ran " + uses.length + ' different commands — their outputs are merged together:', 'warning')].concat(uses.map(function (u) {
+      return element('div', u.command.map(shellWord).join(' ') + ' (' + u.workers + (u.workers === 1 ? ' worker' : ' workers') + (u.alive ? ', ' + u.alive + ' alive' : '') + ', ' + num(u.done) + ' done, on ' + u.hosts.join(', ') + ')', 'command');
+    }));
+    $('commands').replaceChildren.apply($('commands'), lines);
   }
 
   function renderFailures(s) {

@@ -40,6 +40,7 @@ export const PAGE_HTML = `<!doctype html>
 <section class="panel">
   <h2>Hosts</h2>
   <table><thead><tr><th>host</th><th>state</th><th>workers</th><th>lanes</th><th>busy</th><th>done</th><th>failed</th><th>rate</th><th></th><th>last beat</th></tr></thead><tbody id="hosts"></tbody></table>
+  <div id="commands"></div>
 </section>
 <section class="panel" id="failures-panel">
   <h2>Failures</h2>
@@ -83,6 +84,7 @@ th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid #eaeef2; }
 td .bar { height: 8px; background: var(--done); border-radius: 4px; min-width: 1px; }
 .state-alive { color: var(--done); } .state-dead { color: var(--failed); } .state-exited { color: #656d76; }
 .failure { border-top: 1px solid #eaeef2; padding: 6px 0; }
+#commands .warning { color: var(--stale); margin-top: 10px; } #commands .command { font-family: ui-monospace, monospace; padding: 2px 0 0 12px; }
 pre { background: #f6f8fa; padding: 6px 8px; margin: 4px 0 0; overflow-x: auto; font-size: 12px; max-height: 160px; }
 @media (max-width: 800px) { .row { grid-template-columns: 1fr; } }
 `;

@@ -40,8 +40,9 @@ before(async () => {
   });
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
 
-  // Two workers, as two hosts would run them, processing the job while the page watches.
-  const workers = [0, 1].map(() => startPiecework(['work', job, '-j', '2', '--retries', '0', '--', ...slowCopy]));
+  // Two workers, as two hosts would run them, processing the job while the page watches; the
+  // second was given the script with a comment more: another command, as far as anyone can tell.
+  const workers = [slowCopy, [...slowCopy.slice(0, 2), `${slowCopy[2]} # host b`]].map((command) => startPiecework(['work', job, '-j', '2', '--retries', '0', '--', ...command]));
   children.push(...workers);
   workersDone = Promise.all(workers.map(collect));
 
@@ -114,4 +115,12 @@ test('when the workers are done the page says so: 59 done, 1 failed, nobody runn
   await page.waitForFunction(() => document.getElementById('done')!.textContent === '59' && document.getElementById('state')!.textContent === 'idle', undefined, { timeout: 20_000 });
   assert.equal(await number('#failed'), 1);
   assert.equal(await number('#running'), 0);
+});
+
+test('two commands among the workers are pointed out under the hosts, each with what it did', async () => {
+  await workersDone;
+  await page.waitForFunction(() => document.getElementById('commands')!.textContent.includes('2 different commands'), undefined, { timeout: 20_000 });
+  const text = (await page.textContent('#commands'))!;
+  assert.match(text, /this job's workers ran 2 different commands — their outputs are merged together/);
+  assert.match(text, /'if .*# host b' \(1 worker, \d+ done, on /);
 });
