@@ -4,7 +4,7 @@
 // warm processes lead process groups of their own, so killing the worker's group misses them.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, promises as fs, readFileSync } from 'node:fs';
+import { existsSync, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { collect, killGroup, runPiecework, startPiecework, type RunResult } from '../helpers/cli.js';
@@ -401,6 +401,21 @@ test('a process asked to exit (stdin closed) may close its stdout and take its t
   const pids = trackPids(s);
   assert.equal(work.code, 0, work.stderr);
   assert.deepEqual(s.notes('clean-exit'), pids.map(String), 'its shutdown ran to the end');
+});
+
+test('a long-lived warm process keeps the worker small: 12 000 chunks in a 48 MB heap', async () => {
+  const dir = path.join(root, 'long-lived');
+  await fs.mkdir(dir);
+  const copy = path.join(dir, 'copy.py');
+  await fs.writeFile(copy, 'import json, shutil, sys\nfor line in sys.stdin:\n    r = json.loads(line)\n    shutil.copyfile(r["in"], r["out"])\n    print("ok", flush=True)\n');
+  const input = path.join(dir, 'input.txt');
+  await fs.writeFile(input, words(12_000).join('\n') + '\n');
+  const job = (await runPiecework(['split', input, '--lines', '1', '--into', path.join(dir, 'job'), '-q'])).stdout.trim();
+  // Before: each request left a reaction on the process's "ended" promise, holding its chunk's
+  // state until the process ended — ~5 KB a chunk; this heap ran out after ~8 400 chunks.
+  const work = await runPiecework(['work', job, '-j', '2', '--warm', '-q', '--', python, copy], { env: { NODE_OPTIONS: '--max-old-space-size=48' } });
+  assert.equal(work.code, 0, work.stderr.slice(-2000));
+  assert.equal(readdirSync(path.join(job, 'out')).length, 12_000);
 });
 
 test('--max-chunks-per-process N replaces the process every N chunks', async () => {

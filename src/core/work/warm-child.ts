@@ -38,6 +38,20 @@ export class WarmChild {
   readonly requestPipe: string | undefined;
   /** Every complete stdout line; the lane swaps this per request. */
   onLine: (line: string) => void = () => {};
+  /**
+   * Called once it has ended (or at once, if it had when this is set). One slot the lane swaps per
+   * request, not a reaction added to `ended` per request: those would pile up, each holding its
+   * chunk's state, for as long as the process lives — 5 KB a chunk, a gigabyte in 200 000.
+   */
+  get onEnded(): () => void {
+    return this.#onEnded;
+  }
+  set onEnded(callback: () => void) {
+    this.#onEnded = callback;
+    if (this.#hasEnded) queueMicrotask(callback);
+  }
+  #onEnded: () => void = () => {};
+  #hasEnded = false;
   readonly #child: ChildProcess;
 
   private constructor(child: ChildProcess) {
@@ -74,6 +88,10 @@ export class WarmChild {
         drainTimer.unref();
       });
       child.on('close', done);
+    });
+    void this.ended.then(() => {
+      this.#hasEnded = true;
+      this.#onEnded();
     });
   }
 

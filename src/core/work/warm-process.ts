@@ -120,6 +120,7 @@ export class WarmProcess {
         settled = true;
         for (const timer of timers) clearTimeout(timer);
         forgetStop();
+        child.onEnded = () => {};
         let between = 0;
         child.onLine = (line) => {
           if (reply && this.#child === child && parseReply(line) !== undefined) this.#answeredTwice(child, run.chunk, line);
@@ -133,7 +134,7 @@ export class WarmProcess {
         // Once it is being killed, a late answer no longer counts: its output may be half-written.
         else if (!timedOut && !aborted && !stuck) finish(reply);
       };
-      void child.ended.then(() => finish(undefined));
+      child.onEnded = () => finish(undefined);
       const onAbort = () => {
         if (abandon()) {
           aborted = true;
