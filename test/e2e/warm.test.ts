@@ -92,6 +92,8 @@ for line in sys.stdin:
     with open(request["out"], "w") as f:
         f.write(data.upper())
     print("ok", flush=not os.environ.get("PW_PLAIN_PRINT"))
+    if os.environ.get("PW_ONE_SHOT"):
+        break
 note("eof", str(pid))
 if os.environ.get("PW_SLOW_EXIT"):
     os.close(1)
@@ -416,6 +418,16 @@ test('a long-lived warm process keeps the worker small: 12 000 chunks in a 48 MB
   const work = await runPiecework(['work', job, '-j', '2', '--warm', '-q', '--', python, copy], { env: { NODE_OPTIONS: '--max-old-space-size=48' } });
   assert.equal(work.code, 0, work.stderr.slice(-2000));
   assert.equal(readdirSync(path.join(job, 'out')).length, 12_000);
+});
+
+test('a program that exits after one request is warned about, and the requests sent to it as it exited are not counted against the chunks', async () => {
+  const s = await setup('one-shot', words(12));
+  // --retries 0: before, a request that went to the process as it exited was a failed attempt.
+  const work = await guardedWork(s, ['-j', '1', '--retries', '0'], { PW_ONE_SHOT: '1' });
+  assert.equal(work.code, 0, work.stderr);
+  assert.equal(filesUnder(path.join(s.job, 'out')).length, 12);
+  assert.deepEqual(filesUnder(path.join(s.job, 'failed')), []);
+  assert.equal(work.stderr.match(/exited \(status 0\) after answering one request/g)?.length, 1, work.stderr);
 });
 
 test('--max-chunks-per-process N replaces the process every N chunks', async () => {

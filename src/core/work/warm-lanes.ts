@@ -56,6 +56,7 @@ export class WarmLanes {
 
   constructor(template: CommandTemplate, options: WarmLanesOptions) {
     const startup = new StartupWatch();
+    const warned = new Set<string>();
     const argv = template.argv.map((arg) => arg.replaceAll('{job}', options.job));
     this.#lanes = Array.from(
       { length: options.lanes },
@@ -69,6 +70,7 @@ export class WarmLanes {
           env: { PYTHONUNBUFFERED: '1', ...template.env, PIECEWORK_WARM: '1', PIECEWORK_JOB: options.job, PIECEWORK_LANE: String(lane), PIECEWORK_WORKER: options.worker },
           maxChunksPerProcess: options.maxChunksPerProcess,
           startup,
+          warned,
           log: (entry) => options.log({ lane, ...entry }),
         }),
     );

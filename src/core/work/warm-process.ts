@@ -14,6 +14,7 @@
  */
 import { writeSync } from 'node:fs';
 import { CommandUnavailableError, describeExit } from '../errors.js';
+import { settlesWithin } from './lane-pace.js';
 import { spawnReason, type ChunkInvocation, type ChunkRunResult } from './run-chunk.js';
 import type { StartupWatch } from './startup-watch.js';
 import type { StopSignal } from './stop-signal.js';
@@ -33,6 +34,8 @@ const WAITING_LOOKS = 2;
 const STRAY_LINES_LOGGED = 20;
 const STUCK_REASON = 'the program waited for its next request without answering this one, and was killed: its answer is probably stuck in its output buffer';
 const STUCK_HINT = 'flush stdout after each answer — Python: print("ok", flush=True); Perl: $| = 1; awk: fflush(); C: fflush(stdout) — then start the worker again';
+/** How long a request waits for the process before it to end, for a program that ends after each answer. */
+const ONE_SHOT_EXIT_MS = 2000;
 const BACKOFF_FIRST_MS = 100;
 const BACKOFF_MAX_MS = 5000;
 
@@ -44,6 +47,8 @@ export interface WarmLaneSettings {
   /** Replace the process after this many answers (a program that leaks). */
   maxChunksPerProcess: number | undefined;
   startup: StartupWatch;
+  /** Warnings already given by a lane of this worker: each is given once, not once per lane. */
+  warned: Set<string>;
   log(entry: { chunk?: string; event: string; detail?: string }): void;
 }
 
@@ -61,6 +66,10 @@ export class WarmProcess {
   /** Processes in a row that ended without answering: the back-off grows with them. */
   #diedInARow = 0;
   readonly #retiring = new Set<Promise<void>>();
+  /** Chunks whose request went to a process that had just exited by itself: not counted, once each. */
+  readonly #sentToExited = new Set<string>();
+  /** Its processes end after one answer each (a program that does not loop): see #endedAfterAnswering. */
+  #oneShot = false;
 
   constructor(settings: WarmLaneSettings) {
     this.#settings = settings;
@@ -77,10 +86,15 @@ export class WarmProcess {
    */
   async run(run: ChunkInvocation, abandon: () => boolean): Promise<ChunkRunResult> {
     if (run.stop.stopped) return interrupted();
-    // It died between two chunks (after its last answer): no chunk's attempt is charged for that.
-    if (this.#child?.exit) {
+    // A program seen to end after each answer: this one is let end before a request goes out.
+    if (this.#oneShot && this.#child && this.#child.answered > 0) await settlesWithin(this.#child.ended, ONE_SHOT_EXIT_MS);
+    // It ended between two chunks (after its last answer): no chunk's attempt is charged for that.
+    // An exit 0 is the program's choice, not a crash: no back-off for it.
+    const ended = this.#child?.exit ? this.#child : undefined;
+    if (ended) {
       this.#child = undefined;
-      this.#diedInARow++;
+      if (ended.exit!.code === 0) this.#endedAfterAnswering(ended, run.chunk);
+      else this.#diedInARow++;
     }
     if (!this.#child) {
       await pause(backoffMs(this.#diedInARow), run.stop);
@@ -180,6 +194,8 @@ export class WarmProcess {
   async #answered(child: WarmChild, reply: WarmReply, run: ChunkInvocation): Promise<ChunkRunResult> {
     child.answered++;
     this.#diedInARow = 0;
+    this.#sentToExited.delete(run.chunk);
+    if (child.answered > 1) this.#oneShot = false;
     this.#settings.startup.answered();
     const max = this.#settings.maxChunksPerProcess;
     if (max !== undefined && child.answered >= max) this.#retire(child);
@@ -195,8 +211,16 @@ export class WarmProcess {
     const base = { ok: false, exitCode: code, signal, timedOut: answer.timedOut, aborted: answer.aborted, stderrTail };
     if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
     if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
-    this.#diedInARow++;
     const why = answer.stuck ? STUCK_REASON : child.closedStdout ? 'the warm process closed its stdout, so it could not answer, and was killed' : undefined;
+    // It had answered, then exited by itself (status 0) as this request went out: a program that
+    // ends after some requests, whose exit was not seen yet. The request was most likely never
+    // read: not counted, once per chunk — a chunk that makes every process exit 0 counts next time.
+    if (!why && code === 0 && child.answered > 0 && !this.#sentToExited.has(run.chunk)) {
+      this.#sentToExited.add(run.chunk);
+      this.#endedAfterAnswering(child, run.chunk);
+      return { ...base, aborted: true, reason: 'the warm process had exited (status 0) after its last answer; this request was not counted' };
+    }
+    this.#diedInARow++;
     const reason = why ? `${why} (${describeExit(code, signal)})` : `the warm process ended without answering: ${describeExit(code, signal)}`;
     if (child.answered > 0 || !this.#settings.startup.diedBeforeFirstReply()) return { ...base, reason };
     const limit = this.#settings.startup.limit;
@@ -205,6 +229,23 @@ export class WarmProcess {
       hint: answer.stuck ? STUCK_HINT : 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
     });
     return { ...base, reason, stopWorker };
+  }
+
+  /**
+   * A process ended by itself (status 0) after answering. After exactly one answer, the program
+   * ends after each request: from then on each request waits for the process before it to end,
+   * instead of going to a process about to exit. Said once, as --warm gains nothing for it.
+   */
+  #endedAfterAnswering(child: WarmChild, chunk: string): void {
+    if (child.answered !== 1 || this.#oneShot) return;
+    this.#oneShot = true;
+    if (this.#settings.warned.has('one-shot')) return;
+    this.#settings.warned.add('one-shot');
+    this.#settings.log({
+      chunk,
+      event: 'warning',
+      detail: `the warm process (pid ${child.pid}) exited (status 0) after answering one request: with --warm a program should loop over its stdin, one request a line, and exit when stdin closes. Each request now waits for the process before it to end — or run without --warm`,
+    });
   }
 
   /** Enough chunks for this process: let it exit (stdin closed) while the next one starts. */
