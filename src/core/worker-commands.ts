@@ -27,7 +27,7 @@ export function commandsInUse(heartbeats: HeartbeatRecord[], mountNow: number, s
     if (!use) byCommand.set(key(record.command), (use = { command: record.command, workers: 0, alive: 0, done: 0, hosts: [] }));
     use.workers++;
     if (isWorkerAlive(record, mountNow, staleMs)) use.alive++;
-    use.done += Number(record.done) || 0;
+    use.done += record.done;
     if (!use.hosts.includes(record.host)) use.hosts.push(record.host);
   }
   return [...byCommand.values()].sort((a, b) => b.workers - a.workers || b.done - a.done);

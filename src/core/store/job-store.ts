@@ -132,9 +132,10 @@ export interface JobStore {
   markerInfo(): Promise<EntryInfo | undefined>;
   /**
    * For an ENOENT naming `file` (a path in this job, as its error gave it): the topmost folder of
-   * the job above it that is missing — out/ removed by hand — or undefined when none is.
+   * the job above it that is missing — out/ removed by hand — or undefined when none is. Looked
+   * up on that error path only.
    */
-  missingFolderAbove?(file: string): Promise<string | undefined>;
+  missingFolderAbove(file: string): Promise<string | undefined>;
 
   /** A file's bytes, or undefined when it does not exist. */
   read(area: Area, name: string): Promise<Buffer | undefined>;

@@ -29,7 +29,6 @@ import type { JobLayout } from './layout.js';
 import { inlineCallbackFs } from './file-calls.js';
 import { mountTimeFs, type MountClock } from './mount-clock.js';
 import { heldByDeadLocalProcess, newOwnerRecord, OWNER_RECORD_DELAY_MS, parseOwnerRecord, TOKEN_LENGTH } from './owner-record.js';
-import { nameMissingFolder } from './missing-folder.js';
 
 export class Claim implements StoreClaim {
   readonly chunk: string;
@@ -257,7 +256,6 @@ export class ClaimBook implements Claims {
       // A contender's look at a lock it did not get is not a stamp of ours.
       this.#stamps.delete(lockPath);
       if (code === 'ENOENT' && (error as NodeJS.ErrnoException).syscall === 'stat') return undefined;
-      if (code === 'ENOENT') nameMissingFolder(error as NodeJS.ErrnoException, this.layout.root);
       if (code !== 'ELOCKED' && code !== 'ESTALE' && code !== 'EEXIST') throw error;
       if (code !== 'ELOCKED' || !(await this.#removeClaimOfDeadLocalProcess(chunk))) return undefined;
       try {

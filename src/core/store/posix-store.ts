@@ -13,7 +13,6 @@ import { fsyncDir, writeFileAtomic } from './atomic-write.js';
 import { inlineCalls, threadPoolCalls, type FileCalls } from './file-calls.js';
 import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
 import { JobLayout } from './layout.js';
-import { nameMissingFolder } from './missing-folder.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
 
 export class PosixJobStore implements JobStore {
@@ -56,6 +55,19 @@ export class PosixJobStore implements JobStore {
 
   async markerInfo(): Promise<EntryInfo | undefined> {
     return this.#stat(this.layout.jobFile);
+  }
+
+  async missingFolderAbove(file: string): Promise<string | undefined> {
+    let missing: string | undefined;
+    for (let folder = path.dirname(file); folder.startsWith(this.layout.root + path.sep); folder = path.dirname(folder)) {
+      const found = await fs.stat(folder).then(
+        () => true,
+        (error: unknown) => errorCode(error) !== 'ENOENT',
+      );
+      if (found) break;
+      missing = folder;
+    }
+    return missing;
   }
 
   async read(area: Area, name: string): Promise<Buffer | undefined> {
@@ -327,7 +339,6 @@ export class PosixJobStore implements JobStore {
     if (isMountGone(error)) return mountGone(this.location, error);
     const code = errorCode(error);
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return noAccess(this.location, error);
-    if (code === 'ENOENT') nameMissingFolder(error as NodeJS.ErrnoException & { dest?: string }, this.layout.root);
     return error;
   }
 }

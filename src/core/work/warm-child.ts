@@ -34,7 +34,7 @@ export class WarmChild {
   answered = 0;
   /** It closed its stdout and lived on: it could never answer again, so it was killed. */
   closedStdout = false;
-  /** Its stdin as /proc names it (`pipe:[…]`), to tell a read of a request from any other read. */
+  /** Its stdin as /proc names it (`socket:[…]`), to tell a read of a request from any other read. */
   readonly requestPipe: string | undefined;
   /** Every complete stdout line; the lane swaps this per request. */
   onLine: (line: string) => void = () => {};

@@ -189,12 +189,11 @@ class Worker {
     this.maxAttempts = 1 + (options.retries ?? manifest.retries);
     this.pollMs = (options.pollSeconds ?? Math.min(5, this.staleMs / 4000)) * 1000;
     // The lanes' processes start on their first chunk, not here.
-    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess,
-      log: (entry) => {
-        this.log.line(entry);
-        if (entry.event === 'warning') this.onEvent({ type: 'warning', message: `lane ${entry.lane}${entry.chunk ? `, chunk ${entry.chunk}` : ''}: ${entry.detail ?? ''}` });
-      },
-    });
+    const logWarm = (entry: { lane: number; chunk?: string; event: string; detail?: string }) => {
+      this.log.line(entry);
+      if (entry.event === 'warning') this.onEvent({ type: 'warning', message: `lane ${entry.lane}${entry.chunk ? `, chunk ${entry.chunk}` : ''}: ${entry.detail ?? ''}` });
+    };
+    this.warm = warmLanesFor(options.warm, this.template, { lanes, job: store.location, worker: this.workerId, maxChunksPerProcess: options.maxChunksPerProcess, log: logWarm });
   }
 
   /** `localLanes` is made and closed by the caller; closed here too, as soon as the lanes end. */
@@ -385,7 +384,6 @@ class Worker {
     if (await this.store.lookup('top', STOP_FILE)) this.stop('stop-file');
   }
 
-  /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
   /**
    * Says so when a live worker of this job runs another command: both commands' outputs would be
    * merged together. Read once, beside the first claims; never fails the worker.
@@ -403,6 +401,7 @@ class Worker {
     }
   }
 
+  /** Every few seconds: heartbeat, STOP file, job marker, and the hung-mount watchdog. */
   async tick(): Promise<void> {
     const hungMs = this.heartbeat.pendingWriteMs;
     if (hungMs > Math.max(30_000, this.staleMs)) {
@@ -478,8 +477,17 @@ async function translateError(error: unknown, store: JobStore): Promise<unknown>
   // a folder of the job was removed (by hand) under the worker.
   if (code === 'ENOENT' || code === 'ENOTDIR') {
     if (!(await store.markerInfo().catch(() => undefined))) return new JobMissingError(store.location, 'job.json disappeared while working: the mount may have dropped');
-    const named = (error as NodeJS.ErrnoException).path;
-    const where = (named && (await store.missingFolderAbove?.(named).catch(() => undefined))) || named;
+    // The error names the file the call was given (a rename: its source, a claim: its folder),
+    // not what is missing: the folder of the job that went is looked up above either path.
+    const { path: named, dest } = error as NodeJS.ErrnoException & { dest?: string };
+    let where = named;
+    for (const file of [dest, named]) {
+      const missing = file ? await store.missingFolderAbove(file).catch(() => undefined) : undefined;
+      if (missing) {
+        where = missing;
+        break;
+      }
+    }
     return new PieceworkError(`part of the job folder is missing${where ? ` (${where})` : ''}: a folder removed by hand while the job was in use?`, {
       hint: 'see `piecework status JOB`; make the missing folder again (mkdir) and start the worker again, or split the job anew',
       cause: error,
