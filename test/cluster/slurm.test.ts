@@ -3,11 +3,11 @@
 // `piecework work` on the job folder (the "cluster file system" is this machine's disk), and
 // `--delete` cancels them. Skipped, with the reason, where Slurm cannot run.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isAlive, listProcesses, runCleanups } from '../helpers/cleanup.js';
-import { runPiecework } from '../helpers/cli.js';
+import { repoRoot, runPiecework } from '../helpers/cli.js';
 import { cleanHostState, makeSharedJob } from '../helpers/remote-job.js';
 import { slurmOutputs, slurmUnavailable, startSlurm, type SlurmCluster } from '../helpers/slurm.js';
 import { startSshd, waitUntil } from '../helpers/sshd.js';
@@ -71,6 +71,40 @@ void describe('launch --provider slurm', { skip: unavailable ? `Slurm cannot run
     const done = beats.map((n) => (JSON.parse(readFileSync(join(job, 'workers', n), 'utf8')) as { done: number }).done);
     t.diagnostic(`chunks per task: ${done.join(', ')}`);
     assert.equal(done.reduce((a, b) => a + b, 0), 40);
+  });
+
+  void test('--warm and --max-chunks-per-process reach the tasks\' workers: each lane\'s process takes chunk after chunk, and is replaced after N', async (t) => {
+    assert.ok(slurm, 'the cluster came up');
+    const { job, expected } = makeSharedJob(makeTempDir('slurm-share'), 'slurm-warm', 24);
+    // The shipped helper next to a script that upper-cases each chunk and notes which process did it.
+    const tools = makeTempDir('slurm-warm-tools');
+    copyFileSync(join(repoRoot, 'templates', 'piecework_warm.py'), join(tools, 'piecework_warm.py'));
+    const served = join(tools, 'served.log');
+    writeFileSync(join(tools, 'upper.py'), [
+      'import os',
+      'from piecework_warm import serve',
+      'def process(in_path, out_path):',
+      '    with open(in_path) as src, open(out_path, "w") as dst:',
+      '        dst.write(src.read().upper())',
+      `    with open(${JSON.stringify(served)}, "a") as log:`,
+      '        log.write(f"{os.getpid()}\\n")',
+      'serve(process)',
+      '',
+    ].join('\n'));
+    const launch = await runPiecework(['launch', job, '--provider', 'slurm', '--count', '1', '-j', '2', '--cwd', tools, '--warm', '--max-chunks-per-process', '5', '--wait', '--', '/usr/bin/python3', 'upper.py'], { env: slurm.env });
+    assert.equal(launch.code, 0, `${launch.stderr}\n${slurm.logs()}`);
+    assert.match(launch.stderr, /launch: job complete: 24 chunks done/);
+    await waitUntil(async () => (await slurm.queue()).length === 0, 15_000, 'the array to leave the queue');
+    assert.equal((await runPiecework(['merge', job])).stdout, expected, 'merge equals the serial run');
+
+    // 24 chunks over 2 lanes, a fresh process every 5: at least 5 processes, none with more than 5
+    // chunks — not one per chunk (no --warm) and not one per lane (no --max-chunks-per-process).
+    const perProcess = new Map<string, number>();
+    for (const pid of readFileSync(served, 'utf8').trim().split('\n')) perProcess.set(pid, (perProcess.get(pid) ?? 0) + 1);
+    t.diagnostic(`chunks per warm process: ${[...perProcess.values()].join(', ')}`);
+    assert.equal([...perProcess.values()].reduce((a, b) => a + b, 0), 24);
+    assert.ok(perProcess.size >= 5 && perProcess.size <= 8, `${perProcess.size} processes`);
+    assert.ok([...perProcess.values()].every((n) => n <= 5), 'no process past --max-chunks-per-process');
   });
 
   void test('--via sftp: the tasks run `work sftp://…` against a head that only has sshd, fetch the CLI from there, and complete the job; their output goes to the state folder', async (t) => {
