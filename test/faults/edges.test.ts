@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fs, existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runPiecework, startPiecework, collect, nobodyCannotRun } from '../helpers/cli.js';
+import { runPiecework, startPiecework, collect, killGroup, nobodyCannotRun } from '../helpers/cli.js';
 import { filesUnder, lineJob } from '../helpers/job.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { runCleanups } from '../helpers/cleanup.js';
@@ -301,6 +301,26 @@ test('a command that makes a folder at {out} has not succeeded: the attempt fail
   const failure = JSON.parse(readFileSync(path.join(job, 'failed/000000.json'), 'utf8'));
   assert.match(failure.reason, /something other than a file/);
   assert.deepEqual(await fs.readdir(path.join(job, 'out')), []);
+});
+
+test('a command that removes the file its stdout goes to fails its attempt, and the worker ends: it is not taken for a lost claim and run again for ever', async (t) => {
+  const job = await lineJob(root, 'stdout-removed', 2);
+  const runs = path.join(root, 'stdout-removed.runs');
+  // $$ is the sh whose stdout is the chunk's temp output (as a cleaner of temp files would remove it).
+  const script = 'echo run >> "$1"; cat; rm -f "$(readlink /proc/$$/fd/1)"';
+  const worker = startPiecework(['work', job, '-j', '1', '--retries', '1', '--', 'sh', '-c', script, 'sh', runs]);
+  const ended = collect(worker);
+  const timer = setTimeout(() => killGroup(worker), 20_000);
+  t.after(() => clearTimeout(timer));
+  const result = await ended;
+  assert.equal(result.code, 1, `the worker ends with chunks failed for good, not killed after 20 s (it ran ${readFileSync(runs, 'utf8').split('\n').length - 1} commands)\n${result.stderr}`);
+  assert.equal(readFileSync(runs, 'utf8'), 'run\n'.repeat(4), 'two chunks, two attempts each');
+  assert.deepEqual(await fs.readdir(path.join(job, 'out')), []);
+  for (const chunk of ['000000', '000001']) {
+    const failure = JSON.parse(readFileSync(path.join(job, 'failed', `${chunk}.json`), 'utf8'));
+    assert.equal(failure.attempts, 2);
+    assert.match(failure.reason, /the command exited 0, but the file its stdout went to was removed while it ran/);
+  }
 });
 
 test('a follower of a split that died says so instead of waiting forever', async () => {

@@ -235,17 +235,23 @@ export async function settleAttempt(context: AttemptContext, ready: ReadyChunk, 
     }
     // A warm program and a command given {out} write the output themselves and may not have.
     const commandWritesOutput = context.warm !== undefined || context.template.writesOutputByPlaceholder;
-    if (committed === 'lane-folder-removed' || (committed === 'missing' && !commandWritesOutput)) {
-      // Its stdout was wired to the temp file, so the command cannot have failed to write it:
-      // someone removed it (a requeue that took this frozen worker for dead). Not the chunk's
-      // fault, and no failure is recorded; the chunk is simply not done.
+    // Its stdout was wired to the temp file, so the command cannot have failed to write it: someone
+    // removed it. A requeue that took this frozen worker for dead removes its claims first: then
+    // it is not the chunk's fault, no failure is recorded, the chunk is simply not done. With the
+    // claim still ours it was the command itself, or a cleaner of temp files — the same on every
+    // attempt, so it counts as a failed one instead of running the chunk again for ever.
+    const stdoutRemoved = committed === 'missing' && !commandWritesOutput;
+    if (committed === 'lane-folder-removed' || (stdoutRemoved && !(await claim.stillOurs()))) {
       onEvent({ type: 'claim:lost', chunk, lane, reason: 'its temp output was removed while it ran' });
       log.line({ lane, chunk, event: 'claim-lost', ms, detail: 'temp output removed by another process (verify --requeue?); chunk left for a new attempt' });
       return 'lost-claim';
     }
     const said = context.warm ? 'the program answered ok' : 'the command exited 0';
     const where = context.warm ? 'the request\'s "out" path' : '{out}';
-    const why = committed === 'not-a-file' ? `${said} but made something other than a file at ${where} (a folder?)` : `${said} but wrote no output to ${where}`;
+    const why =
+      committed === 'not-a-file' ? `${said} but made something other than a file at ${where} (a folder?)`
+      : stdoutRemoved ? `${said}, but the file its stdout went to was removed while it ran, with the claim still held (by the command, or by a cleaner of temp files? .tmp/ is piecework's)`
+      : `${said} but wrote no output to ${where}`;
     result = { ...result, ok: false, reason: why };
   }
 
