@@ -79,6 +79,12 @@ for line in sys.stdin:
             held = os.fdopen(os.dup(1), "w", buffering=65536)
         held.write("ok\n")
         continue
+    if word == "shout" or os.environ.get("PW_ALL_SHOUT"):
+        # A wrong answer, flushed: "OK" is not "ok".
+        with open(request["out"], "w") as f:
+            f.write(data)
+        print("OK", flush=True)
+        continue
     if word == "twice":
         with open(request["out"], "w") as f:
             f.write(data)
@@ -361,6 +367,23 @@ test('a program whose every answer is stuck stops the worker after 3 processes, 
   assert.match(work.stderr, /never answered its first request, 3 times in a row: the program waited for its next request/);
   assert.match(work.stderr, /flush stdout after each answer — Python: print\("ok", flush=True\)/);
   assert.doesNotMatch(work.stderr, /\n\s+at /);
+});
+
+test('a wrong answer ("OK") is named in the failure, not taken for a buffering problem; every answer wrong stops the worker saying what an answer is', async () => {
+  const s = await setup('shout', ['shout', 'b', 'c']);
+  const work = await guardedWork(s, ['-j', '1', '--retries', '0']);
+  assert.equal(work.code, 1, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000001', '000002']);
+  const record = await readJson<{ reason: string; stderrTail: string }>(path.join(s.job, 'failed', '000000.json'));
+  assert.match(record.reason, /^the program waited for its next request without answering this one, and was killed; its last stdout line, "OK", is not an answer \(exactly `ok` or `fail <message>`\)/);
+  assert.match(record.stderrTail, /\[stdout\] OK/);
+
+  const all = await setup('all-shout', ['a', 'b', 'c', 'd']);
+  const stopped = await guardedWork(all, ['-j', '1'], { PW_ALL_SHOUT: '1' });
+  assert.equal(stopped.code, 1, stopped.stderr);
+  assert.match(stopped.stderr, /never answered its first request, 3 times in a row: the program waited for its next request without answering this one, and was killed; its last stdout line, "OK", is not an answer/);
+  assert.match(stopped.stderr, /answer each request with one line, exactly `ok` \(lower case\) or `fail <message>`/);
+  assert.doesNotMatch(stopped.stderr, /Python: print\("ok", flush=True\)/, 'not the buffering hint');
 });
 
 test('print("ok") without flush works: Python runs unbuffered unless PYTHONUNBUFFERED was set', async () => {

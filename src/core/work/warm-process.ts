@@ -33,6 +33,7 @@ const WAITING_LOOKS = 2;
 /** Stray stdout lines written to the worker log per chunk; all of them go to the stderr tail. */
 const STRAY_LINES_LOGGED = 20;
 const STUCK_REASON = 'the program waited for its next request without answering this one, and was killed: its answer is probably stuck in its output buffer';
+const ANSWER_HINT = 'answer each request with one line, exactly `ok` (lower case) or `fail <message>`, and flush it (see `piecework work --help`, --warm)';
 const STUCK_HINT = 'flush stdout after each answer — Python: print("ok", flush=True); Perl: $| = 1; awk: fflush(); C: fflush(stdout) — then start the worker again';
 /** How long a request waits for the process before it to end, for a program that ends after each answer. */
 const ONE_SHOT_EXIT_MS = 2000;
@@ -58,6 +59,8 @@ interface Answer {
   aborted: boolean;
   /** It waited for its next request without answering this one, and was killed. */
   stuck: boolean;
+  /** The last stdout line during this request that was not an answer ("OK", "done"…), if any. */
+  lastStray: string | undefined;
 }
 
 export class WarmProcess {
@@ -128,6 +131,7 @@ export class WarmProcess {
       let stuck = false;
       let settled = false;
       let stray = 0;
+      let lastStray: string | undefined;
       const timers: NodeJS.Timeout[] = [];
       const finish = (reply: WarmReply | undefined) => {
         if (settled) return;
@@ -140,11 +144,14 @@ export class WarmProcess {
           if (reply && this.#child === child && parseReply(line) !== undefined) this.#answeredTwice(child, run.chunk, line);
           this.#stray(run.stderr.fd, undefined, line, ++between);
         };
-        resolve({ reply, timedOut, aborted, stuck });
+        resolve({ reply, timedOut, aborted, stuck, lastStray });
       };
       child.onLine = (line) => {
         const reply = parseReply(line);
-        if (reply === undefined) this.#stray(run.stderr.fd, run.chunk, line, ++stray);
+        if (reply === undefined) {
+          lastStray = line;
+          this.#stray(run.stderr.fd, run.chunk, line, ++stray);
+        }
         // Once it is being killed, a late answer no longer counts: its output may be half-written.
         else if (!timedOut && !aborted && !stuck) finish(reply);
       };
@@ -211,7 +218,7 @@ export class WarmProcess {
     const base = { ok: false, exitCode: code, signal, timedOut: answer.timedOut, aborted: answer.aborted, stderrTail };
     if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
     if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
-    const why = answer.stuck ? STUCK_REASON : child.closedStdout ? 'the warm process closed its stdout, so it could not answer, and was killed' : undefined;
+    const why = answer.stuck ? stuckReason(answer.lastStray) : child.closedStdout ? 'the warm process closed its stdout, so it could not answer, and was killed' : undefined;
     // It had answered, then exited by itself (status 0) as this request went out: a program that
     // ends after some requests, whose exit was not seen yet. The request was most likely never
     // read: not counted, once per chunk — a chunk that makes every process exit 0 counts next time.
@@ -226,7 +233,7 @@ export class WarmProcess {
     const limit = this.#settings.startup.limit;
     const what = why ? `the command never answered its first request, ${limit} times in a row: ${why}` : `the command died before answering its first request, ${limit} times in a row (last: ${describeExit(code, signal)})`;
     const stopWorker = new CommandUnavailableError(`${what}${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
-      hint: answer.stuck ? STUCK_HINT : 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
+      hint: answer.stuck ? (answer.lastStray === undefined ? STUCK_HINT : ANSWER_HINT) : 'run it by hand on this host with a request on stdin (see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts',
     });
     return { ...base, reason, stopWorker };
   }
@@ -280,6 +287,17 @@ export class WarmProcess {
     if (count <= STRAY_LINES_LOGGED) this.#settings.log({ chunk, event: 'stdout', detail: line });
     else if (count === STRAY_LINES_LOGGED + 1) this.#settings.log({ chunk, event: 'stdout', detail: '(more stdout lines: only in the stderr tail)' });
   }
+}
+
+/**
+ * Why a program found waiting for its next request was killed. When it printed a line during the
+ * request that is not an answer ("OK", "done", "ok." …), that line is the likelier cause — a
+ * buffer that holds the answer would most often hold that line too — and the one to show.
+ */
+function stuckReason(lastStray: string | undefined): string {
+  if (lastStray === undefined) return STUCK_REASON;
+  const shown = JSON.stringify(lastStray.length > 80 ? `${lastStray.slice(0, 80)}…` : lastStray);
+  return `the program waited for its next request without answering this one, and was killed; its last stdout line, ${shown}, is not an answer (exactly \`ok\` or \`fail <message>\`) — or the answer is stuck in its output buffer`;
 }
 
 function interrupted(): ChunkRunResult {
