@@ -31,6 +31,9 @@ def note(name, text):
         f.write(text + "\n")
 pid = os.getpid()
 note("pids", str(pid))
+if os.environ.get("PW_SLOW_START"):
+    print("loading the model for a while", file=sys.stderr, flush=True)
+    time.sleep(float(os.environ["PW_SLOW_START"]))
 if os.environ.get("PW_BROKEN"):
     print("loading the model", flush=True)
     import no_such_module_pw
@@ -256,6 +259,26 @@ test('--timeout kills the warm process and its whole group; the next chunk gets 
   const grandchild = Number(s.notes('grandchild')[0]);
   startedPids.add(grandchild);
   await waitUntil(() => !isAlive(grandchild), 5000, 'the grandchild of the timed-out process to be gone');
+});
+
+test('a start-up longer than --timeout stops the worker after 3 processes, saying that the first request waits for it — not every chunk\'s retries burnt', async () => {
+  const s = await setup('slow-start', ['a', 'b', 'c', 'd']);
+  const work = await guardedWork(s, ['-j', '1', '--timeout', '1'], { PW_SLOW_START: '3' });
+  const pids = trackPids(s);
+  assert.equal(work.code, 1, work.stderr);
+  assert.match(work.stderr, /the command never answered its first request within --timeout 1\.0s, 3 times in a row: with --warm, each process's first request waits for the program's start-up as well; its stderr ended with:\n\s+loading the model for a while/);
+  assert.match(work.stderr, /give --timeout the program's start-up plus one chunk's time/);
+  assert.equal(pids.length, 3);
+  assert.ok(pids.every((pid) => !isAlive(pid)), 'every process it started is gone');
+  // Three attempts recorded, none for good: before, every chunk timed out until its retries ran out.
+  const records = await Promise.all(filesUnder(path.join(s.job, 'failed')).map((name) => readJson<{ attempts: number; maxAttempts: number; reason: string }>(path.join(s.job, 'failed', name))));
+  assert.equal(records.reduce((sum, r) => sum + r.attempts, 0), 3);
+  assert.ok(records.every((r) => r.attempts < r.maxAttempts && /^timed out after 1\.0s/.test(r.reason)), JSON.stringify(records));
+
+  // With a --timeout above start-up plus a chunk, the same command completes the job.
+  const again = await guardedWork(s, ['-j', '1', '--timeout', '10'], { PW_SLOW_START: '3' });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await runPiecework(['merge', s.job])).stdout, 'A\nB\nC\nD\n');
 });
 
 test('SIGTERM: no new request, the chunk under way finishes and is committed, stdin is closed, exit 143', async () => {

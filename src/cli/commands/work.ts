@@ -61,7 +61,7 @@ const command: CommandModule<object, WorkArgs> = {
           'With --warm each lane starts the command once (PIECEWORK_WARM=1, PIECEWORK_LANE, PIECEWORK_JOB set) and writes one JSON line per chunk on its stdin:',
           '  {"v":1,"in":"<chunk file>","out":"<write the output here>","name":"000007","files":[…] or null,"attempt":1,"job":"<job folder>"}',
           'It answers each request with one line on stdout: exactly `ok` once the output is written to "out" (piecework commits it), or `fail <message>`. Any other stdout line is not an answer: it goes to the log and the stderr tail. Flush each answer (PYTHONUNBUFFERED=1 is set for Python): a program found waiting for its next request without having answered is killed. The program exits when stdin closes.',
-          'A process that dies fails its chunk\'s attempt and is started again; --timeout kills it and starts a fresh one; one that dies before its first answer 3 times in a row stops the worker with its stderr. Helper: templates/piecework_warm.py.',
+          'A process that dies fails its chunk\'s attempt and is started again; --timeout kills it and starts a fresh one (a process\'s first request waits for its start-up too); one that dies, or times out, before its first answer 3 times in a row stops the worker with its stderr. Helper: templates/piecework_warm.py.',
         ].join('\n'),
       ),
   handler: async (argv) => {

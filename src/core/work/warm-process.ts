@@ -216,7 +216,17 @@ export class WarmProcess {
     const { code, signal } = child.exit ?? { code: null, signal: null };
     const stderrTail = await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
     const base = { ok: false, exitCode: code, signal, timedOut: answer.timedOut, aborted: answer.aborted, stderrTail };
-    if (answer.timedOut) return { ...base, reason: `timed out after ${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s (${describeExit(code, signal)})` };
+    if (answer.timedOut) {
+      const timeout = `${((run.timeoutMs ?? 0) / 1000).toFixed(1)}s`;
+      const reason = `timed out after ${timeout} (${describeExit(code, signal)})`;
+      // A process's first request waits for its start-up too: one whose start-up alone outlasts
+      // --timeout is killed before every first answer, and would burn the retries of every chunk.
+      if (child.answered > 0 || !this.#settings.startup.diedBeforeFirstReply()) return { ...base, reason };
+      const stopWorker = new CommandUnavailableError(`the command never answered its first request within --timeout ${timeout}, ${this.#settings.startup.limit} times in a row: with --warm, each process's first request waits for the program's start-up as well${stderrTail.trim() ? `; its stderr ended with:\n${indentTail(stderrTail)}` : ''}`, {
+        hint: "give --timeout the program's start-up plus one chunk's time (time it by hand with one request on stdin: see `piecework work --help`, --warm); the chunks given to it were recorded as failed attempts",
+      });
+      return { ...base, reason, stopWorker };
+    }
     if (answer.aborted) return { ...base, reason: `stopped (${describeExit(code, signal)})` };
     const why = answer.stuck ? stuckReason(answer.lastStray) : child.closedStdout ? 'the warm process closed its stdout, so it could not answer, and was killed' : undefined;
     // It had answered, then exited by itself (status 0) as this request went out: a program that
