@@ -82,6 +82,20 @@ for line in sys.stdin:
             held = os.fdopen(os.dup(1), "w", buffering=65536)
         held.write("ok\n")
         continue
+    if word == "noclose":
+        # Forgot to close: the data is still in Python's buffer as it answers.
+        kept = open(request["out"], "w")
+        kept.write(data.upper())
+        print("ok", flush=True)
+        continue
+    if word == "bgwriter":
+        # A helper process, left running, still writes the output.
+        with open(request["out"], "w") as f:
+            f.write(data.upper())
+            helper = subprocess.Popen(["sleep", "3"], stdout=f)
+        note("helper", str(helper.pid))
+        print("ok", flush=True)
+        continue
     if word == "shout" or os.environ.get("PW_ALL_SHOUT"):
         # A wrong answer, flushed: "OK" is not "ok".
         with open(request["out"], "w") as f:
@@ -407,6 +421,18 @@ test('a wrong answer ("OK") is named in the failure, not taken for a buffering p
   assert.match(stopped.stderr, /never answered its first request, 3 times in a row: the program waited for its next request without answering this one, and was killed; its last stdout line, "OK", is not an answer/);
   assert.match(stopped.stderr, /answer each request with one line, exactly `ok` \(lower case\) or `fail <message>`/);
   assert.doesNotMatch(stopped.stderr, /Python: print\("ok", flush=True\)/, 'not the buffering hint');
+});
+
+test('an ok while the output is still open for writing (a file not closed, a helper still writing) fails the attempt: nothing half-written is committed', async () => {
+  const s = await setup('still-open', ['noclose', 'bgwriter', 'c']);
+  const work = await guardedWork(s, ['-j', '1', '--retries', '0']);
+  assert.equal(work.code, 1, work.stderr);
+  assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000002']);
+  const noclose = await readJson<{ reason: string }>(path.join(s.job, 'failed', '000000.json'));
+  assert.match(noclose.reason, /^the program answered ok while it still had the output open for writing: what it has not flushed yet would be missing — close the file before answering/);
+  const [helper] = s.notes('helper');
+  const bg = await readJson<{ reason: string }>(path.join(s.job, 'failed', '000001.json'));
+  assert.match(bg.reason, new RegExp(`^the program answered ok while its process ${helper} still had the output open for writing`));
 });
 
 test('print("ok") without flush works: Python runs unbuffered unless PYTHONUNBUFFERED was set', async () => {

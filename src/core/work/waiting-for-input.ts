@@ -11,7 +11,8 @@
  * sleeps on a timer, polls, reads anything else, or is stopped, and nothing is judged — as on
  * another architecture, or where /proc cannot be read.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { walkProcessTree } from './process-tree.js';
 
 /** System call numbers, by architecture. */
 const SYSCALLS: Partial<Record<NodeJS.Architecture, { read: number[]; wait: number[]; futex: number }>> = {
@@ -22,8 +23,6 @@ const SYSCALLS: Partial<Record<NodeJS.Architecture, { read: number[]; wait: numb
 const FUTEX_CMD_MASK = 0x7f;
 const FUTEX_WAIT = 0;
 const FUTEX_WAIT_BITSET = 9;
-/** Processes looked at, at most: a program with more descendants is not judged. */
-const MAX_PROCESSES = 64;
 
 /**
  * What the process's stdin is as /proc names it (`socket:[123]`: Node's child pipes are socket
@@ -41,32 +40,29 @@ export function requestPipeOf(pid: number): string | undefined {
 export function waitingForInput(pid: number, requestPipe: string | undefined): boolean {
   const calls = SYSCALLS[process.arch];
   if (!calls || !requestPipe) return false;
-  try {
-    let readers = 0;
-    const pending = [pid];
-    for (let seen = 0; pending.length > 0; seen++) {
-      if (seen >= MAX_PROCESSES) return false;
-      const member = pending.pop()!;
-      for (const thread of readdirSync(`/proc/${member}/task`)) {
-        const task = `/proc/${member}/task/${thread}`;
-        const state = statState(readFileSync(`${task}/stat`, 'utf8'));
-        if (state === 'Z' || state === 'X') continue;
-        if (state !== 'S') return false;
-        const [number, ...args] = readFileSync(`${task}/syscall`, 'utf8').trim().split(' ');
-        const call = Number(number);
-        if (calls.read.includes(call)) {
-          if (readlinkSync(`/proc/${member}/fd/${Number(args[0])}`) !== requestPipe) return false;
-          readers++;
-        } else if (call === calls.futex) {
-          const op = Number(args[1]) & FUTEX_CMD_MASK;
-          if ((op !== FUTEX_WAIT && op !== FUTEX_WAIT_BITSET) || Number(args[3]) !== 0) return false;
-        } else if (!calls.wait.includes(call)) {
-          return false;
-        }
-        for (const child of readFileSync(`${task}/children`, 'utf8').trim().split(' ')) if (child) pending.push(Number(child));
-      }
+  let readers = 0;
+  let waiting = true;
+  /** Whether a thread of `member` cannot move without more input; false ends the walk. */
+  const threadWaits = (member: number, thread: string): boolean => {
+    const task = `/proc/${member}/task/${thread}`;
+    const state = statState(readFileSync(`${task}/stat`, 'utf8'));
+    if (state === 'Z' || state === 'X') return true;
+    if (state !== 'S') return false;
+    const [number, ...args] = readFileSync(`${task}/syscall`, 'utf8').trim().split(' ');
+    const call = Number(number);
+    if (calls.read.includes(call)) {
+      readers++;
+      return readlinkSync(`/proc/${member}/fd/${Number(args[0])}`) === requestPipe;
     }
-    return readers > 0;
+    if (call === calls.futex) {
+      const op = Number(args[1]) & FUTEX_CMD_MASK;
+      return (op === FUTEX_WAIT || op === FUTEX_WAIT_BITSET) && Number(args[3]) === 0;
+    }
+    return calls.wait.includes(call);
+  };
+  try {
+    walkProcessTree(pid, (member, threads) => (waiting = threads.every((thread) => threadWaits(member, thread))));
+    return waiting && readers > 0;
   } catch {
     // It ended, or /proc tells nothing here: not judged.
     return false;

@@ -32,6 +32,8 @@ export class WarmChild {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Requests it answered. */
   answered = 0;
+  /** Answers `ok` whose output it had closed (looked at in /proc): see WarmProcess's #stillWriting. */
+  closedOutputs = 0;
   /** It closed its stdout and lived on: it could never answer again, so it was killed. */
   closedStdout = false;
   /** Its stdin as /proc names it (`socket:[…]`), to tell a read of a request from any other read. */
