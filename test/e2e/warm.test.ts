@@ -88,6 +88,14 @@ for line in sys.stdin:
         kept.write(data.upper())
         print("ok", flush=True)
         continue
+    if word == "lateclose":
+        # Closed 50 ms after its answer (as a Node write stream ends): committed whole.
+        late = open(request["out"], "w")
+        late.write(data.upper())
+        print("ok", flush=True)
+        time.sleep(0.05)
+        late.close()
+        continue
     if word == "bgwriter":
         # A helper process, left running, still writes the output.
         with open(request["out"], "w") as f:
@@ -423,11 +431,12 @@ test('a wrong answer ("OK") is named in the failure, not taken for a buffering p
   assert.doesNotMatch(stopped.stderr, /Python: print\("ok", flush=True\)/, 'not the buffering hint');
 });
 
-test('an ok while the output is still open for writing (a file not closed, a helper still writing) fails the attempt: nothing half-written is committed', async () => {
-  const s = await setup('still-open', ['noclose', 'bgwriter', 'c']);
+test('an ok while the output is still open for writing (a file not closed, a helper still writing) fails the attempt: nothing half-written is committed; a close just after the answer is waited for', async () => {
+  const s = await setup('still-open', ['noclose', 'bgwriter', 'lateclose']);
   const work = await guardedWork(s, ['-j', '1', '--retries', '0']);
   assert.equal(work.code, 1, work.stderr);
   assert.deepEqual(filesUnder(path.join(s.job, 'out')), ['000002']);
+  assert.equal(readFileSync(path.join(s.job, 'out', '000002'), 'utf8'), 'LATECLOSE\n', 'closed within the grace: committed whole');
   const noclose = await readJson<{ reason: string }>(path.join(s.job, 'failed', '000000.json'));
   assert.match(noclose.reason, /^the program answered ok while it still had the output open for writing: what it has not flushed yet would be missing — close the file before answering/);
   const [helper] = s.notes('helper');

@@ -13,6 +13,7 @@
  * It returns the ChunkRunResult runChunk returns, so commit and failure records stay the worker's.
  */
 import { writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandUnavailableError, describeExit } from '../errors.js';
 import { settlesWithin } from './lane-pace.js';
 import { spawnReason, type ChunkInvocation, type ChunkRunResult } from './run-chunk.js';
@@ -207,7 +208,7 @@ export class WarmProcess {
     this.#settings.startup.answered();
     const max = this.#settings.maxChunksPerProcess;
     if (max !== undefined && child.answered >= max) this.#retire(child);
-    const writer = reply.ok ? stillWriting(child, run.tempOutput) : undefined;
+    const writer = reply.ok ? await stillWriting(child, run.tempOutput) : undefined;
     if (reply.ok && writer === undefined) return { ok: true, exitCode: null, signal: null, timedOut: false, aborted: false, stderrTail: '', reason: 'ok' };
     const stderrTail = await run.stderr.tail(STDERR_TAIL_BYTES).catch(() => '');
     const reason =
@@ -319,6 +320,9 @@ function stuckReason(lastStray: string | undefined): string {
 /** Answers of a process whose output is always looked at; after them, one in OUTPUT_CHECK_EVERY. */
 const OUTPUT_CHECKS_FIRST = 16;
 const OUTPUT_CHECK_EVERY = 16;
+/** How long an output found open may take to be closed after the answer (an asynchronous close). */
+const OUTPUT_CLOSE_GRACE_MS = 250;
+const OUTPUT_CLOSE_POLL_MS = 10;
 
 /**
  * The process (of the program's tree) that still has the output open for writing as the program
@@ -327,13 +331,18 @@ const OUTPUT_CHECK_EVERY = 16;
  * closed its output 16 times, then on one answer in 16. Looking every time (~60 µs of /proc
  * reads) made 5000 trivial chunks a fifth slower; this way the difference is within the noise.
  */
-function stillWriting(child: WarmChild, output: string): number | undefined {
+async function stillWriting(child: WarmChild, output: string): Promise<number | undefined> {
   const clean = child.closedOutputs;
   if (clean >= OUTPUT_CHECKS_FIRST && clean % OUTPUT_CHECK_EVERY !== 0) {
     child.closedOutputs++;
     return undefined;
   }
-  const writer = outputWriter(child.pid, output);
+  let writer = outputWriter(child.pid, output);
+  // A close may trail the answer by a few ms (a Node write stream ends asynchronously): the
+  // program reads no request before it has its answer's result, so it can only be finishing.
+  for (const deadline = Date.now() + OUTPUT_CLOSE_GRACE_MS; writer !== undefined && Date.now() < deadline; writer = outputWriter(child.pid, output)) {
+    await sleep(OUTPUT_CLOSE_POLL_MS);
+  }
   if (writer === undefined) child.closedOutputs++;
   return writer;
 }
