@@ -19,7 +19,7 @@ import type { JobStore } from './store/job-store.js';
 import { withJobStore, type JobTarget } from './store/open-store.js';
 
 export interface MergeOptions extends JobTarget {
-  /** Write here (atomically: temp file + rename) instead of `stdout`. */
+  /** Write here (a file: atomically, temp file + rename; a device or FIFO: into it) instead of `stdout`. */
   output?: string;
   stdout?: Writable;
   /** Merge what exists, skipping missing outputs. */
@@ -52,7 +52,8 @@ async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeRe
   const onEvent = options.onEvent ?? ignoreEvents;
   if (options.reduce && options.follow) throw new UsageError('--reduce and --follow cannot be used together', 'a reducer needs every output at once');
   const manifest = await readManifest(store);
-  if (options.output) refuseTargetInsideJob(store, options.output);
+  const target = options.output === undefined ? undefined : await resolveOutputTarget(options.output);
+  if (options.output && target) await refuseTargetInsideJob(store, options.output, target.path);
   const select = (names: string[]) => (options.group ? names.filter((c) => c.startsWith(`${options.group}/`)) : names);
   let chunks = select(chunkNames(manifest));
   if (options.group && chunks.length === 0 && manifest.complete) throw new UsageError(`the job has no group "${options.group}"`, `its groups: ${manifest.groups.map((g) => g.name || '(top level)').join(', ')}`);
@@ -65,7 +66,7 @@ async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeRe
     throw new IncompleteJobError(`job incomplete: ${what}`, missing.length, 'see what is missing with `piecework verify JOB`, or merge what exists with --partial');
   }
 
-  const sink = await openSink(options);
+  const sink = await openSink(options, target);
   let bytes = 0;
   let merged = 0;
   try {
@@ -97,14 +98,44 @@ async function mergeJob(store: JobStore, options: MergeOptions): Promise<MergeRe
   return { outputs: merged, missing: chunks.length - merged, bytes, target: options.output ?? '-' };
 }
 
-/** A target inside the job would be read back as an output, or removed with the job (invariant 7). */
-function refuseTargetInsideJob(store: JobStore, output: string): void {
+/**
+ * A target inside the job would be read back as an output, or removed with the job (invariant 7).
+ * Judged on the path written to (a symlink's file) and on the job's real path too.
+ */
+async function refuseTargetInsideJob(store: JobStore, output: string, written: string): Promise<void> {
   const root = store.localPath('top', '');
   if (root === undefined) return;
-  const relative = path.relative(root, path.resolve(output));
-  if (relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative))) {
+  const roots = [root, await fs.realpath(root).catch(() => root)];
+  const inside = (file: string) =>
+    roots.some((top) => {
+      const relative = path.relative(top, file);
+      return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+    });
+  if (inside(path.resolve(output)) || inside(written)) {
     throw new UsageError(`-o ${output} is inside the job folder`, 'write the merged result outside the job (e.g. -o result.tsv next to it)');
   }
+}
+
+/** Where -o writes: a file replaced atomically (`replace`), or a device, FIFO or socket written into. */
+interface OutputTarget {
+  path: string;
+  replace: boolean;
+}
+
+/**
+ * `-o /dev/null`, `-o /dev/stdout`, a named pipe: written into, as a shell's `>` does. Renaming a
+ * file over them would destroy them — /dev/null, as root, for every program on the host. A symlink
+ * to a file: the file it names is replaced, not the link.
+ */
+async function resolveOutputTarget(output: string): Promise<OutputTarget> {
+  const literal = path.resolve(output);
+  const info = await fs.stat(literal).catch(() => undefined);
+  if (info?.isDirectory()) throw new UsageError(`-o ${output} is a folder`, 'give the merged result a file name (e.g. -o result.tsv), or use --into-dir for one file per output');
+  if (info && !info.isFile()) return { path: literal, replace: false };
+  if (info) return { path: await fs.realpath(literal), replace: true };
+  // Missing, or a symlink to a missing file: as with a shell's `>`, the file the link names is made.
+  const link = await fs.readlink(literal).catch(() => undefined);
+  return { path: link === undefined ? literal : path.resolve(path.dirname(literal), link), replace: true };
 }
 
 interface Sink {
@@ -115,14 +146,13 @@ interface Sink {
   abort(): Promise<void>;
 }
 
-async function openSink(options: MergeOptions): Promise<Sink> {
-  if (!options.output) {
+async function openSink(options: MergeOptions, target: OutputTarget | undefined): Promise<Sink> {
+  if (!options.output || !target) {
     const stream = options.stdout ?? process.stdout;
     return { stream, fd: stream === process.stdout ? 1 : undefined, commit: async () => {}, abort: async () => {} };
   }
-  const target = path.resolve(options.output);
-  const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  const handle = await fs.open(temp, 'w').catch((error: unknown) => {
+  const temp = target.replace ? path.join(path.dirname(target.path), `.${path.basename(target.path)}.${process.pid}.${randomBytes(4).toString('hex')}`) : undefined;
+  const handle = await fs.open(temp ?? target.path, 'w').catch((error: unknown) => {
     throw new PieceworkError(`cannot write ${options.output}: ${(error as Error).message}`, { hint: 'check that its folder exists and is writable' });
   });
   const stream = handle.createWriteStream({ highWaterMark: READ_SIZE });
@@ -135,13 +165,13 @@ async function openSink(options: MergeOptions): Promise<Sink> {
     fd: handle.fd,
     commit: async () => {
       await closed();
-      await fs.rename(temp, target);
+      if (temp) await fs.rename(temp, target.path);
     },
     abort: async () => {
       // A reducer's stdout may still be piped in: its last writes must not raise on a closed file.
       stream.on('error', () => {});
       stream.destroy();
-      await fs.rm(temp, { force: true });
+      if (temp) await fs.rm(temp, { force: true });
     },
   };
 }

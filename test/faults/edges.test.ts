@@ -5,7 +5,8 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fs, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { promises as fs, existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runPiecework, startPiecework, collect, killGroup, nobodyCannotRun } from '../helpers/cli.js';
 import { filesUnder, lineJob } from '../helpers/job.js';
@@ -281,6 +282,47 @@ test('merge -o inside the job folder is refused; merge | head ends quietly', asy
   assert.ok(first.startsWith('0 xxx'), first.slice(0, 20));
   assert.equal(result.stderr, '', 'nothing said');
   assert.equal(result.code, 0);
+});
+
+test('merge -o onto a device, a named pipe or a symlink writes through it, as `>` does: the device stays a device (it was replaced by a file: /dev/null, as root), the pipe\'s reader gets the result, the link stays a link', async (t) => {
+  const job = await doneJob('merge-targets', 3);
+  const dir = makeTempDir('merge-targets');
+  if (process.getuid?.() === 0) {
+    // A private null device: what `-o /dev/null` meets.
+    const device = path.join(dir, 'null');
+    execFileSync('mknod', ['-m', '666', device, 'c', '1', '3']);
+    const merged = await runPiecework(['merge', job, '-o', device, '-q']);
+    assert.equal(merged.code, 0, merged.stderr);
+    assert.ok(lstatSync(device).isCharacterDevice(), 'still a character device');
+    assert.deepEqual(readdirSync(dir), ['null'], 'no temp file left beside it');
+  } else {
+    t.diagnostic('not root: no device node made, the device case is not run');
+  }
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const reader = fs.readFile(fifo, 'utf8');
+  const toFifo = await runPiecework(['merge', job, '-o', fifo, '-q']);
+  assert.equal(toFifo.code, 0, toFifo.stderr);
+  assert.equal(await reader, serial(3), "the pipe's reader got the merge");
+  assert.ok(lstatSync(fifo).isFIFO(), 'still a named pipe');
+
+  const file = path.join(dir, 'result.txt');
+  await fs.writeFile(file, 'old\n');
+  const link = path.join(dir, 'latest.txt');
+  await fs.symlink('result.txt', link);
+  assert.equal((await runPiecework(['merge', job, '-o', link, '-q'])).code, 0);
+  assert.ok(lstatSync(link).isSymbolicLink(), 'the link is kept');
+  assert.equal(readFileSync(file, 'utf8'), serial(3), 'the file it names holds the merge');
+
+  const folder = await runPiecework(['merge', job, '-o', dir]);
+  assert.equal(folder.code, 2);
+  assert.match(folder.stderr, /-o .* is a folder/);
+  const intoJob = path.join(dir, 'into-job');
+  await fs.symlink(path.join(job, 'out', 'all.txt'), intoJob);
+  const inside = await runPiecework(['merge', job, '-o', intoJob]);
+  assert.equal(inside.code, 2, 'a link into the job folder is the job folder');
+  assert.match(inside.stderr, /inside the job folder/);
+  assert.ok(!existsSync(path.join(job, 'out', 'all.txt')));
 });
 
 test('a reducer killed mid-merge leaves no partial target or temp file, and no stack trace', async () => {

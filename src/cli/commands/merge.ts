@@ -22,7 +22,7 @@ const command: CommandModule<object, MergeArgs> = {
     y
       .usage(`$0 merge <job> [options] [--reduce -- COMMAND ARGS…]\n\nWrite the outputs in chunk order to stdout or a file`)
       .positional('job', { type: 'string', describe: 'The job folder', demandOption: true })
-      .option('output', { alias: 'o', type: 'string', describe: 'Write to FILE (atomically) instead of stdout' })
+      .option('output', { alias: 'o', type: 'string', describe: 'Write to FILE (atomically: a temp file renamed over it; a device or named pipe is written into) instead of stdout' })
       .option('partial', { type: 'boolean', describe: 'Merge the outputs that exist even if the job is incomplete' })
       .option('group', { type: 'string', describe: 'Merge only the chunks of this group folder' })
       .option('reduce', { type: 'boolean', describe: 'Hand the ordered output paths to the command after -- ({list}: a file listing them)' })
