@@ -6,7 +6,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { promises as fs, existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { constants as fsConstants, promises as fs, existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runPiecework, startPiecework, collect, killGroup, nobodyCannotRun } from '../helpers/cli.js';
 import { filesUnder, lineJob } from '../helpers/job.js';
@@ -300,8 +300,12 @@ test('merge -o onto a device, a named pipe or a symlink writes through it, as `>
   }
   const fifo = path.join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
+  // A writer of our own keeps the reader's end open until the merge is over, so a merge that
+  // replaced the pipe fails the test instead of leaving the reader blocked for ever.
+  const keep = await fs.open(fifo, fsConstants.O_RDWR);
   const reader = fs.readFile(fifo, 'utf8');
   const toFifo = await runPiecework(['merge', job, '-o', fifo, '-q']);
+  await keep.close();
   assert.equal(toFifo.code, 0, toFifo.stderr);
   assert.equal(await reader, serial(3), "the pipe's reader got the merge");
   assert.ok(lstatSync(fifo).isFIFO(), 'still a named pipe');
