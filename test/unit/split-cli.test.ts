@@ -114,6 +114,38 @@ test('split --force refuses while a live worker works on the job (says which), a
   assert.equal((await manifestOf(job)).chunkCount, 2);
 });
 
+test('split --force into a folder that is not a job deletes nothing of its own: refused where it has an out/ or chunks/ of its own, the job made beside other files, what is left of a job replaced', async () => {
+  const input = await lines(2);
+  // A project folder with results of its own in out/: the refusal once suggested --force, which deleted them.
+  const project = jobDir();
+  await fs.mkdir(path.join(project, 'out'), { recursive: true });
+  await fs.writeFile(path.join(project, 'out', 'keep.txt'), 'mine\n');
+  const plain = await runPiecework(['split', input, '--into', project, '--lines', '1']);
+  assert.equal(plain.code, 2);
+  assert.match(plain.stderr, /is not empty and is not a job, and its out\/ is named like a job's/);
+  assert.doesNotMatch(plain.stderr, /add --force/);
+  const forced = await runPiecework(['split', input, '--into', project, '--lines', '1', '--force']);
+  assert.equal(forced.code, 2, forced.stderr);
+  assert.match(forced.stderr, /is not a job: --force would delete its out\/, which piecework did not make/);
+  assert.deepEqual(filesUnder(project), ['out/keep.txt'], 'nothing removed, nothing made');
+
+  // Only other files: --force makes the job beside them.
+  const notes = jobDir();
+  await fs.mkdir(notes);
+  await fs.writeFile(path.join(notes, 'README.txt'), 'notes\n');
+  assert.match((await runPiecework(['split', input, '--into', notes, '--lines', '1'])).stderr, /add --force to make the job beside what is there/);
+  assert.equal((await runPiecework(['split', input, '--into', notes, '--lines', '1', '--force'])).code, 0);
+  assert.equal(await fs.readFile(path.join(notes, 'README.txt'), 'utf8'), 'notes\n');
+  assert.equal((await manifestOf(notes)).chunkCount, 2);
+
+  // What a cut-short --force leaves (its job.json goes first) is still replaced by --force.
+  await fs.rm(path.join(notes, 'job.json'));
+  assert.match((await runPiecework(['split', input, '--into', notes, '--lines', '1'])).stderr, /it holds what is left of one .*without its job\.json/);
+  assert.equal((await runPiecework(['split', input, '--into', notes, '--lines', '2', '--force'])).code, 0);
+  assert.equal((await manifestOf(notes)).chunkCount, 1);
+  assert.equal(await fs.readFile(path.join(notes, 'README.txt'), 'utf8'), 'notes\n');
+});
+
 test('split --group NAME --into an existing grouped job adds the group; --ext is recorded; bad names and extensions are usage errors', async () => {
   const job = jobDir();
   assert.equal((await runPiecework(['split', await lines(20), '--into', job, '--lines', '10', '--group', 'a', '--ext', 'json'])).code, 0);

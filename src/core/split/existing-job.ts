@@ -50,11 +50,13 @@ export async function planJob(writes: SplitJobWrites, request: SplitRequest): Pr
   if (entries === undefined || entries.length === 0) return { action: 'create' };
   const manifest = entries.includes('job.json') ? await readManifest(writes.store).catch(() => undefined) : undefined;
 
+  const notAJob = entries.includes('job.json') ? undefined : foldersOfOthers(root, entries);
   if (request.force) {
+    if (notAJob?.refuseForce) throw notAJob.refuseForce;
     await refuseIfWorkersAlive(writes, manifest);
     return { action: 'replace' };
   }
-  if (!entries.includes('job.json')) throw new UsageError(`${root} is not empty and is not a job`, 'choose an empty or new folder for --into, or add --force');
+  if (notAJob) throw notAJob.refuse;
   if (!manifest) throw new UsageError(`${root}/job.json cannot be read as a job`, 'choose another --into, or add --force to replace it');
 
   const differences = differencesFrom(manifest, request);
@@ -64,6 +66,25 @@ export async function planJob(writes: SplitJobWrites, request: SplitRequest): Pr
     `a job already exists at ${root} (${manifest.chunkCount} chunks, split ${manifest.complete ? 'complete' : 'unfinished'}) and ${differences.join('; ')}`,
     'choose another --into, add --force to replace that job (its chunks and outputs are deleted), or --group NAME to add a group to it',
   );
+}
+
+/** What `--force` removes from a folder (the stores' removeJobEntries). */
+const JOB_ENTRIES = ['job.json', 'chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs', 'STOP', 'REQUEUED'];
+/** Names only a job has: with one of them, a folder without job.json is what is left of a job (a cut-short --force). */
+const JOB_ONLY_ENTRIES = ['.tmp', 'locks', 'failed', 'workers'];
+
+/**
+ * A non-empty folder without job.json. `--force` removes a job's entries: where the folder is not
+ * what is left of a job, its own `out/`, `chunks/` or `logs/` would go with them — so then it is
+ * refused, and the plain refusal does not suggest it.
+ */
+function foldersOfOthers(root: string, entries: string[]): { refuse: UsageError; refuseForce?: UsageError } {
+  const named = entries.filter((name) => JOB_ENTRIES.includes(name));
+  if (named.length === 0) return { refuse: new UsageError(`${root} is not empty and is not a job`, 'choose an empty or new folder for --into, or add --force to make the job beside what is there') };
+  if (entries.some((name) => JOB_ONLY_ENTRIES.includes(name))) return { refuse: new UsageError(`${root} is not a job: it holds what is left of one (${named.join(', ')}), without its job.json`, 'add --force to replace it, or choose an empty or new folder for --into') };
+  const them = named.map((name) => `${name}/`).join(', ');
+  const refuse = new UsageError(`${root} is not empty and is not a job, and its ${them} ${named.length > 1 ? 'are' : 'is'} named like a job's`, `choose an empty or new folder for --into: --force would delete ${named.length > 1 ? 'them' : 'it'}`);
+  return { refuse, refuseForce: new UsageError(`${root} is not a job: --force would delete its ${them}, which piecework did not make`, 'choose an empty or new folder for --into') };
 }
 
 /** Why the job is not what this split would make; empty when it is. */
