@@ -70,7 +70,10 @@ export async function planJob(writes: SplitJobWrites, request: SplitRequest): Pr
 
 /** What `--force` removes from a folder (the stores' removeJobEntries). */
 const JOB_ENTRIES = ['job.json', 'chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs', 'STOP', 'REQUEUED'];
-/** Names only a job has: with one of them, a folder without job.json is what is left of a job (a cut-short --force). */
+/**
+ * Names a job has and a user's folder rarely does: with two of them, a folder without job.json is
+ * what is left of a job (a cut-short --force removes job.json first, then its folders in order).
+ */
 const JOB_ONLY_ENTRIES = ['.tmp', 'locks', 'failed', 'workers'];
 
 /**
@@ -81,7 +84,7 @@ const JOB_ONLY_ENTRIES = ['.tmp', 'locks', 'failed', 'workers'];
 function foldersOfOthers(root: string, entries: string[]): { refuse: UsageError; refuseForce?: UsageError } {
   const named = entries.filter((name) => JOB_ENTRIES.includes(name));
   if (named.length === 0) return { refuse: new UsageError(`${root} is not empty and is not a job`, 'choose an empty or new folder for --into, or add --force to make the job beside what is there') };
-  if (entries.some((name) => JOB_ONLY_ENTRIES.includes(name))) return { refuse: new UsageError(`${root} is not a job: it holds what is left of one (${named.join(', ')}), without its job.json`, 'add --force to replace it, or choose an empty or new folder for --into') };
+  if (entries.filter((name) => JOB_ONLY_ENTRIES.includes(name)).length >= 2) return { refuse: new UsageError(`${root} is not a job: it holds what is left of one (${named.join(', ')}), without its job.json`, 'add --force to replace it, or choose an empty or new folder for --into') };
   const them = named.map((name) => `${name}/`).join(', ');
   const refuse = new UsageError(`${root} is not empty and is not a job, and its ${them} ${named.length > 1 ? 'are' : 'is'} named like a job's`, `choose an empty or new folder for --into: --force would delete ${named.length > 1 ? 'them' : 'it'}`);
   return { refuse, refuseForce: new UsageError(`${root} is not a job: --force would delete its ${them}, which piecework did not make`, 'choose an empty or new folder for --into') };
