@@ -128,6 +128,11 @@ test('split --force into a folder that is not a job deletes nothing of its own: 
   assert.equal(forced.code, 2, forced.stderr);
   assert.match(forced.stderr, /is not a job: --force would delete its out\/, which piecework did not make/);
   assert.deepEqual(filesUnder(project), ['out/keep.txt'], 'nothing removed, nothing made');
+  // A pipeline's own out/ and failed/: one name a job has is not enough to take it for one.
+  await fs.mkdir(path.join(project, 'failed'));
+  await fs.writeFile(path.join(project, 'failed', 'bad.txt'), 'bad\n');
+  assert.equal((await runPiecework(['split', input, '--into', project, '--lines', '1', '--force'])).code, 2);
+  assert.deepEqual(filesUnder(project), ['failed/bad.txt', 'out/keep.txt']);
 
   // Only other files: --force makes the job beside them.
   const notes = jobDir();
