@@ -13,7 +13,7 @@
 import { PieceworkError, UsageError } from '../errors.js';
 import { isWorkerAlive, readHeartbeats, type HeartbeatRecord } from '../heartbeat.js';
 import { readManifest, type JobManifest, type SplitRecord } from '../manifest.js';
-import { PROTOCOL_VERSION } from '../store/layout.js';
+import { JOB_ENTRY_NAMES, JOB_FOLDER_NAMES, PROTOCOL_VERSION } from '../store/layout.js';
 import type { SplitJobWrites } from './job-writes.js';
 
 export interface SplitRequest {
@@ -68,8 +68,6 @@ export async function planJob(writes: SplitJobWrites, request: SplitRequest): Pr
   );
 }
 
-/** What `--force` removes from a folder (the stores' removeJobEntries). */
-const JOB_ENTRIES = ['job.json', 'chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs', 'STOP', 'REQUEUED'];
 /**
  * Names a job has and a user's folder rarely does: with two of them, a folder without job.json is
  * what is left of a job (a cut-short --force removes job.json first, then its folders in order).
@@ -82,10 +80,10 @@ const JOB_ONLY_ENTRIES = ['.tmp', 'locks', 'failed', 'workers'];
  * refused, and the plain refusal does not suggest it.
  */
 function foldersOfOthers(root: string, entries: string[]): { refuse: UsageError; refuseForce?: UsageError } {
-  const named = entries.filter((name) => JOB_ENTRIES.includes(name));
+  const named = entries.filter((name) => JOB_ENTRY_NAMES.includes(name));
   if (named.length === 0) return { refuse: new UsageError(`${root} is not empty and is not a job`, 'choose an empty or new folder for --into, or add --force to make the job beside what is there') };
   if (entries.filter((name) => JOB_ONLY_ENTRIES.includes(name)).length >= 2) return { refuse: new UsageError(`${root} is not a job: it holds what is left of one (${named.join(', ')}), without its job.json`, 'add --force to replace it, or choose an empty or new folder for --into') };
-  const them = named.map((name) => `${name}/`).join(', ');
+  const them = named.map((name) => (JOB_FOLDER_NAMES.includes(name) ? `${name}/` : name)).join(', ');
   const refuse = new UsageError(`${root} is not empty and is not a job, and its ${them} ${named.length > 1 ? 'are' : 'is'} named like a job's`, `choose an empty or new folder for --into: --force would delete ${named.length > 1 ? 'them' : 'it'}`);
   return { refuse, refuseForce: new UsageError(`${root} is not a job: --force would delete its ${them}, which piecework did not make`, 'choose an empty or new folder for --into') };
 }

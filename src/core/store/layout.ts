@@ -110,6 +110,11 @@ const AREA_DIRS = {
 
 /** At the top of the job: when present, workers take no new chunk (`piecework stop`). */
 export const STOP_FILE = 'STOP';
+
+/** The folders at the top of every job (split makes them all). */
+export const JOB_FOLDER_NAMES = ['chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs'];
+/** Everything piecework puts at the top of a job — what `split --force` removes (REQUEUED: requeue-record.ts). */
+export const JOB_ENTRY_NAMES = ['job.json', ...JOB_FOLDER_NAMES, STOP_FILE, 'REQUEUED'];
 export const OWNER_SUFFIX = '.owner';
 export const FAILURE_SUFFIX = '.json';
 export const HEARTBEAT_SUFFIX = '.json';

@@ -12,7 +12,7 @@ import { isOnLocalDisk } from '../mounts.js';
 import { fsyncDir, writeFileAtomic } from './atomic-write.js';
 import { inlineCalls, threadPoolCalls, type FileCalls } from './file-calls.js';
 import type { Area, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
-import { JobLayout } from './layout.js';
+import { JOB_ENTRY_NAMES, JobLayout } from './layout.js';
 import { measureMountClock, type MountClock } from './mount-clock.js';
 
 export class PosixJobStore implements JobStore {
@@ -184,9 +184,9 @@ export class PosixJobStore implements JobStore {
 
   async removeJobEntries(): Promise<void> {
     await this.#guard(async () => {
-      // The marker first: a job without job.json is no job, whatever is left if this is cut short.
-      await fs.rm(this.layout.jobFile, { force: true });
-      for (const dir of [...this.layout.folders, this.layout.stopFile, path.join(this.layout.root, 'REQUEUED')]) await fs.rm(dir, { recursive: true, force: true });
+      // The marker first (first in the list): a job without job.json is no job, whatever is left
+      // if this is cut short.
+      for (const name of JOB_ENTRY_NAMES) await fs.rm(path.join(this.layout.root, name), { recursive: true, force: true });
     });
   }
 

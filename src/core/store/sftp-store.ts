@@ -36,7 +36,7 @@ import type { OpenMode, SFTPWrapper, Stats as SftpStats } from 'ssh2';
 import { connectHost, defaultKnownHostsFiles, loadCredentials } from '../../remote/ssh.js';
 import { ExitStatus, JobMissingError, LocalTempError, PieceworkError, UsageError } from '../errors.js';
 import type { Area, Claim, ClaimOwner, Claims, ClaimSettings, CommitOutcome, EntryInfo, JobStore, LaneSpace, ListedEntry, PendingChunk, PendingOutput, StagedInput } from './job-store.js';
-import { HOST, OWNER_SUFFIX, STOP_FILE, tempName } from './layout.js';
+import { HOST, JOB_ENTRY_NAMES, JOB_FOLDER_NAMES, OWNER_SUFFIX, tempName } from './layout.js';
 import { fixedMountClock, type MountClock } from './mount-clock.js';
 import { removeStaleStaging, STAGING_PREFIX } from './stale-staging.js';
 import { coalesceWrites } from './coalesced-writes.js';
@@ -71,7 +71,6 @@ const AREA_FOLDERS: Record<Area, string> = {
   logs: 'logs',
   top: '',
 };
-const JOB_FOLDERS = ['chunks', 'out', '.tmp', 'locks', 'failed', 'workers', 'logs'];
 
 // SFTP status codes (draft-ietf-secsh-filexfer-02, what OpenSSH speaks).
 const FX_EOF = 1;
@@ -669,7 +668,7 @@ export class SftpJobStore implements JobStore {
       current += `/${segment}`;
       await this.#mkdirIfMissing(current);
     }
-    await Promise.all(JOB_FOLDERS.map((folder) => this.#mkdirIfMissing(`${this.root}/${folder}`)));
+    await Promise.all(JOB_FOLDER_NAMES.map((folder) => this.#mkdirIfMissing(`${this.root}/${folder}`)));
   }
 
   async #mkdirIfMissing(p: string): Promise<void> {
@@ -688,7 +687,7 @@ export class SftpJobStore implements JobStore {
       await this.#unlink(this.remotePath('top', 'job.json')).catch((error: unknown) => {
         if (!isCode(error, 'ENOENT')) throw error;
       });
-      for (const name of [...JOB_FOLDERS, STOP_FILE, 'REQUEUED']) await this.#removeTree(`${this.root}/${name}`);
+      for (const name of JOB_ENTRY_NAMES.filter((entry) => entry !== 'job.json')) await this.#removeTree(`${this.root}/${name}`);
     } catch (error) {
       throw this.#translate(error);
     }
